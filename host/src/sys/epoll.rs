@@ -1,0 +1,287 @@
+//! epoll backend (Linux, Android).
+
+use std::{
+    cell::{Cell, RefCell},
+    io,
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use rustix::{
+    event::{EventfdFlags, epoll, eventfd},
+    time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec},
+};
+
+use super::{RESERVED_KEYS, SysEvent};
+use crate::{Interest, Mode, Readiness};
+
+const NOTIFY_KEY: u64 = RESERVED_KEYS;
+const TIMER_KEY: u64 = RESERVED_KEYS + 1;
+
+/// Wakes a [`Poller`] from any thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Notifier(Arc<NotifyInner>);
+
+#[derive(Debug)]
+struct NotifyInner {
+    eventfd: OwnedFd,
+    /// Set while a wake-up is pending, so that a burst of `notify` calls costs one write.
+    pending: AtomicBool,
+}
+
+impl Notifier {
+    pub(crate) fn notify(&self) -> io::Result<()> {
+        if !self.0.pending.swap(true, Ordering::AcqRel) {
+            write_eventfd(self.0.eventfd.as_fd())?;
+        }
+        Ok(())
+    }
+}
+
+fn write_eventfd(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match rustix::io::write(fd, &1u64.to_ne_bytes()) {
+        // The counter is saturated: a wake-up is pending anyway.
+        Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An epoll instance with a wake-up eventfd and a timerfd for precise deadlines.
+pub(crate) struct Poller {
+    epoll: OwnedFd,
+    notifier: Notifier,
+    timerfd: OwnedFd,
+    /// The deadline the timerfd is currently armed for, to skip redundant `timerfd_settime`.
+    armed: Cell<Option<Instant>>,
+    buffer: RefCell<Vec<epoll::Event>>,
+}
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Poller> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let eventfd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        let timerfd = rustix::time::timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
+        )?;
+        epoll::add(
+            &epoll,
+            &eventfd,
+            epoll::EventData::new_u64(NOTIFY_KEY),
+            epoll::EventFlags::IN,
+        )?;
+        epoll::add(
+            &epoll,
+            &timerfd,
+            epoll::EventData::new_u64(TIMER_KEY),
+            epoll::EventFlags::IN,
+        )?;
+        Ok(Poller {
+            epoll,
+            notifier: Notifier(Arc::new(NotifyInner {
+                eventfd,
+                pending: AtomicBool::new(false),
+            })),
+            timerfd,
+            armed: Cell::new(None),
+            buffer: RefCell::new(Vec::with_capacity(1024)),
+        })
+    }
+
+    pub(crate) fn notifier(&self) -> Notifier {
+        self.notifier.clone()
+    }
+
+    pub(crate) fn add(
+        &self,
+        fd: BorrowedFd<'_>,
+        key: u64,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        check_key(key)?;
+        epoll::add(
+            &self.epoll,
+            fd,
+            epoll::EventData::new_u64(key),
+            flags(interest, mode),
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn modify(
+        &self,
+        fd: BorrowedFd<'_>,
+        key: u64,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        check_key(key)?;
+        epoll::modify(
+            &self.epoll,
+            fd,
+            epoll::EventData::new_u64(key),
+            flags(interest, mode),
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        epoll::delete(&self.epoll, fd)?;
+        Ok(())
+    }
+
+    /// Waits for events until `deadline` (`None`: forever) and appends them to `out`.
+    ///
+    /// Returns early, with no events, when the notifier fires.
+    pub(crate) fn wait(&self, out: &mut Vec<SysEvent>, deadline: Option<Instant>) -> io::Result<()> {
+        let timeout = match deadline {
+            None => {
+                self.disarm()?;
+                None
+            }
+            Some(deadline) => {
+                let now = Instant::now();
+                if deadline <= now {
+                    Some(Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 0,
+                    })
+                } else {
+                    self.arm(deadline, now)?;
+                    None
+                }
+            }
+        };
+
+        let mut buffer = self.buffer.borrow_mut();
+        buffer.clear();
+        let cap = buffer.capacity();
+        epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut *buffer),
+            timeout.as_ref(),
+        )?;
+        for ev in buffer.iter() {
+            let key = ev.data.u64();
+            let bits = ev.flags;
+            match key {
+                NOTIFY_KEY => {
+                    let mut buf = [0u8; 8];
+                    // Drain first, then clear the flag: a `notify` racing with us either sees
+                    // the flag still set (and this wake-up covers it) or writes anew.
+                    let _ = rustix::io::read(&self.notifier.0.eventfd, &mut buf);
+                    self.notifier.0.pending.store(false, Ordering::Release);
+                }
+                TIMER_KEY => {
+                    let mut buf = [0u8; 8];
+                    let _ = rustix::io::read(&self.timerfd, &mut buf);
+                    self.armed.set(None);
+                }
+                key => out.push(SysEvent {
+                    key,
+                    readiness: readiness(bits),
+                }),
+            }
+        }
+        // A full buffer means more events may be waiting: grow for the next round.
+        if buffer.len() == cap {
+            buffer.reserve(cap);
+        }
+        Ok(())
+    }
+
+    fn arm(&self, deadline: Instant, now: Instant) -> io::Result<()> {
+        if self.armed.get() == Some(deadline) {
+            return Ok(());
+        }
+        // `Instant` is CLOCK_MONOTONIC on Linux. Read the clock *after* `now`, so the absolute
+        // expiry we compute is never before `deadline`: the timer can be late, never early.
+        let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let rest = deadline - now;
+        let mut sec = mono.tv_sec.saturating_add(rest.as_secs() as i64);
+        let mut nsec = mono.tv_nsec as i64 + i64::from(rest.subsec_nanos());
+        if nsec >= 1_000_000_000 {
+            sec = sec.saturating_add(1);
+            nsec -= 1_000_000_000;
+        }
+        let spec = Itimerspec {
+            it_interval: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: Timespec {
+                tv_sec: sec,
+                tv_nsec: nsec as _,
+            },
+        };
+        rustix::time::timerfd_settime(&self.timerfd, TimerfdTimerFlags::ABSTIME, &spec)?;
+        self.armed.set(Some(deadline));
+        Ok(())
+    }
+
+    fn disarm(&self) -> io::Result<()> {
+        if self.armed.get().is_some() {
+            let zero = Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            let spec = Itimerspec {
+                it_interval: zero,
+                it_value: zero,
+            };
+            rustix::time::timerfd_settime(&self.timerfd, TimerfdTimerFlags::empty(), &spec)?;
+            self.armed.set(None);
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller").field("epoll", &self.epoll).finish_non_exhaustive()
+    }
+}
+
+impl AsFd for Poller {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
+    }
+}
+
+fn check_key(key: u64) -> io::Result<()> {
+    if key >= RESERVED_KEYS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "token out of range"));
+    }
+    Ok(())
+}
+
+fn flags(interest: Interest, mode: Mode) -> epoll::EventFlags {
+    use epoll::EventFlags as F;
+    let mut flags = F::empty();
+    if interest.readable {
+        flags |= F::IN | F::RDHUP;
+    }
+    if interest.writable {
+        flags |= F::OUT;
+    }
+    match mode {
+        Mode::Level => {}
+        Mode::Edge => flags |= F::ET,
+        Mode::OneShot => flags |= F::ONESHOT,
+    }
+    flags
+}
+
+fn readiness(bits: epoll::EventFlags) -> Readiness {
+    use epoll::EventFlags as F;
+    Readiness {
+        readable: bits.intersects(F::IN | F::PRI | F::HUP | F::RDHUP | F::ERR),
+        writable: bits.intersects(F::OUT | F::ERR),
+        error: bits.intersects(F::ERR | F::HUP),
+    }
+}

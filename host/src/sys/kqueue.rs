@@ -1,0 +1,268 @@
+//! kqueue backend (macOS, iOS, FreeBSD, NetBSD, OpenBSD, DragonFly).
+//!
+//! Wake-ups go through a non-blocking pipe (portable across every kqueue platform); deadlines use
+//! `kevent`'s nanosecond timeout; signals use `EVFILT_SIGNAL` (see [`Poller::add_signal`]).
+
+use std::{
+    cell::RefCell,
+    io,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use rustix::{
+    event::kqueue::{self, Event, EventFilter, EventFlags},
+    time::Timespec,
+};
+
+use super::{RESERVED_KEYS, SysEvent};
+use crate::{Interest, Mode, Readiness};
+
+const NOTIFY_KEY: u64 = RESERVED_KEYS;
+
+/// Wakes a [`Poller`] from any thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Notifier(Arc<NotifyInner>);
+
+#[derive(Debug)]
+struct NotifyInner {
+    reader: OwnedFd,
+    writer: OwnedFd,
+    pending: AtomicBool,
+}
+
+impl Notifier {
+    pub(crate) fn notify(&self) -> io::Result<()> {
+        if !self.0.pending.swap(true, Ordering::AcqRel) {
+            match rustix::io::write(&self.0.writer, &[1u8]) {
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A kqueue instance with a wake-up pipe.
+#[derive(Debug)]
+pub(crate) struct Poller {
+    kqueue: OwnedFd,
+    notifier: Notifier,
+    buffer: RefCell<Vec<Event>>,
+}
+
+fn udata(key: u64) -> *mut rustix::ffi::c_void {
+    key as usize as *mut _
+}
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Poller> {
+        let kqueue = kqueue::kqueue()?;
+        let (reader, writer) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+        )?;
+        let poller = Poller {
+            kqueue,
+            notifier: Notifier(Arc::new(NotifyInner {
+                reader,
+                writer,
+                pending: AtomicBool::new(false),
+            })),
+            buffer: RefCell::new(Vec::with_capacity(1024)),
+        };
+        let fd = poller.notifier.0.reader.as_raw_fd();
+        poller.apply(&[Event::new(
+            EventFilter::Read(fd),
+            EventFlags::ADD | EventFlags::RECEIPT,
+            udata(NOTIFY_KEY),
+        )])?;
+        Ok(poller)
+    }
+
+    pub(crate) fn notifier(&self) -> Notifier {
+        self.notifier.clone()
+    }
+
+    /// Applies a change list with `EV_RECEIPT`, reporting the first real error.
+    fn apply(&self, changes: &[Event]) -> io::Result<()> {
+        let mut out: Vec<Event> = Vec::with_capacity(changes.len());
+        // SAFETY: our udata values are plain integers, never dereferenced by us or the kernel.
+        unsafe {
+            kqueue::kevent_timespec(
+                &self.kqueue,
+                changes,
+                rustix::buffer::spare_capacity(&mut out),
+                Some(&Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                }),
+            )?;
+        }
+        for ev in &out {
+            if ev.flags().contains(EventFlags::ERROR) {
+                let errno = ev.data();
+                // Deleting a filter that was never added is not an error for us.
+                if errno != 0 && errno != i64::from(rustix::io::Errno::NOENT.raw_os_error()) {
+                    return Err(io::Error::from_raw_os_error(errno as i32));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn changes(fd: RawFd, key: u64, interest: Interest, mode: Mode, add: bool) -> [Event; 2] {
+        let mode_flags = match mode {
+            Mode::Level => EventFlags::empty(),
+            Mode::Edge => EventFlags::CLEAR,
+            Mode::OneShot => EventFlags::ONESHOT,
+        };
+        let flag = |on: bool| {
+            if on {
+                EventFlags::ADD | EventFlags::ENABLE | mode_flags | EventFlags::RECEIPT
+            } else if add {
+                // Nothing to delete on a fresh registration; an ADD+DISABLE keeps it inert.
+                EventFlags::ADD | EventFlags::DISABLE | EventFlags::RECEIPT
+            } else {
+                EventFlags::DELETE | EventFlags::RECEIPT
+            }
+        };
+        [
+            Event::new(EventFilter::Read(fd), flag(interest.readable), udata(key)),
+            Event::new(EventFilter::Write(fd), flag(interest.writable), udata(key)),
+        ]
+    }
+
+    pub(crate) fn add(
+        &self,
+        fd: BorrowedFd<'_>,
+        key: u64,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        check_key(key)?;
+        // Unlike epoll, kqueue merges a second `EV_ADD` of the same fd into the first one
+        // (it cannot tell us the fd was already there); the newest registration wins.
+        self.apply(&Self::changes(fd.as_raw_fd(), key, interest, mode, true))
+    }
+
+    pub(crate) fn modify(
+        &self,
+        fd: BorrowedFd<'_>,
+        key: u64,
+        interest: Interest,
+        mode: Mode,
+    ) -> io::Result<()> {
+        check_key(key)?;
+        self.apply(&Self::changes(fd.as_raw_fd(), key, interest, mode, false))
+    }
+
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.apply(&Self::changes(fd.as_raw_fd(), 0, Interest::EMPTY, Mode::Level, false))
+    }
+
+    /// Watches `signal` with `EVFILT_SIGNAL`, reporting it under `key`.
+    #[allow(dead_code)]
+    pub(crate) fn add_signal(&self, signal: rustix::process::Signal, key: u64) -> io::Result<()> {
+        check_key(key)?;
+        self.apply(&[Event::new(
+            EventFilter::Signal { signal, times: 0 },
+            EventFlags::ADD | EventFlags::RECEIPT,
+            udata(key),
+        )])
+    }
+
+    /// Stops watching `signal`.
+    #[allow(dead_code)]
+    pub(crate) fn delete_signal(&self, signal: rustix::process::Signal) -> io::Result<()> {
+        self.apply(&[Event::new(
+            EventFilter::Signal { signal, times: 0 },
+            EventFlags::DELETE | EventFlags::RECEIPT,
+            udata(0),
+        )])
+    }
+
+    /// Waits for events until `deadline` (`None`: forever) and appends them to `out`.
+    pub(crate) fn wait(&self, out: &mut Vec<SysEvent>, deadline: Option<Instant>) -> io::Result<()> {
+        let timeout = deadline.map(|d| {
+            // Round up to the next nanosecond boundary kevent understands: never early.
+            let rest = d.saturating_duration_since(Instant::now());
+            Timespec {
+                tv_sec: rest.as_secs() as _,
+                tv_nsec: rest.subsec_nanos() as _,
+            }
+        });
+        let mut buffer = self.buffer.borrow_mut();
+        buffer.clear();
+        let cap = buffer.capacity();
+        // SAFETY: our udata values are plain integers, never dereferenced.
+        unsafe {
+            kqueue::kevent_timespec(
+                &self.kqueue,
+                &[],
+                rustix::buffer::spare_capacity(&mut *buffer),
+                timeout.as_ref(),
+            )?;
+        }
+        for ev in buffer.iter() {
+            let key = ev.udata() as usize as u64;
+            if key == NOTIFY_KEY {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = rustix::io::read(&self.notifier.0.reader, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                self.notifier.0.pending.store(false, Ordering::Release);
+                continue;
+            }
+            let flags = ev.flags();
+            let error = flags.intersects(EventFlags::ERROR | EventFlags::EOF);
+            let readiness = match ev.filter() {
+                EventFilter::Read(_) => Readiness {
+                    readable: true,
+                    writable: false,
+                    error,
+                },
+                EventFilter::Write(_) => Readiness {
+                    readable: false,
+                    writable: true,
+                    error,
+                },
+                _ => Readiness {
+                    readable: true,
+                    writable: false,
+                    error: false,
+                },
+            };
+            // Merge the read and write halves of one fd into one event, like epoll does.
+            if let Some(prev) = out.last_mut().filter(|p| p.key == key) {
+                prev.readiness.readable |= readiness.readable;
+                prev.readiness.writable |= readiness.writable;
+                prev.readiness.error |= readiness.error;
+            } else {
+                out.push(SysEvent { key, readiness });
+            }
+        }
+        if buffer.len() == cap {
+            buffer.reserve(cap);
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for Poller {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.kqueue.as_fd()
+    }
+}
+
+fn check_key(key: u64) -> io::Result<()> {
+    if key >= RESERVED_KEYS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "token out of range"));
+    }
+    Ok(())
+}

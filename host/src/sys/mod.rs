@@ -1,0 +1,52 @@
+//! The OS layer: one tiny poller type per backend.
+//!
+//! Everything above this module is OS-agnostic. A backend provides:
+//!
+//! * `Poller::new()`, `add`, `modify`, `delete` for file descriptors, keyed by a `u64`;
+//! * `Poller::wait(out, deadline)`, which blocks until an fd is ready, the notifier fires, or
+//!   the (nanosecond-precise) deadline passes, and appends `(key, Readiness)` pairs to `out`;
+//! * `Poller::notifier()`, a `Send + Sync` handle that wakes a blocked `wait` from any thread.
+//!
+//! Linux and Android use epoll (plus an eventfd for wake-ups and a timerfd for sub-millisecond
+//! deadlines); macOS, iOS and the BSDs use kqueue (`EVFILT_USER` for wake-ups, `kevent`'s
+//! nanosecond timeout for deadlines, `EVFILT_SIGNAL` for signals).
+
+use crate::Readiness;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod epoll;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use epoll::{Notifier, Poller};
+
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+))]
+mod kqueue;
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+))]
+pub(crate) use kqueue::{Notifier, Poller};
+
+/// One readiness report from the OS, before it is turned into a calloop `Token`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SysEvent {
+    pub(crate) key: u64,
+    pub(crate) readiness: Readiness,
+}
+
+/// Keys at or above this value are reserved for the backends' own descriptors.
+pub(crate) const RESERVED_KEYS: u64 = u64::MAX - 16;
