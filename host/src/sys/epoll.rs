@@ -50,9 +50,21 @@ fn write_eventfd(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
+/// Removes file descriptors from a [`Poller`] after the fact, from anywhere (`Send + Sync`, keeps
+/// the epoll instance open): what a source dropped while still registered uses.
+#[derive(Debug, Clone)]
+pub(crate) struct Unregisterer(Arc<OwnedFd>);
+
+impl Unregisterer {
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        epoll::delete(&*self.0, fd)?;
+        Ok(())
+    }
+}
+
 /// An epoll instance with a wake-up eventfd and a timerfd for precise deadlines.
 pub(crate) struct Poller {
-    epoll: OwnedFd,
+    epoll: Arc<OwnedFd>,
     notifier: Notifier,
     timerfd: OwnedFd,
     /// The deadline the timerfd is currently armed for, to skip redundant `timerfd_settime`.
@@ -81,7 +93,7 @@ impl Poller {
             epoll::EventFlags::IN,
         )?;
         Ok(Poller {
-            epoll,
+            epoll: Arc::new(epoll),
             notifier: Notifier(Arc::new(NotifyInner {
                 eventfd,
                 pending: AtomicBool::new(false),
@@ -94,6 +106,10 @@ impl Poller {
 
     pub(crate) fn notifier(&self) -> Notifier {
         self.notifier.clone()
+    }
+
+    pub(crate) fn unregisterer(&self) -> Unregisterer {
+        Unregisterer(self.epoll.clone())
     }
 
     pub(crate) fn add(
@@ -138,7 +154,11 @@ impl Poller {
     /// Waits for events until `deadline` (`None`: forever) and appends them to `out`.
     ///
     /// Returns early, with no events, when the notifier fires.
-    pub(crate) fn wait(&self, out: &mut Vec<SysEvent>, deadline: Option<Instant>) -> io::Result<()> {
+    pub(crate) fn wait(
+        &self,
+        out: &mut Vec<SysEvent>,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
         let timeout = match deadline {
             None => {
                 self.disarm()?;
@@ -243,7 +263,9 @@ impl Poller {
 
 impl std::fmt::Debug for Poller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Poller").field("epoll", &self.epoll).finish_non_exhaustive()
+        f.debug_struct("Poller")
+            .field("epoll", &self.epoll)
+            .finish_non_exhaustive()
     }
 }
 
@@ -255,7 +277,10 @@ impl AsFd for Poller {
 
 fn check_key(key: u64) -> io::Result<()> {
     if key >= RESERVED_KEYS {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "token out of range"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "token out of range",
+        ));
     }
     Ok(())
 }

@@ -47,10 +47,23 @@ impl Notifier {
     }
 }
 
+/// Removes file descriptors from a [`Poller`] after the fact, from anywhere (`Send + Sync`, keeps
+/// the kqueue open): what a source dropped while still registered uses.
+#[derive(Debug, Clone)]
+pub(crate) struct Unregisterer(Arc<OwnedFd>);
+
+impl Unregisterer {
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        apply(
+            &self.0,
+            &Poller::changes(fd.as_raw_fd(), 0, Interest::EMPTY, Mode::Level, false),
+        )
+    }
+}
+
 /// A kqueue instance with a wake-up pipe.
-#[derive(Debug)]
 pub(crate) struct Poller {
-    kqueue: OwnedFd,
+    kqueue: Arc<OwnedFd>,
     notifier: Notifier,
     buffer: RefCell<Vec<Event>>,
 }
@@ -61,10 +74,17 @@ fn udata(key: u64) -> *mut rustix::ffi::c_void {
 
 impl Poller {
     pub(crate) fn new() -> io::Result<Poller> {
-        let kqueue = kqueue::kqueue()?;
-        let (reader, writer) = rustix::pipe::pipe_with(
-            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-        )?;
+        let kqueue = Arc::new(kqueue::kqueue()?);
+        let (reader, writer) = rustix::pipe::pipe()?;
+        // Apple has no `pipe2`: set the flags afterwards, everywhere.
+        for fd in [&reader, &writer] {
+            rustix::io::fcntl_setfd(
+                fd,
+                rustix::io::fcntl_getfd(fd)? | rustix::io::FdFlags::CLOEXEC,
+            )?;
+            let flags = rustix::fs::fcntl_getfl(fd)?;
+            rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+        }
         let poller = Poller {
             kqueue,
             notifier: Notifier(Arc::new(NotifyInner {
@@ -87,31 +107,12 @@ impl Poller {
         self.notifier.clone()
     }
 
-    /// Applies a change list with `EV_RECEIPT`, reporting the first real error.
+    pub(crate) fn unregisterer(&self) -> Unregisterer {
+        Unregisterer(self.kqueue.clone())
+    }
+
     fn apply(&self, changes: &[Event]) -> io::Result<()> {
-        let mut out: Vec<Event> = Vec::with_capacity(changes.len());
-        // SAFETY: our udata values are plain integers, never dereferenced by us or the kernel.
-        unsafe {
-            kqueue::kevent_timespec(
-                &self.kqueue,
-                changes,
-                rustix::buffer::spare_capacity(&mut out),
-                Some(&Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                }),
-            )?;
-        }
-        for ev in &out {
-            if ev.flags().contains(EventFlags::ERROR) {
-                let errno = ev.data();
-                // Deleting a filter that was never added is not an error for us.
-                if errno != 0 && errno != i64::from(rustix::io::Errno::NOENT.raw_os_error()) {
-                    return Err(io::Error::from_raw_os_error(errno as i32));
-                }
-            }
-        }
-        Ok(())
+        apply(&self.kqueue, changes)
     }
 
     fn changes(fd: RawFd, key: u64, interest: Interest, mode: Mode, add: bool) -> [Event; 2] {
@@ -161,7 +162,13 @@ impl Poller {
     }
 
     pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        self.apply(&Self::changes(fd.as_raw_fd(), 0, Interest::EMPTY, Mode::Level, false))
+        self.apply(&Self::changes(
+            fd.as_raw_fd(),
+            0,
+            Interest::EMPTY,
+            Mode::Level,
+            false,
+        ))
     }
 
     /// Watches `signal` with `EVFILT_SIGNAL`, reporting it under `key`.
@@ -186,7 +193,11 @@ impl Poller {
     }
 
     /// Waits for events until `deadline` (`None`: forever) and appends them to `out`.
-    pub(crate) fn wait(&self, out: &mut Vec<SysEvent>, deadline: Option<Instant>) -> io::Result<()> {
+    pub(crate) fn wait(
+        &self,
+        out: &mut Vec<SysEvent>,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
         let timeout = deadline.map(|d| {
             // Round up to the next nanosecond boundary kevent understands: never early.
             let rest = d.saturating_duration_since(Instant::now());
@@ -254,15 +265,53 @@ impl Poller {
     }
 }
 
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("kqueue", &self.kqueue)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AsFd for Poller {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.kqueue.as_fd()
     }
 }
 
+/// Applies a change list with `EV_RECEIPT`, reporting the first real error.
+fn apply(kq: &OwnedFd, changes: &[Event]) -> io::Result<()> {
+    let mut out: Vec<Event> = Vec::with_capacity(changes.len());
+    // SAFETY: our udata values are plain integers, never dereferenced by us or the kernel.
+    unsafe {
+        kqueue::kevent_timespec(
+            kq,
+            changes,
+            rustix::buffer::spare_capacity(&mut out),
+            Some(&Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            }),
+        )?;
+    }
+    for ev in &out {
+        if ev.flags().contains(EventFlags::ERROR) {
+            let errno = ev.data();
+            // Deleting a filter that was never added is not an error for us.
+            if errno != 0 && errno != i64::from(rustix::io::Errno::NOENT.raw_os_error()) {
+                return Err(io::Error::from_raw_os_error(errno as i32));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_key(key: u64) -> io::Result<()> {
     if key >= RESERVED_KEYS {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "token out of range"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "token out of range",
+        ));
     }
     Ok(())
 }

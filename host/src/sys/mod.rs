@@ -16,7 +16,7 @@ use crate::Readiness;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod epoll;
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use epoll::{Notifier, Poller};
+pub(crate) use epoll::{Notifier, Poller, Unregisterer};
 
 #[cfg(any(
     target_os = "macos",
@@ -39,7 +39,7 @@ mod kqueue;
     target_os = "openbsd",
     target_os = "dragonfly",
 ))]
-pub(crate) use kqueue::{Notifier, Poller};
+pub(crate) use kqueue::{Notifier, Poller, Unregisterer};
 
 /// One readiness report from the OS, before it is turned into a calloop `Token`.
 #[derive(Debug, Clone, Copy)]
