@@ -1,1 +1,279 @@
-//! TODO (being written)
+//! [`TransientSource`]: a child event source that a composite source can remove or replace at
+//! any time, with its (un)registration handled for it.
+//!
+//! A composite source keeps the child in a `TransientSource`, forwards `process_events` and the
+//! three registration calls to it, and passes its [`PostAction`](crate::PostAction) up. The
+//! wrapper only ever returns `Continue` or `Reregister`: when the child asks to be disabled or
+//! removed (or the composite calls [`remove`](TransientSource::remove) or
+//! [`replace`](TransientSource::replace)), it returns `Reregister`, and on the resulting
+//! re-registration it unregisters the old child and registers the new one.
+//!
+//! ```
+//! use callop::{EventLoop, EventSource, Poll, PostAction, Readiness, Token, TokenFactory};
+//! use callop::ping::{make_ping, PingError, PingSource};
+//! use callop::transient::TransientSource;
+//!
+//! /// A composite of one ping that may go away.
+//! struct Composite {
+//!     ping: TransientSource<PingSource>,
+//! }
+//!
+//! impl EventSource for Composite {
+//!     type Event = ();
+//!     type Metadata = ();
+//!     type Ret = ();
+//!     type Error = PingError;
+//!
+//!     fn process_events<F>(&mut self, readiness: Readiness, token: Token, callback: F)
+//!         -> Result<PostAction, PingError>
+//!     where
+//!         F: FnMut((), &mut ()),
+//!     {
+//!         self.ping.process_events(readiness, token, callback)
+//!     }
+//!
+//!     fn register(&mut self, poll: &mut Poll, tf: &mut TokenFactory) -> callop::Result<()> {
+//!         self.ping.register(poll, tf)
+//!     }
+//!
+//!     fn reregister(&mut self, poll: &mut Poll, tf: &mut TokenFactory) -> callop::Result<()> {
+//!         self.ping.reregister(poll, tf)
+//!     }
+//!
+//!     fn unregister(&mut self, poll: &mut Poll) -> callop::Result<()> {
+//!         self.ping.unregister(poll)
+//!     }
+//! }
+//!
+//! let mut event_loop: EventLoop<u32> = EventLoop::try_new().unwrap();
+//! let (ping, source) = make_ping().unwrap();
+//! let dispatcher = callop::Dispatcher::new(Composite { ping: source.into() }, |(), _, n| *n += 1);
+//! event_loop.handle().register_dispatcher(dispatcher.clone()).unwrap();
+//!
+//! ping.ping();
+//! drop(ping); // the child asks to be removed; the composite stays
+//! let mut n = 0;
+//! event_loop.dispatch(std::time::Duration::ZERO, &mut n).unwrap();
+//! assert_eq!(n, 1);
+//! assert!(dispatcher.as_source_ref().ping.is_none());
+//! ```
+//!
+//! Assigning a new value to a field holding a registered `TransientSource` drops the old child
+//! without unregistering it; use [`replace`](TransientSource::replace) or
+//! [`remove`](TransientSource::remove) instead.
+
+use crate::{EventSource, Poll, PostAction, Readiness, Token, TokenFactory};
+
+/// A child event source that can be removed or replaced at any time; see the
+/// [module docs](self).
+#[derive(Debug)]
+pub struct TransientSource<T> {
+    state: State<T>,
+}
+
+/// Where the child is in its life, and what the next registration call must do with it.
+#[derive(Debug)]
+enum State<T> {
+    /// Registered and live.
+    Keep(T),
+    /// Not registered yet: the next (re)registration registers it.
+    Register(T),
+    /// Asked to be disabled: the next re-registration unregisters it; it is kept.
+    Disable(T),
+    /// Disabled and unregistered; registering the composite again (e.g. `enable`) registers it.
+    Disabled(T),
+    /// Asked to be removed: the next (re/un)registration unregisters (if needed) and drops it.
+    Remove(T),
+    /// Being replaced: the next re-registration unregisters `old` and registers `new`.
+    Replace {
+        /// The child to register from now on.
+        new: T,
+        /// The child to unregister and drop.
+        old: T,
+    },
+    /// No child.
+    None,
+}
+
+impl<T> Default for TransientSource<T> {
+    /// An empty wrapper.
+    fn default() -> Self {
+        TransientSource { state: State::None }
+    }
+}
+
+impl<T> From<T> for TransientSource<T>
+where
+    T: EventSource,
+{
+    /// Wraps a source that is not registered yet.
+    fn from(source: T) -> Self {
+        TransientSource {
+            state: State::Register(source),
+        }
+    }
+}
+
+impl<T> TransientSource<T> {
+    /// Moves to a new state built from the live child (the new child, when being replaced; the
+    /// old one is dropped). Does nothing when there is no child.
+    fn transition(&mut self, next: impl FnOnce(T) -> State<T>) {
+        self.state = match std::mem::replace(&mut self.state, State::None) {
+            State::Keep(s)
+            | State::Register(s)
+            | State::Disable(s)
+            | State::Disabled(s)
+            | State::Remove(s) => next(s),
+            State::Replace { new, .. } => next(new),
+            State::None => State::None,
+        };
+    }
+
+    /// Applies `f` to the child, unless there is none or it is about to be removed.
+    pub fn map<F, U>(&mut self, f: F) -> Option<U>
+    where
+        F: FnOnce(&mut T) -> U,
+    {
+        match &mut self.state {
+            State::Keep(s)
+            | State::Register(s)
+            | State::Disable(s)
+            | State::Disabled(s)
+            | State::Replace { new: s, .. } => Some(f(s)),
+            State::Remove(_) | State::None => None,
+        }
+    }
+
+    /// Whether there is no child at all (it was removed, or the wrapper started empty).
+    pub fn is_none(&self) -> bool {
+        matches!(self.state, State::None)
+    }
+
+    /// Removes the child: it is unregistered and dropped at the next re-registration (return
+    /// [`PostAction::Reregister`] from the composite's `process_events`, or call
+    /// [`LoopHandle::update`](crate::LoopHandle::update)).
+    pub fn remove(&mut self) {
+        self.transition(State::Remove);
+    }
+
+    /// Replaces the child with `new`: the old one produces no more events, and at the next
+    /// re-registration it is unregistered and dropped and `new` is registered.
+    pub fn replace(&mut self, new: T) {
+        match std::mem::replace(&mut self.state, State::None) {
+            State::Keep(old) | State::Disable(old) | State::Remove(old) => {
+                self.state = State::Replace { new, old }
+            }
+            // Not registered: nothing to unregister.
+            State::Register(_) | State::Disabled(_) | State::None => {
+                self.state = State::Register(new)
+            }
+            // The pending child was never registered: drop it, keep the registered one.
+            State::Replace { old, .. } => self.state = State::Replace { new, old },
+        }
+    }
+}
+
+impl<T: EventSource> EventSource for TransientSource<T> {
+    type Event = T::Event;
+    type Metadata = T::Metadata;
+    type Ret = T::Ret;
+    type Error = T::Error;
+
+    fn process_events<F>(
+        &mut self,
+        readiness: Readiness,
+        token: Token,
+        callback: F,
+    ) -> Result<PostAction, T::Error>
+    where
+        F: FnMut(Self::Event, &mut Self::Metadata) -> Self::Ret,
+    {
+        // Only a registered, live child gets events.
+        let State::Keep(source) = &mut self.state else {
+            return Ok(PostAction::Continue);
+        };
+        Ok(match source.process_events(readiness, token, callback)? {
+            PostAction::Continue => PostAction::Continue,
+            PostAction::Reregister => PostAction::Reregister,
+            PostAction::Disable => {
+                self.transition(State::Disable);
+                PostAction::Reregister
+            }
+            PostAction::Remove => {
+                self.transition(State::Remove);
+                PostAction::Reregister
+            }
+        })
+    }
+
+    fn register(&mut self, poll: &mut Poll, token_factory: &mut TokenFactory) -> crate::Result<()> {
+        match &mut self.state {
+            State::Keep(s)
+            | State::Register(s)
+            | State::Disable(s)
+            | State::Disabled(s)
+            | State::Replace { new: s, .. } => {
+                s.register(poll, token_factory)?;
+                // A replaced child was unregistered with the whole composite; drop it.
+                self.transition(State::Keep);
+            }
+            // Not registered (the composite was unregistered before): just drop it.
+            State::Remove(_) => self.state = State::None,
+            State::None => {}
+        }
+        Ok(())
+    }
+
+    fn reregister(
+        &mut self,
+        poll: &mut Poll,
+        token_factory: &mut TokenFactory,
+    ) -> crate::Result<()> {
+        match &mut self.state {
+            State::Keep(s) => s.reregister(poll, token_factory)?,
+            State::Register(s) => {
+                s.register(poll, token_factory)?;
+                self.transition(State::Keep);
+            }
+            State::Disable(s) => {
+                s.unregister(poll)?;
+                self.transition(State::Disabled);
+            }
+            State::Disabled(_) => {}
+            State::Remove(s) => {
+                s.unregister(poll)?;
+                self.state = State::None;
+            }
+            State::Replace { new, old } => {
+                old.unregister(poll)?;
+                new.register(poll, token_factory)?;
+                self.transition(State::Keep);
+            }
+            State::None => {}
+        }
+        Ok(())
+    }
+
+    fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
+        match &mut self.state {
+            State::Keep(s) => s.unregister(poll)?,
+            State::Disable(s) => {
+                s.unregister(poll)?;
+                self.transition(State::Disabled);
+            }
+            // Not registered.
+            State::Register(_) | State::Disabled(_) => {}
+            State::Remove(s) => {
+                s.unregister(poll)?;
+                self.state = State::None;
+            }
+            State::Replace { old, .. } => {
+                old.unregister(poll)?;
+                // The new child will be registered with the composite.
+                self.transition(State::Register);
+            }
+            State::None => {}
+        }
+        Ok(())
+    }
+}
