@@ -277,3 +277,334 @@ impl<T: EventSource> EventSource for TransientSource<T> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::Cell, rc::Rc, time::Duration};
+
+    use super::*;
+    use crate::{
+        Dispatcher, EventLoop,
+        channel::{Event, channel},
+        ping::{PingError, PingSource, make_ping},
+    };
+
+    /// A child that counts its registrations and checks it is never dropped while registered.
+    struct Child {
+        ping: PingSource,
+        id: u32,
+        registered: Rc<Cell<bool>>,
+        then: PostAction,
+    }
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            assert!(
+                !self.registered.get(),
+                "child {} dropped while registered",
+                self.id
+            );
+        }
+    }
+
+    impl EventSource for Child {
+        type Event = u32;
+        type Metadata = ();
+        type Ret = ();
+        type Error = PingError;
+
+        fn process_events<F>(
+            &mut self,
+            r: Readiness,
+            t: Token,
+            mut cb: F,
+        ) -> Result<PostAction, PingError>
+        where
+            F: FnMut(u32, &mut ()),
+        {
+            let id = self.id;
+            let mut fired = false;
+            self.ping.process_events(r, t, |_, m| {
+                fired = true;
+                cb(id, m)
+            })?;
+            Ok(if fired {
+                self.then
+            } else {
+                PostAction::Continue
+            })
+        }
+
+        fn register(&mut self, poll: &mut Poll, tf: &mut TokenFactory) -> crate::Result<()> {
+            assert!(
+                !self.registered.replace(true),
+                "child {} registered twice",
+                self.id
+            );
+            self.ping.register(poll, tf)
+        }
+
+        fn reregister(&mut self, poll: &mut Poll, tf: &mut TokenFactory) -> crate::Result<()> {
+            assert!(self.registered.get());
+            self.ping.reregister(poll, tf)
+        }
+
+        fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
+            assert!(
+                self.registered.replace(false),
+                "child {} unregistered twice",
+                self.id
+            );
+            self.ping.unregister(poll)
+        }
+    }
+
+    fn child(id: u32, then: PostAction) -> (crate::ping::Ping, Child, Rc<Cell<bool>>) {
+        let (ping, source) = make_ping().unwrap();
+        let registered = Rc::new(Cell::new(false));
+        let child = Child {
+            ping: source,
+            id,
+            registered: registered.clone(),
+            then,
+        };
+        (ping, child, registered)
+    }
+
+    /// A composite of one transient child, which it may replace with `next` once it fired.
+    struct Parent {
+        child: TransientSource<Child>,
+        next: Option<Child>,
+    }
+
+    impl EventSource for Parent {
+        type Event = u32;
+        type Metadata = ();
+        type Ret = ();
+        type Error = PingError;
+
+        fn process_events<F>(
+            &mut self,
+            r: Readiness,
+            t: Token,
+            cb: F,
+        ) -> Result<PostAction, PingError>
+        where
+            F: FnMut(u32, &mut ()),
+        {
+            let mut action = self.child.process_events(r, t, cb)?;
+            if action != PostAction::Continue
+                && let Some(next) = self.next.take()
+            {
+                self.child.replace(next);
+                action |= PostAction::Reregister;
+            }
+            Ok(action)
+        }
+
+        fn register(&mut self, poll: &mut Poll, tf: &mut TokenFactory) -> crate::Result<()> {
+            self.child.register(poll, tf)
+        }
+
+        fn reregister(&mut self, poll: &mut Poll, tf: &mut TokenFactory) -> crate::Result<()> {
+            self.child.reregister(poll, tf)
+        }
+
+        fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
+            self.child.unregister(poll)
+        }
+    }
+
+    #[test]
+    fn transient_passes_events_through() {
+        let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
+        let (ping, c, _) = child(7, PostAction::Continue);
+        let token = event_loop
+            .handle()
+            .insert_source(TransientSource::from(c), |id, _, got| got.push(id))
+            .unwrap();
+        ping.ping();
+        let mut got = Vec::new();
+        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        assert_eq!(got, [7]);
+        event_loop.handle().remove(token);
+    }
+
+    #[test]
+    fn child_asking_for_removal_is_unregistered_and_dropped() {
+        let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
+        let (ping, c, registered) = child(1, PostAction::Remove);
+        let parent = Dispatcher::new(
+            Parent {
+                child: c.into(),
+                next: None,
+            },
+            |id, _, got: &mut Vec<u32>| got.push(id),
+        );
+        event_loop
+            .handle()
+            .register_dispatcher(parent.clone())
+            .unwrap();
+        ping.ping();
+        let mut got = Vec::new();
+        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        assert_eq!(got, [1]);
+        assert!(!registered.get());
+        assert!(parent.as_source_ref().child.is_none());
+        assert!(parent.as_source_mut().child.map(|_| ()).is_none());
+        ping.ping();
+        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        assert_eq!(got, [1]);
+    }
+
+    #[test]
+    fn replaced_child_is_unregistered_and_new_one_fires() {
+        let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
+        let (ping0, c0, registered0) = child(0, PostAction::Remove);
+        let (ping1, c1, registered1) = child(1, PostAction::Continue);
+        let parent = Dispatcher::new(
+            Parent {
+                child: c0.into(),
+                next: Some(c1),
+            },
+            |id, _, got: &mut Vec<u32>| got.push(id),
+        );
+        let token = event_loop
+            .handle()
+            .register_dispatcher(parent.clone())
+            .unwrap();
+        ping0.ping();
+        ping1.ping();
+        let mut got = Vec::new();
+        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        assert_eq!(got, [0]);
+        assert!(!registered0.get());
+        assert!(registered1.get());
+        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        assert_eq!(got, [0, 1]);
+        assert_eq!(parent.as_source_mut().child.map(|c| c.id), Some(1));
+        event_loop.handle().remove(token);
+        assert!(!registered1.get());
+    }
+
+    #[test]
+    fn disabled_child_stays_quiet_until_enabled() {
+        let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
+        let (ping, c, registered) = child(3, PostAction::Disable);
+        let token = event_loop
+            .handle()
+            .insert_source(TransientSource::from(c), |id, _, got| got.push(id))
+            .unwrap();
+        ping.ping();
+        let mut got = Vec::new();
+        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        assert_eq!(got, [3]);
+        assert!(!registered.get());
+        ping.ping();
+        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        // Re-registering the composite for another reason does not wake a disabled child.
+        event_loop.handle().update(&token).unwrap();
+        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        assert_eq!(got, [3]);
+        event_loop.handle().disable(&token).unwrap();
+        event_loop.handle().enable(&token).unwrap();
+        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        assert_eq!(got, [3, 3]);
+    }
+
+    #[test]
+    fn remove_requested_by_the_parent() {
+        struct Wrapper(TransientSource<crate::channel::Channel<u32>>);
+
+        impl EventSource for Wrapper {
+            type Event = u32;
+            type Metadata = ();
+            type Ret = ();
+            type Error = crate::channel::ChannelError;
+
+            fn process_events<F>(
+                &mut self,
+                r: Readiness,
+                t: Token,
+                mut cb: F,
+            ) -> Result<PostAction, Self::Error>
+            where
+                F: FnMut(u32, &mut ()),
+            {
+                let mut stop = false;
+                let mut action = self.0.process_events(r, t, |event, m| {
+                    if let Event::Msg(n) = event {
+                        stop |= n >= 2;
+                        cb(n, m);
+                    }
+                })?;
+                if stop {
+                    self.0.remove();
+                    action |= PostAction::Reregister;
+                }
+                Ok(action)
+            }
+
+            fn register(&mut self, poll: &mut Poll, tf: &mut TokenFactory) -> crate::Result<()> {
+                self.0.register(poll, tf)
+            }
+
+            fn reregister(&mut self, poll: &mut Poll, tf: &mut TokenFactory) -> crate::Result<()> {
+                self.0.reregister(poll, tf)
+            }
+
+            fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
+                self.0.unregister(poll)
+            }
+        }
+
+        let mut event_loop = EventLoop::<Option<u32>>::try_new().unwrap();
+        let (tx, rx) = channel();
+        event_loop
+            .handle()
+            .insert_source(Wrapper(rx.into()), |n, _, out| *out = Some(n))
+            .unwrap();
+        let mut out = None;
+        for n in 0..=2 {
+            tx.send(n).unwrap();
+            event_loop.dispatch(Duration::ZERO, &mut out).unwrap();
+            assert_eq!(out.take(), Some(n));
+        }
+        // The channel was dropped with the child.
+        assert!(tx.send(3).is_err());
+    }
+
+    #[test]
+    fn replace_before_registration_never_unregisters() {
+        let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
+        let (_ping0, c0, _) = child(0, PostAction::Continue);
+        let (ping1, c1, registered1) = child(1, PostAction::Continue);
+        let mut transient = TransientSource::from(c0);
+        // c0 was never registered: its drop asserts it is not.
+        transient.replace(c1);
+        let token = event_loop
+            .handle()
+            .insert_source(transient, |id, _, got| got.push(id))
+            .unwrap();
+        assert!(registered1.get());
+        ping1.ping();
+        let mut got = Vec::new();
+        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        assert_eq!(got, [1]);
+        event_loop.handle().remove(token);
+    }
+
+    #[test]
+    fn empty_transient_is_inert() {
+        let mut event_loop = EventLoop::<()>::try_new().unwrap();
+        let empty: TransientSource<PingSource> = TransientSource::default();
+        assert!(empty.is_none());
+        let token = event_loop
+            .handle()
+            .insert_source(empty, |_, _, _| {})
+            .unwrap();
+        event_loop.dispatch(Duration::ZERO, &mut ()).unwrap();
+        event_loop.handle().update(&token).unwrap();
+        event_loop.handle().remove(token);
+    }
+}
