@@ -32,18 +32,33 @@ mod tests {
     pub const ALL: &[Test] = &[
         ("signal_is_delivered_as_event", signal_is_delivered_as_event),
         ("added_signal_is_delivered", added_signal_is_delivered),
-        ("removed_signal_is_not_delivered", removed_signal_is_not_delivered),
+        (
+            "removed_signal_is_not_delivered",
+            removed_signal_is_not_delivered,
+        ),
         ("set_signals_replaces_the_set", set_signals_replaces_the_set),
-        ("several_signals_in_one_dispatch", several_signals_in_one_dispatch),
-        ("removed_source_reports_nothing", removed_source_reports_nothing),
+        (
+            "several_signals_in_one_dispatch",
+            several_signals_in_one_dispatch,
+        ),
+        (
+            "removed_source_reports_nothing",
+            removed_source_reports_nothing,
+        ),
         #[cfg(any(target_os = "linux", target_os = "android"))]
         ("mask_restored_on_drop", linux::mask_restored_on_drop),
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        ("previously_blocked_signal_stays_blocked", linux::previously_blocked_signal_stays_blocked),
+        (
+            "previously_blocked_signal_stays_blocked",
+            linux::previously_blocked_signal_stays_blocked,
+        ),
         #[cfg(any(target_os = "linux", target_os = "android"))]
         ("event_carries_siginfo", linux::event_carries_siginfo),
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        ("disposition_restored_on_drop", kqueue::disposition_restored_on_drop),
+        (
+            "disposition_restored_on_drop",
+            kqueue::disposition_restored_on_drop,
+        ),
     ];
 
     pub fn reset_mask() {
@@ -56,12 +71,18 @@ mod tests {
     }
 
     /// Dispatches until `done` says so, failing after a generous number of rounds.
-    fn dispatch_until<D>(event_loop: &mut EventLoop<'_, D>, data: &mut D, done: impl Fn(&D) -> bool) {
+    fn dispatch_until<D>(
+        event_loop: &mut EventLoop<'_, D>,
+        data: &mut D,
+        done: impl Fn(&D) -> bool,
+    ) {
         for _ in 0..100 {
             if done(data) {
                 return;
             }
-            event_loop.dispatch(Duration::from_millis(100), data).unwrap();
+            event_loop
+                .dispatch(Duration::from_millis(100), data)
+                .unwrap();
         }
         assert!(done(data), "the expected signal never arrived");
     }
@@ -70,9 +91,10 @@ mod tests {
         let mut event_loop: EventLoop<Vec<Signal>> = EventLoop::try_new().unwrap();
         event_loop
             .handle()
-            .insert_source(Signals::new(&[Signal::SIGUSR1]).unwrap(), |event, &mut (), got| {
-                got.push(event.signal())
-            })
+            .insert_source(
+                Signals::new(&[Signal::SIGUSR1]).unwrap(),
+                |event, &mut (), got| got.push(event.signal()),
+            )
             .unwrap();
 
         raise(RawSignal::USR1);
@@ -83,11 +105,18 @@ mod tests {
 
     fn added_signal_is_delivered() {
         let mut event_loop: EventLoop<Option<Signal>> = EventLoop::try_new().unwrap();
-        let dispatcher = Dispatcher::new(Signals::new(&[Signal::SIGUSR1]).unwrap(), |event, &mut (), got| {
-            *got = Some(event.signal())
-        });
-        event_loop.handle().register_dispatcher(dispatcher.clone()).unwrap();
-        dispatcher.as_source_mut().add_signals(&[Signal::SIGUSR2]).unwrap();
+        let dispatcher = Dispatcher::new(
+            Signals::new(&[Signal::SIGUSR1]).unwrap(),
+            |event, &mut (), got| *got = Some(event.signal()),
+        );
+        event_loop
+            .handle()
+            .register_dispatcher(dispatcher.clone())
+            .unwrap();
+        dispatcher
+            .as_source_mut()
+            .add_signals(&[Signal::SIGUSR2])
+            .unwrap();
 
         raise(RawSignal::USR2);
         let mut got = None;
@@ -101,8 +130,14 @@ mod tests {
             Signals::new(&[Signal::SIGUSR1, Signal::SIGUSR2]).unwrap(),
             |event, &mut (), got: &mut Vec<Signal>| got.push(event.signal()),
         );
-        event_loop.handle().register_dispatcher(dispatcher.clone()).unwrap();
-        dispatcher.as_source_mut().remove_signals(&[Signal::SIGUSR2]).unwrap();
+        event_loop
+            .handle()
+            .register_dispatcher(dispatcher.clone())
+            .unwrap();
+        dispatcher
+            .as_source_mut()
+            .remove_signals(&[Signal::SIGUSR2])
+            .unwrap();
         // Keep SIGUSR2 from killing us now that the source let go of it.
         let _guard = ignore(Signal::SIGUSR2);
 
@@ -110,7 +145,9 @@ mod tests {
         raise(RawSignal::USR1);
         let mut got = Vec::new();
         dispatch_until(&mut event_loop, &mut got, |got| !got.is_empty());
-        event_loop.dispatch(Duration::from_millis(20), &mut got).unwrap();
+        event_loop
+            .dispatch(Duration::from_millis(20), &mut got)
+            .unwrap();
         assert_eq!(got, vec![Signal::SIGUSR1]);
     }
 
@@ -120,15 +157,23 @@ mod tests {
             Signals::new(&[Signal::SIGUSR1]).unwrap(),
             |event, &mut (), got: &mut Vec<Signal>| got.push(event.signal()),
         );
-        event_loop.handle().register_dispatcher(dispatcher.clone()).unwrap();
-        dispatcher.as_source_mut().set_signals(&[Signal::SIGUSR2]).unwrap();
+        event_loop
+            .handle()
+            .register_dispatcher(dispatcher.clone())
+            .unwrap();
+        dispatcher
+            .as_source_mut()
+            .set_signals(&[Signal::SIGUSR2])
+            .unwrap();
         let _guard = ignore(Signal::SIGUSR1);
 
         raise(RawSignal::USR1);
         raise(RawSignal::USR2);
         let mut got = Vec::new();
         dispatch_until(&mut event_loop, &mut got, |got| !got.is_empty());
-        event_loop.dispatch(Duration::from_millis(20), &mut got).unwrap();
+        event_loop
+            .dispatch(Duration::from_millis(20), &mut got)
+            .unwrap();
         assert_eq!(got, vec![Signal::SIGUSR2]);
     }
 
@@ -158,16 +203,19 @@ mod tests {
         let handle = event_loop.handle();
         let _keep = Signals::new(&[Signal::SIGUSR1]).unwrap();
         let token = handle
-            .insert_source(Signals::new(&[Signal::SIGUSR1]).unwrap(), |event, &mut (), got| {
-                got.push(event.signal())
-            })
+            .insert_source(
+                Signals::new(&[Signal::SIGUSR1]).unwrap(),
+                |event, &mut (), got| got.push(event.signal()),
+            )
             .unwrap();
         handle.remove(token);
 
         // `_keep` still holds SIGUSR1, so the signal is harmless; nobody is listening in the loop.
         raise(RawSignal::USR1);
         let mut got = Vec::new();
-        event_loop.dispatch(Duration::from_millis(50), &mut got).unwrap();
+        event_loop
+            .dispatch(Duration::from_millis(50), &mut got)
+            .unwrap();
         assert!(got.is_empty());
         #[cfg(any(target_os = "linux", target_os = "android"))]
         drain_pending(Signal::SIGUSR1);
@@ -227,9 +275,15 @@ mod tests {
 
             let mut signals = Signals::new(&[Signal::SIGUSR1, Signal::SIGUSR2]).unwrap();
             signals.set_signals(&[Signal::SIGUSR1]).unwrap();
-            assert!(blocked(NixSignal::SIGUSR2), "set_signals unblocked a signal it did not block");
+            assert!(
+                blocked(NixSignal::SIGUSR2),
+                "set_signals unblocked a signal it did not block"
+            );
             drop(signals);
-            assert!(blocked(NixSignal::SIGUSR2), "drop unblocked a signal it did not block");
+            assert!(
+                blocked(NixSignal::SIGUSR2),
+                "drop unblocked a signal it did not block"
+            );
             assert!(!blocked(NixSignal::SIGUSR1));
         }
 
@@ -237,9 +291,10 @@ mod tests {
             let mut event_loop: EventLoop<Option<(u32, u32)>> = EventLoop::try_new().unwrap();
             event_loop
                 .handle()
-                .insert_source(Signals::new(&[Signal::SIGUSR1]).unwrap(), |event, &mut (), got| {
-                    *got = Some((event.pid(), event.uid()))
-                })
+                .insert_source(
+                    Signals::new(&[Signal::SIGUSR1]).unwrap(),
+                    |event, &mut (), got| *got = Some((event.pid(), event.uid())),
+                )
                 .unwrap();
 
             raise(RawSignal::USR1);
@@ -254,7 +309,9 @@ mod tests {
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     mod kqueue {
         use super::*;
-        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal as NixSignal, sigaction};
+        use nix::sys::signal::{
+            SaFlags, SigAction, SigHandler, SigSet, Signal as NixSignal, sigaction,
+        };
 
         fn disposition(signal: NixSignal) -> SigHandler {
             let probe = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
@@ -265,14 +322,26 @@ mod tests {
         }
 
         pub fn disposition_restored_on_drop() {
-            assert!(matches!(disposition(NixSignal::SIGUSR1), SigHandler::SigDfl));
+            assert!(matches!(
+                disposition(NixSignal::SIGUSR1),
+                SigHandler::SigDfl
+            ));
             let first = Signals::new(&[Signal::SIGUSR1]).unwrap();
             let second = Signals::new(&[Signal::SIGUSR1]).unwrap();
-            assert!(matches!(disposition(NixSignal::SIGUSR1), SigHandler::Handler(_)));
+            assert!(matches!(
+                disposition(NixSignal::SIGUSR1),
+                SigHandler::Handler(_)
+            ));
             drop(first);
-            assert!(matches!(disposition(NixSignal::SIGUSR1), SigHandler::Handler(_)));
+            assert!(matches!(
+                disposition(NixSignal::SIGUSR1),
+                SigHandler::Handler(_)
+            ));
             drop(second);
-            assert!(matches!(disposition(NixSignal::SIGUSR1), SigHandler::SigDfl));
+            assert!(matches!(
+                disposition(NixSignal::SIGUSR1),
+                SigHandler::SigDfl
+            ));
         }
     }
 }

@@ -150,7 +150,8 @@ impl Signal {
     }
 
     fn as_nix(self) -> nix::sys::signal::Signal {
-        nix::sys::signal::Signal::try_from(self as i32).expect("every variant is a signal of this platform")
+        nix::sys::signal::Signal::try_from(self as i32)
+            .expect("every variant is a signal of this platform")
     }
 }
 
@@ -246,7 +247,12 @@ impl EventSource for Signals {
     type Ret = ();
     type Error = SignalError;
 
-    fn process_events<C>(&mut self, _: Readiness, token: Token, mut callback: C) -> Result<PostAction, SignalError>
+    fn process_events<C>(
+        &mut self,
+        _: Readiness,
+        token: Token,
+        mut callback: C,
+    ) -> Result<PostAction, SignalError>
     where
         C: FnMut(Event, &mut ()),
     {
@@ -266,7 +272,11 @@ impl EventSource for Signals {
         self.os.register(poll, token_factory.token())
     }
 
-    fn reregister(&mut self, poll: &mut Poll, token_factory: &mut TokenFactory) -> crate::Result<()> {
+    fn reregister(
+        &mut self,
+        poll: &mut Poll,
+        token_factory: &mut TokenFactory,
+    ) -> crate::Result<()> {
         self.os.reregister(poll, token_factory.token())
     }
 

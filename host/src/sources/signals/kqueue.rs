@@ -37,7 +37,12 @@ extern "C" fn ignore_signal(_: nix::libc::c_int) {}
 fn keeps_disposition(signal: Signal) -> bool {
     matches!(
         signal,
-        Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGSEGV | Signal::SIGBUS | Signal::SIGILL | Signal::SIGFPE
+        Signal::SIGKILL
+            | Signal::SIGSTOP
+            | Signal::SIGSEGV
+            | Signal::SIGBUS
+            | Signal::SIGILL
+            | Signal::SIGFPE
     )
 }
 
@@ -50,7 +55,11 @@ fn acquire_disposition(signal: Signal) -> io::Result<()> {
         *count += 1;
         return Ok(());
     }
-    let action = SigAction::new(SigHandler::Handler(ignore_signal), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(ignore_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     // SAFETY: the handler does nothing at all, so it is async-signal-safe.
     let previous = unsafe { nix::sys::signal::sigaction(signal.as_nix(), &action) }?;
     table.insert(signal as i32, (1, previous));
@@ -115,7 +124,10 @@ impl SignalSource {
                 &self.kqueue,
                 &change,
                 rustix::buffer::spare_capacity(&mut out),
-                Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 }),
+                Some(&rustix::time::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                }),
             )?;
         }
         match out.first() {
@@ -155,7 +167,12 @@ impl SignalSource {
     }
 
     pub(super) fn set(&mut self, signals: &[Signal]) -> crate::Result<()> {
-        let removed: Vec<Signal> = self.signals.iter().copied().filter(|s| !signals.contains(s)).collect();
+        let removed: Vec<Signal> = self
+            .signals
+            .iter()
+            .copied()
+            .filter(|s| !signals.contains(s))
+            .collect();
         self.add(signals)?;
         self.remove(&removed)
     }
@@ -174,7 +191,10 @@ impl SignalSource {
                     &self.kqueue,
                     &[],
                     rustix::buffer::spare_capacity(&mut events),
-                    Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 }),
+                    Some(&rustix::time::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 0,
+                    }),
                 )
             };
             match n {
@@ -183,12 +203,11 @@ impl SignalSource {
                 Err(e) => return Err(e.into()),
             }
             for ev in &events {
-                if let EventFilter::Signal { signal, .. } = ev.filter() {
-                    if let Some(s) = Signal::from_raw(signal.as_raw()) {
-                        if self.signals.contains(&s) {
-                            f(s);
-                        }
-                    }
+                if let EventFilter::Signal { signal, .. } = ev.filter()
+                    && let Some(s) = Signal::from_raw(signal.as_raw())
+                    && self.signals.contains(&s)
+                {
+                    f(s);
                 }
             }
             if events.len() < events.capacity() {

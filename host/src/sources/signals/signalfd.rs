@@ -34,8 +34,11 @@ impl SignalSource {
     pub(super) fn new(signals: &[Signal]) -> crate::Result<SignalSource> {
         let mut source = SignalSource {
             // Created with an empty mask first, so `block` below is the only path that fills it.
-            sfd: SignalFd::with_flags(&SigSet::empty(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-                .map_err(io::Error::from)?,
+            sfd: SignalFd::with_flags(
+                &SigSet::empty(),
+                SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+            )
+            .map_err(io::Error::from)?,
             mask: SigSet::empty(),
             blocked_by_us: SigSet::empty(),
             token: None,
