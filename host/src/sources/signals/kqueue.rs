@@ -93,8 +93,13 @@ pub(super) struct SignalSource {
     token: Option<Token>,
 }
 
-fn rustix_signal(signal: Signal) -> rustix::process::Signal {
-    rustix::process::Signal::from_named_raw(signal as i32).expect("every variant is a named signal")
+fn rustix_signal(signal: Signal) -> io::Result<rustix::process::Signal> {
+    rustix::process::Signal::from_named_raw(signal as i32).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{signal:?} is not supported here"),
+        )
+    })
 }
 
 impl SignalSource {
@@ -111,7 +116,7 @@ impl SignalSource {
     fn change(&self, signal: Signal, flags: EventFlags) -> io::Result<()> {
         let change = [KEvent::new(
             EventFilter::Signal {
-                signal: rustix_signal(signal),
+                signal: rustix_signal(signal)?,
                 times: 0,
             },
             flags | EventFlags::RECEIPT,
