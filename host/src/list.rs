@@ -2,7 +2,10 @@
 
 use std::rc::Rc;
 
-use crate::{sources::EventDispatcher, token::{MAX_ID, TokenInner}};
+use crate::{
+    sources::EventDispatcher,
+    token::{MAX_ID, TokenInner},
+};
 
 pub(crate) struct SourceEntry<'l, Data> {
     pub(crate) token: TokenInner,
@@ -26,7 +29,10 @@ impl<'l, Data> SourceList<'l, Data> {
 
     /// Stores `source` in a free slot (reused slots get a new version, so tokens of the previous
     /// occupant never reach it) and returns its token.
-    pub(crate) fn insert(&mut self, source: Rc<dyn EventDispatcher<Data> + 'l>) -> crate::Result<TokenInner> {
+    pub(crate) fn insert(
+        &mut self,
+        source: Rc<dyn EventDispatcher<Data> + 'l>,
+    ) -> crate::Result<TokenInner> {
         let token = match self.free.pop() {
             Some(id) => {
                 let entry = &mut self.sources[id as usize];
@@ -54,7 +60,10 @@ impl<'l, Data> SourceList<'l, Data> {
     }
 
     /// The live source a token refers to.
-    pub(crate) fn get(&self, token: TokenInner) -> crate::Result<&Rc<dyn EventDispatcher<Data> + 'l>> {
+    pub(crate) fn get(
+        &self,
+        token: TokenInner,
+    ) -> crate::Result<&Rc<dyn EventDispatcher<Data> + 'l>> {
         match self.sources.get(token.id() as usize) {
             Some(SourceEntry {
                 token: t,
@@ -65,7 +74,10 @@ impl<'l, Data> SourceList<'l, Data> {
     }
 
     /// Takes the source out of its slot and frees the slot.
-    pub(crate) fn remove(&mut self, token: TokenInner) -> Option<Rc<dyn EventDispatcher<Data> + 'l>> {
+    pub(crate) fn remove(
+        &mut self,
+        token: TokenInner,
+    ) -> Option<Rc<dyn EventDispatcher<Data> + 'l>> {
         let entry = self.sources.get_mut(token.id() as usize)?;
         if !entry.token.same_source_as(token) {
             return None;

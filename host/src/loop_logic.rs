@@ -85,7 +85,11 @@ impl<'l, Data> LoopHandle<'l, Data> {
     /// The source is registered at once, so it can fire on the next dispatch (never on the one
     /// that is running, when called from a callback). On failure the source is handed back in
     /// the [`InsertError`].
-    pub fn insert_source<S, F>(&self, source: S, callback: F) -> Result<RegistrationToken, InsertError<S>>
+    pub fn insert_source<S, F>(
+        &self,
+        source: S,
+        callback: F,
+    ) -> Result<RegistrationToken, InsertError<S>>
     where
         S: EventSource + 'l,
         F: FnMut(S::Event, &mut S::Metadata, &mut Data) -> S::Ret + 'l,
@@ -99,7 +103,10 @@ impl<'l, Data> LoopHandle<'l, Data> {
     }
 
     /// Registers a [`Dispatcher`] (whose source the application keeps access to).
-    pub fn register_dispatcher<S>(&self, dispatcher: Dispatcher<'l, S, Data>) -> crate::Result<RegistrationToken>
+    pub fn register_dispatcher<S>(
+        &self,
+        dispatcher: Dispatcher<'l, S, Data>,
+    ) -> crate::Result<RegistrationToken>
     where
         S: EventSource + 'l,
     {
@@ -286,7 +293,11 @@ impl<'l, Data> EventLoop<'l, Data> {
         self.handle.clone()
     }
 
-    fn dispatch_events(&mut self, mut timeout: Option<Duration>, data: &mut Data) -> crate::Result<()> {
+    fn dispatch_events(
+        &mut self,
+        mut timeout: Option<Duration>,
+        data: &mut Data,
+    ) -> crate::Result<()> {
         let inner = &*self.handle.inner;
         let start = Instant::now();
         if !inner.idles.borrow().is_empty() {
@@ -358,7 +369,11 @@ impl<'l, Data> EventLoop<'l, Data> {
     /// them to their callbacks, then runs the pending idle callbacks.
     ///
     /// A timeout of zero dispatches what is ready without blocking.
-    pub fn dispatch<D: Into<Option<Duration>>>(&mut self, timeout: D, data: &mut Data) -> crate::Result<()> {
+    pub fn dispatch<D: Into<Option<Duration>>>(
+        &mut self,
+        timeout: D,
+        data: &mut Data,
+    ) -> crate::Result<()> {
         self.dispatch_events(timeout.into(), data)?;
         self.dispatch_idles(data);
         Ok(())
@@ -373,7 +388,12 @@ impl<'l, Data> EventLoop<'l, Data> {
     }
 
     /// Dispatches in a loop, calling `cb` after each dispatch, until [`LoopSignal::stop`].
-    pub fn run<F, D: Into<Option<Duration>>>(&mut self, timeout: D, data: &mut Data, mut cb: F) -> crate::Result<()>
+    pub fn run<F, D: Into<Option<Duration>>>(
+        &mut self,
+        timeout: D,
+        data: &mut Data,
+        mut cb: F,
+    ) -> crate::Result<()>
     where
         F: FnMut(&mut Data),
     {

@@ -151,9 +151,16 @@ impl Poll {
 
     /// Waits up to `timeout` (and no later than the next timer) and appends the events to `out`:
     /// first the ready file descriptors, then every expired timer in deadline order.
-    pub(crate) fn poll(&self, timeout: Option<Duration>, out: &mut Vec<PollEvent>) -> crate::Result<()> {
+    pub(crate) fn poll(
+        &self,
+        timeout: Option<Duration>,
+        out: &mut Vec<PollEvent>,
+    ) -> crate::Result<()> {
         let now = Instant::now();
-        let user_deadline = timeout.map(|t| now.checked_add(t).unwrap_or(now + Duration::from_secs(86400 * 365)));
+        let user_deadline = timeout.map(|t| {
+            now.checked_add(t)
+                .unwrap_or(now + Duration::from_secs(86400 * 365))
+        });
         let timer_deadline = self.timers.borrow().next_deadline();
         let deadline = match (user_deadline, timer_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -80,7 +80,9 @@ mod tests {
 
     #[test]
     fn key_round_trip() {
-        let t = TokenInner::new(MAX_ID, 0xAB_CDEF).increment_sub_id().increment_sub_id();
+        let t = TokenInner::new(MAX_ID, 0xAB_CDEF)
+            .increment_sub_id()
+            .increment_sub_id();
         assert_eq!(TokenInner::from_key(t.to_key()), t);
         assert!(t.to_key() < crate::sys::RESERVED_KEYS);
         assert!(t.same_source_as(t.forget_sub_id()));

@@ -84,7 +84,11 @@ pub trait EventSource {
     fn register(&mut self, poll: &mut Poll, token_factory: &mut TokenFactory) -> crate::Result<()>;
 
     /// Re-registers the source, with a fresh token factory.
-    fn reregister(&mut self, poll: &mut Poll, token_factory: &mut TokenFactory) -> crate::Result<()>;
+    fn reregister(
+        &mut self,
+        poll: &mut Poll,
+        token_factory: &mut TokenFactory,
+    ) -> crate::Result<()>;
 
     /// Unregisters the source from the poller.
     fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()>;
@@ -160,7 +164,12 @@ pub(crate) struct DispatcherInner<S, F> {
 
 /// The type-erased view of a source and its callback that the loop stores.
 pub(crate) trait EventDispatcher<Data> {
-    fn process_events(&self, readiness: Readiness, token: Token, data: &mut Data) -> crate::Result<PostAction>;
+    fn process_events(
+        &self,
+        readiness: Readiness,
+        token: Token,
+        data: &mut Data,
+    ) -> crate::Result<PostAction>;
 
     fn register(
         &self,
@@ -195,9 +204,16 @@ where
     S: EventSource,
     F: FnMut(S::Event, &mut S::Metadata, &mut Data) -> S::Ret,
 {
-    fn process_events(&self, readiness: Readiness, token: Token, data: &mut Data) -> crate::Result<PostAction> {
+    fn process_events(
+        &self,
+        readiness: Readiness,
+        token: Token,
+        data: &mut Data,
+    ) -> crate::Result<PostAction> {
         let mut this = self.borrow_mut();
-        let DispatcherInner { source, callback, .. } = &mut *this;
+        let DispatcherInner {
+            source, callback, ..
+        } = &mut *this;
         source
             .process_events(readiness, token, |event, meta| callback(event, meta, data))
             .map_err(|e| crate::Error::OtherError(e.into()))

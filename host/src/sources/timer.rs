@@ -149,7 +149,11 @@ impl EventSource for Timer {
         Ok(())
     }
 
-    fn reregister(&mut self, poll: &mut Poll, token_factory: &mut TokenFactory) -> crate::Result<()> {
+    fn reregister(
+        &mut self,
+        poll: &mut Poll,
+        token_factory: &mut TokenFactory,
+    ) -> crate::Result<()> {
         self.register(poll, token_factory)
     }
 
@@ -207,7 +211,10 @@ impl TimeoutFuture {
         Self::from_deadline_inner(handle, Some(deadline))
     }
 
-    fn from_deadline_inner<Data>(handle: &LoopHandle<'_, Data>, deadline: Option<Instant>) -> TimeoutFuture {
+    fn from_deadline_inner<Data>(
+        handle: &LoopHandle<'_, Data>,
+        deadline: Option<Instant>,
+    ) -> TimeoutFuture {
         let waker = Rc::new(RefCell::new(None::<Waker>));
         let timer = Timer::from_deadline_inner(deadline);
         let shared = waker.clone();
@@ -225,7 +232,10 @@ impl TimeoutFuture {
 impl std::future::Future for TimeoutFuture {
     type Output = ();
 
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
         match self.deadline {
             Some(deadline) if Instant::now() >= deadline => std::task::Poll::Ready(()),
             _ => {
