@@ -122,6 +122,17 @@ pub struct PluginExit {
     pub reason: ExitReason,
 }
 
+/// One plugin to start with [`Host::load_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct PluginSpec<'a> {
+    /// The checked component.
+    pub component: &'a PluginComponent,
+    /// Instance name (`[A-Za-z0-9_.-]+`, at most 64 bytes, unique in the host).
+    pub name: &'a str,
+    /// Arguments passed to the plugin's `init`.
+    pub args: &'a [String],
+}
+
 /// Errors of [`Host`] operations other than loading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostError {
@@ -361,7 +372,30 @@ impl<'l, Data: 'l> Host<'l, Data> {
         name: &str,
         args: &[String],
     ) -> Result<PluginId, LoadError> {
-        self.inner.load(component, name, args)
+        let spec = PluginSpec {
+            component,
+            name,
+            args,
+        };
+        match self.inner.load_many(std::slice::from_ref(&spec)) {
+            Ok(mut v) => v.pop().expect("one result per spec"),
+            Err((_, e)) => Err(e),
+        }
+    }
+
+    /// Loads several plugins together: all names are registered and all
+    /// components instantiated before the first `init`, so they can
+    /// `connect` to each other from `init`.
+    ///
+    /// Fails as a whole (nothing started) on a bad or duplicate name or an
+    /// instantiation error (the error names the plugin); otherwise returns
+    /// one `init` outcome per spec, in order.
+    #[allow(clippy::type_complexity)]
+    pub fn load_many(
+        &self,
+        specs: &[PluginSpec<'_>],
+    ) -> Result<Vec<Result<PluginId, LoadError>>, (String, LoadError)> {
+        self.inner.load_many(specs)
     }
 
     /// Unloads a plugin at once (no `shutdown` call); its sources are
@@ -502,68 +536,102 @@ fn plugin_of(id: SourceId, kind: EventKind) -> Event {
 }
 
 impl<'l, Data: 'l> HostInner<'l, Data> {
-    fn load(
+    /// See [`Host::load_many`].
+    #[allow(clippy::type_complexity)]
+    fn load_many(
         self: &Rc<Self>,
-        component: &PluginComponent,
-        name: &str,
-        args: &[String],
-    ) -> Result<PluginId, LoadError> {
-        policy::check_name(name).map_err(|e| LoadError::Name(e.0))?;
+        specs: &[PluginSpec<'_>],
+    ) -> Result<Vec<Result<PluginId, LoadError>>, (String, LoadError)> {
+        // 1. Names.
         {
             let mut reg = self.shared.registry();
-            if reg.instances.contains(name) {
-                return Err(LoadError::Name(format!(
-                    "an instance named `{name}` is already running"
-                )));
+            let mut seen = std::collections::HashSet::new();
+            for s in specs {
+                policy::check_name(s.name)
+                    .map_err(|e| (s.name.to_string(), LoadError::Name(e.0)))?;
+                if reg.instances.contains(s.name) || !seen.insert(s.name) {
+                    return Err((
+                        s.name.to_string(),
+                        LoadError::Name(format!(
+                            "an instance named `{}` is already running",
+                            s.name
+                        )),
+                    ));
+                }
             }
-            reg.instances.insert(name.to_string());
-        }
-        let name_rc: Arc<str> = Arc::from(name);
-        let result = self.instantiate(component, &name_rc, args);
-        let live = match result {
-            Ok(live) => live,
-            Err(e) => {
-                self.shared.registry().remove_instance(name);
-                return Err(e);
+            for s in specs {
+                reg.instances.insert(s.name.to_string());
             }
-        };
-        let id = PluginId(self.next_id.get());
-        self.next_id.set(id.0 + 1);
-        let p = Rc::new(PluginRt {
-            id,
-            name: name_rc,
-            live: RefCell::new(Some(live)),
-            pending: RefCell::new(Pending::default()),
-            flush_scheduled: Cell::new(false),
-            idle_queue: RefCell::new(Vec::new()),
-            idle_runner_scheduled: Cell::new(false),
-            shutdown_called: Cell::new(false),
-        });
-        self.plugins.borrow_mut().insert(id, p.clone());
-        tracing::info!(plugin = name, %id, origin = component.origin(), "plugin started");
-        let after = {
-            let mut guard = p.live.borrow_mut();
-            let live = guard.as_mut().expect("just created");
-            self.apply_ops(&p, live);
-            self.check_after(live)
-        };
-        if let After::End(reason) = after {
-            self.end(&p, reason);
         }
-        Ok(id)
+        // 2. Instances.
+        let mut prepared = Vec::new();
+        for s in specs {
+            let name: Arc<str> = Arc::from(s.name);
+            match self.instantiate(s.component, &name) {
+                Ok(live) => prepared.push((name, live)),
+                Err(e) => {
+                    let mut reg = self.shared.registry();
+                    for s in specs {
+                        reg.remove_instance(s.name);
+                    }
+                    return Err((s.name.to_string(), e));
+                }
+            }
+        }
+        // 3. init, in order.
+        let mut out = Vec::new();
+        for (s, (name, mut live)) in specs.iter().zip(prepared) {
+            live.store.set_epoch_deadline(self.deadline_ticks);
+            let r = match live
+                .bindings
+                .callop_plugin_guest()
+                .call_init(&mut live.store, s.args)
+            {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(msg)) => Err(LoadError::Init(msg)),
+                Err(e) => Err(LoadError::Trap(self.trap_message(&e))),
+            };
+            if let Err(e) = r {
+                tracing::error!(plugin = s.name, "{e}");
+                self.shared.registry().remove_instance(s.name);
+                drop(live);
+                out.push(Err(e));
+                continue;
+            }
+            let id = PluginId(self.next_id.get());
+            self.next_id.set(id.0 + 1);
+            let p = Rc::new(PluginRt {
+                id,
+                name,
+                live: RefCell::new(Some(live)),
+                pending: RefCell::new(Pending::default()),
+                flush_scheduled: Cell::new(false),
+                idle_queue: RefCell::new(Vec::new()),
+                idle_runner_scheduled: Cell::new(false),
+                shutdown_called: Cell::new(false),
+            });
+            self.plugins.borrow_mut().insert(id, p.clone());
+            tracing::info!(plugin = s.name, %id, origin = s.component.origin(), "plugin started");
+            let after = {
+                let mut guard = p.live.borrow_mut();
+                let live = guard.as_mut().expect("just created");
+                self.apply_ops(&p, live);
+                self.check_after(live)
+            };
+            if let After::End(reason) = after {
+                self.end(&p, reason);
+            }
+            out.push(Ok(id));
+        }
+        Ok(out)
     }
 
-    fn instantiate(
-        &self,
-        component: &PluginComponent,
-        name: &Arc<str>,
-        args: &[String],
-    ) -> Result<Live, LoadError> {
+    fn instantiate(&self, component: &PluginComponent, name: &Arc<str>) -> Result<Live, LoadError> {
         let policy = &self.shared.policy;
         let mut wasi = WasiCtxBuilder::new();
-        let mut argv = vec![name.to_string()];
-        argv.extend(args.iter().cloned());
-        wasi.args(&argv)
+        // WASI args carry only the instance name: plugin arguments go to
+        // `init`. No env, no preopens, no network, stdin closed.
+        wasi.args(&[name.to_string()])
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -582,12 +650,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             .pre
             .instantiate(&mut store)
             .map_err(|e| LoadError::Instantiate(chain(&e)))?;
-        store.set_epoch_deadline(self.deadline_ticks);
-        match bindings.callop_plugin_guest().call_init(&mut store, args) {
-            Ok(Ok(())) => Ok(Live { store, bindings }),
-            Ok(Err(msg)) => Err(LoadError::Init(msg)),
-            Err(e) => Err(LoadError::Trap(self.trap_message(&e))),
-        }
+        Ok(Live { store, bindings })
     }
 
     fn trap_message(&self, e: &wasmtime::Error) -> String {

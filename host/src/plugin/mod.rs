@@ -31,7 +31,7 @@ mod types;
 
 pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
-pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId};
+pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec};
 pub use limits::Limits;
 pub use policy::Policy;
 pub use state::{PingHandle, PluginState, SenderHandle};
@@ -44,6 +44,8 @@ pub const PACKAGE_VERSION: &str = "0.1.0";
 pub const WORLD: &str = "callop:plugin/plugin@0.1.0";
 /// The interface plugins must export.
 pub const GUEST_EXPORT: &str = "callop:plugin/guest@0.1.0";
+/// The shared-types interface plugins may import.
+pub const TYPES_IMPORT: &str = "callop:plugin/types@0.1.0";
 /// The interface this host provides to plugins.
 pub const HOST_LOOP_IMPORT: &str = "callop:plugin/host-loop@0.1.0";
 
