@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Builds every example plugin (`plugins/build.sh`, once per test binary;
@@ -48,7 +51,11 @@ pub fn cache_dir() -> PathBuf {
 pub fn target_dir() -> PathBuf {
     // <target>/debug/deps/<test-binary>
     let exe = std::env::current_exe().expect("current_exe");
-    exe.parent().and_then(Path::parent).and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// The `callop-host` binary built alongside the tests (`cargo test
@@ -58,6 +65,10 @@ pub fn host_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(Path::parent).expect("profile dir");
     let bin = dir.join("callop-host");
-    assert!(bin.exists(), "{} not built: run `cargo build -p callop --bins` (or `cargo test --workspace`)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build -p callop --bins` (or `cargo test --workspace`)",
+        bin.display()
+    );
     bin
 }

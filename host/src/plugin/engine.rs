@@ -498,7 +498,10 @@ mod tests {
                  (export "callop:plugin/guest@0.1.0" (instance $g)))"#,
         )
         .unwrap());
-        assert!(e.contains("imports unknown interface `callop:plugin/files@0.1.0`"), "{e}");
+        assert!(
+            e.contains("imports unknown interface `callop:plugin/files@0.1.0`"),
+            "{e}"
+        );
     }
 
     #[test]
