@@ -291,3 +291,21 @@ fn app_can_ping_named_pings_and_errors_for_unknown() {
     assert!(host.app_channel("out").is_err());
     assert!(host.close_app_channel("out"));
 }
+
+#[test]
+fn pooling_allocator_runs_plugins() {
+    let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
+    let mut cfg = config();
+    cfg.engine.pooling_instances = Some(4);
+    cfg.engine.pooling_max_memory = Some(64 << 20);
+    cfg.limits.max_memory_bytes = 64 << 20;
+    let host = Host::new(ev.handle(), cfg).unwrap();
+    host.load_file(
+        plugin("ticker"),
+        "t",
+        &args(&["--every", "1ms", "--count", "2"]),
+    )
+    .unwrap();
+    run_until_empty(&mut ev, &host, &mut (), Duration::from_secs(10));
+    assert_eq!(host.exits()[0].reason, ExitReason::Finished);
+}
