@@ -1,4 +1,6 @@
-//! callop: a callback-based event loop with calloop 0.14's API, on its own poller.
+//! callop: a callback-based event loop with calloop 0.14's API, on its own poller, and (feature
+//! `plugin`, on by default) a wasmtime component host that lets sandboxed wasm plugins use that
+//! loop: see [`plugin`].
 //!
 //! Code written for [calloop](https://docs.rs/calloop/0.14) compiles and behaves the same with
 //! `use callop as calloop;`. Underneath is our own poller over rustix: epoll (with an eventfd
@@ -64,6 +66,10 @@ mod loop_tests;
 
 pub mod error;
 pub mod io;
+
+/// The wasm plugin host (feature `plugin`, on by default): see the module docs.
+#[cfg(feature = "plugin")]
+pub mod plugin;
 
 pub use error::{Error, InsertError, Result};
 pub use loop_logic::{EventLoop, LoopHandle, LoopSignal, RegistrationToken, WeakLoopHandle};

@@ -1,0 +1,501 @@
+"""callop — helper library for callop plugins written in Python.
+
+A plugin is a directory with an ``app.py`` that defines ``init(loop, args)``
+(and optionally ``shutdown(loop, deadline)``)::
+
+    import callop
+    from callop import Drop, ToInstant
+
+    def init(loop, args):
+        ticks = 0
+        def on_tick(deadline):
+            nonlocal ticks
+            ticks += 1
+            print(f"tick {ticks}")
+            return Drop if ticks >= 3 else ToInstant(deadline + callop.seconds_to_ns(0.5))
+        loop.insert_timer(0.5, on_tick)
+
+``plugins/polyglot.sh`` componentizes *this* module (``componentize-py ...
+componentize callop``) with the plugin directory on the Python path. This
+module implements the WIT ``guest`` export (init / dispatch / shutdown),
+imports ``app`` and maps the host's source ids back to your callbacks,
+returning one event-result per event.
+
+Units: durations are seconds (``float``, like ``time.sleep``); instants are
+host-clock nanoseconds (``int``, ``loop.now()``, a timer's deadline).
+
+Semantics are those of the WIT contract (``wit/callop-plugin.wit``): sources
+registered inside a callback fire in a later batch at the earliest, a plugin
+ends when it owns no source any more, ``loop.stop(code)`` ends it at once.
+stdout/stderr are flushed after every call into the plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+from componentize_py_types import Err
+from wit_world import exports as _exports
+from wit_world.imports import host_loop as _host
+from wit_world.imports import types as _t
+
+__all__ = [
+    "Loop", "Token", "Ping", "Sender", "CallopError",
+    "Drop", "ToDuration", "ToInstant",
+    "Continue", "Reregister", "Disable", "Remove", "PostAction",
+    "log", "parse_duration", "seconds_to_ns", "ns_to_seconds",
+]
+
+NS_PER_SEC = 1_000_000_000
+
+# --------------------------------------------------------------------- units
+
+
+def seconds_to_ns(seconds: float) -> int:
+    """Seconds (int or float) -> nanoseconds (int)."""
+    if seconds < 0:
+        raise ValueError(f"negative duration: {seconds}")
+    return round(seconds * NS_PER_SEC)
+
+
+def ns_to_seconds(ns: int) -> float:
+    """Nanoseconds -> seconds (float)."""
+    return ns / NS_PER_SEC
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "": 1e-3, "s": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parses ``10ms``, ``2s``, ``500us``, ``100ns`` (bare number: ms) into seconds.
+
+    Raises ValueError with the same messages as the Rust example plugins.
+    """
+    m = re.match(r"[0-9]*", text)
+    num, unit = text[: m.end()], text[m.end():]
+    if not num:
+        raise ValueError(f"bad duration {_quote(text)}")
+    if unit not in _UNITS:
+        raise ValueError(f"bad duration unit in {_quote(text)} (use ns, us, ms or s)")
+    return int(num) * _UNITS[unit]
+
+
+def _quote(text: str) -> str:
+    """Double-quoted like Rust's ``{:?}`` (close enough for messages)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+# ------------------------------------------------------------------- actions
+
+PostAction = _t.PostAction
+#: Non-timer callback results (returning ``None`` means ``Continue``).
+Continue = PostAction.CONTINUE
+Reregister = PostAction.REREGISTER
+Disable = PostAction.DISABLE
+Remove = PostAction.REMOVE
+
+
+class _DropType:
+    """Timer result: remove the timer (also what returning ``None`` means)."""
+
+    def __repr__(self) -> str:
+        return "Drop"
+
+
+Drop = _DropType()
+
+
+@dataclass(frozen=True)
+class ToDuration:
+    """Timer result: fire again ``seconds`` after now."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ToInstant:
+    """Timer result: fire again at host instant ``ns`` (int nanoseconds)."""
+
+    ns: int
+
+
+TimeoutAction = Union[_DropType, ToDuration, ToInstant]
+
+
+def _timeout_to_wit(r) -> _t.TimeoutAction:
+    if r is None or r is Drop:
+        return _t.TimeoutAction_Drop()
+    if isinstance(r, ToDuration):
+        return _t.TimeoutAction_ToDuration(seconds_to_ns(r.seconds))
+    if isinstance(r, ToInstant):
+        return _t.TimeoutAction_ToInstant(int(r.ns))
+    raise TypeError(f"timer callback returned {r!r}; expected Drop, ToDuration(s) or ToInstant(ns)")
+
+
+def _post(r) -> PostAction:
+    if r is None:
+        return Continue
+    if isinstance(r, PostAction):
+        return r
+    raise TypeError(f"callback returned {r!r}; expected Continue, Reregister, Disable or Remove")
+
+
+# -------------------------------------------------------------------- errors
+
+
+class CallopError(Exception):
+    """A host-loop call failed. ``code`` is the WIT error-code, e.g. ``"not-found"``."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _call(fn, *args):
+    try:
+        return fn(*args)
+    except Err as e:
+        err = e.value
+        if isinstance(err, _t.Error):
+            raise CallopError(err.code.name.lower().replace("_", "-"), err.message) from None
+        raise
+
+
+# ------------------------------------------------------------------- logging
+
+
+class _Log:
+    """Host logger, attributed to this plugin instance: ``callop.log.info("...")``."""
+
+    def trace(self, msg: str) -> None:
+        _host.log(_t.LogLevel.TRACE, str(msg))
+
+    def debug(self, msg: str) -> None:
+        _host.log(_t.LogLevel.DEBUG, str(msg))
+
+    def info(self, msg: str) -> None:
+        _host.log(_t.LogLevel.INFO, str(msg))
+
+    def warn(self, msg: str) -> None:
+        _host.log(_t.LogLevel.WARN, str(msg))
+
+    warning = warn
+
+    def error(self, msg: str) -> None:
+        _host.log(_t.LogLevel.ERROR, str(msg))
+
+
+log = _Log()
+
+# ------------------------------------------------------------ handles/tokens
+
+
+class Token:
+    """Identifies a registered source; pass it to ``loop.remove/enable/disable``."""
+
+    __slots__ = ("id", "kind")
+
+    def __init__(self, id: int, kind: str):
+        self.id = id
+        self.kind = kind  # "timer" | "idle" | "ping" | "channel"
+
+    def __repr__(self) -> str:
+        return f"Token({self.kind} #{self.id})"
+
+
+class Ping:
+    """Triggers a ping source (own, or someone else's via ``loop.connect_ping``)."""
+
+    def __init__(self, handle: _host.Ping):
+        self._h = handle
+
+    def trigger(self) -> None:
+        """Wakes the ping source; triggers coalesce."""
+        self._h.trigger()
+
+    ping = trigger  # calloop spelling
+
+    def close(self) -> None:
+        """Releases the handle now (the ping source itself stays)."""
+        if self._h is not None:
+            self._h.__exit__(None, None, None)
+            self._h = None
+
+
+class Sender:
+    """Sending end of a channel (``loop.connect(target)``)."""
+
+    def __init__(self, handle: _host.Sender):
+        self._h = handle
+
+    def send(self, data: Union[bytes, bytearray, memoryview, str]) -> None:
+        """Sends one message (``str`` is encoded as UTF-8). Raises CallopError."""
+        if isinstance(data, str):
+            data = data.encode()
+        _call(self._h.send, bytes(data))
+
+    @property
+    def target(self) -> str:
+        """Fully qualified target, e.g. ``pong/in`` or ``@app/out``."""
+        return self._h.target()
+
+    def close(self) -> None:
+        """Drops the sender now (the channel closes when all senders are gone)."""
+        if self._h is not None:
+            self._h.__exit__(None, None, None)
+            self._h = None
+
+
+class _Source:
+    __slots__ = ("kind", "cb", "on_closed")
+
+    def __init__(self, kind, cb, on_closed=None):
+        self.kind = kind
+        self.cb = cb
+        self.on_closed = on_closed
+
+
+_sources: dict[int, _Source] = {}
+
+
+def _register(id: int, kind: str, cb, on_closed=None) -> Token:
+    _sources[id] = _Source(kind, cb, on_closed)
+    return Token(id, kind)
+
+
+def _check(cb, what):
+    if not callable(cb):
+        raise TypeError(f"{what}: callback must be callable")
+
+
+class Loop:
+    """The plugin's view of the host event loop (calloop's ``LoopHandle``)."""
+
+    log = log
+
+    def now(self) -> int:
+        """Current host monotonic time, int nanoseconds."""
+        return _host.now()
+
+    @property
+    def instance_name(self) -> str:
+        """This instance's name (others address its channels as ``<name>/<chan>``)."""
+        return _host.instance_name()
+
+    def insert_timer(self, after: float, callback: Callable[[int], Optional[TimeoutAction]]) -> Token:
+        """Timer firing ``after`` seconds from now (0 = next iteration).
+
+        ``callback(deadline_ns)`` returns ``Drop`` (or ``None``),
+        ``ToDuration(seconds)`` or ``ToInstant(ns)``.
+        """
+        _check(callback, "insert_timer")
+        return self.insert_timer_at(_host.now() + seconds_to_ns(after), callback)
+
+    def insert_timer_at(self, deadline: int, callback) -> Token:
+        """Timer firing at host instant ``deadline`` (int ns)."""
+        _check(callback, "insert_timer_at")
+        return _register(_call(_host.add_timer, int(deadline)), "timer", callback)
+
+    def insert_idle(self, callback: Callable[[], None]) -> Token:
+        """One-shot ``callback()`` run after the current batch (calloop ``insert_idle``)."""
+        _check(callback, "insert_idle")
+        return _register(_call(_host.add_idle), "idle", callback)
+
+    def make_ping(self, callback: Callable[[], Optional[PostAction]], name: Optional[str] = None):
+        """Ping source; returns ``(ping, token)``. ``callback()`` runs once per
+        batch in which the ping was triggered. With ``name`` others reach it
+        as ``<instance>/<name>``."""
+        _check(callback, "make_ping")
+        id, handle = _call(_host.make_ping, name)
+        return Ping(handle), _register(id, "ping", callback)
+
+    def connect_ping(self, target: str) -> Ping:
+        """Handle to an existing named ping ``<instance>/<name>`` (or own ``<name>``)."""
+        return Ping(_call(_host.connect_ping, target))
+
+    def open_channel(self, name: str, on_message: Callable[[bytes], Optional[PostAction]],
+                     on_closed: Optional[Callable[[], Optional[PostAction]]] = None) -> Token:
+        """Opens channel ``<instance>/<name>``. ``on_message(data: bytes)`` runs per
+        message, ``on_closed()`` once when every sender is gone (default: the
+        channel is removed). Both return a post action (``None`` = Continue)."""
+        _check(on_message, "open_channel")
+        if on_closed is not None:
+            _check(on_closed, "open_channel(on_closed)")
+        return _register(_call(_host.open_channel, name), "channel", on_message, on_closed)
+
+    def connect(self, target: str) -> Sender:
+        """Sender to ``<instance>/<name>``, own ``<name>``, or ``@app/<name>``."""
+        return Sender(_call(_host.connect, target))
+
+    def remove(self, token: Token) -> None:
+        """Removes a source (no-op if it is already gone)."""
+        if _sources.pop(token.id, None) is None:
+            return
+        try:
+            _call(_host.remove, token.id)
+        except CallopError as e:
+            log.debug(f"remove({token.id}) failed: {e}")
+
+    def enable(self, token: Token) -> None:
+        """Re-enables a disabled source."""
+        _call(_host.enable, token.id)
+
+    def disable(self, token: Token) -> None:
+        """Disables a source; it stays registered but produces no events."""
+        _call(_host.disable, token.id)
+
+    def update(self, token: Token) -> None:
+        """Re-applies a registration (calloop ``update``; a no-op in 0.1.0)."""
+        _call(_host.update, token.id)
+
+    def remove_all(self) -> None:
+        """Removes every source; the plugin ends after the current call."""
+        for id, src in list(_sources.items()):
+            self.remove(Token(id, src.kind))
+
+    def stop(self, code: int = 0) -> None:
+        """Ends this plugin with exit ``code`` once the current call returns."""
+        _host.stop(int(code))
+
+
+loop = Loop()
+
+# -------------------------------------------------------------- guest export
+
+_failed = False
+
+
+def _unhandled(kind) -> _t.EventResult:
+    if isinstance(kind, _t.EventKind_Timer):
+        return _t.EventResult_Timeout(_t.TimeoutAction_Drop())
+    return _t.EventResult_Post(Remove)
+
+
+def _exit_code(e: SystemExit) -> int:
+    """``sys.exit(x)`` -> exit code, as CPython does (None: 0, int, else print + 1)."""
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code
+    print(e.code, file=sys.stderr)
+    return 1
+
+
+def _exit(e: SystemExit) -> None:
+    # sys.exit(code) inside the plugin means loop.stop(code).
+    global _failed
+    _failed = True
+    _host.stop(_exit_code(e))
+
+
+def _fail(where: str) -> None:
+    # An exception escaping a callback ends the plugin with exit code 1 (the
+    # equivalent of a Rust panic), after logging the traceback.
+    global _failed
+    log.error(f"uncaught exception in {where}:\n{traceback.format_exc()}")
+    _failed = True
+    _host.stop(1)
+
+
+def _post_result(id: int, action: PostAction) -> _t.EventResult:
+    if action is Remove:
+        _sources.pop(id, None)
+    return _t.EventResult_Post(action)
+
+
+def _run_one(ev: _t.Event) -> _t.EventResult:
+    src = _sources.get(ev.source)
+    kind = ev.kind
+    if src is None or _failed:  # removed earlier in this batch
+        return _unhandled(kind)
+    if isinstance(kind, _t.EventKind_Timer):
+        r = _timeout_to_wit(src.cb(kind.value))
+        if isinstance(r, _t.TimeoutAction_Drop):
+            _sources.pop(ev.source, None)
+        return _t.EventResult_Timeout(r)
+    if isinstance(kind, _t.EventKind_Idle):
+        _sources.pop(ev.source, None)  # one-shot
+        src.cb()
+        return _t.EventResult_Post(Continue)
+    if isinstance(kind, _t.EventKind_Ping):
+        return _post_result(ev.source, _post(src.cb()))
+    if isinstance(kind, _t.EventKind_Message):
+        return _post_result(ev.source, _post(src.cb(bytes(kind.value))))
+    if isinstance(kind, _t.EventKind_Closed):
+        action = _post(src.on_closed()) if src.on_closed is not None else Remove
+        return _post_result(ev.source, action)
+    return _unhandled(kind)
+
+
+def _flush() -> None:
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+
+
+_plugin = None
+
+
+class Guest(_exports.Guest):
+    """The WIT ``guest`` export; delegates to the plugin module (``app``)."""
+
+    def init(self, args: list[str]) -> None:
+        try:
+            if _plugin is None or not callable(getattr(_plugin, "init", None)):
+                raise RuntimeError("callop plugin module 'app' must define init(loop, args)")
+            _plugin.init(loop, list(args))
+        except SystemExit as e:
+            _exit(e)
+        except Exception as e:
+            log.debug(traceback.format_exc())
+            raise Err(str(e) or type(e).__name__)
+        finally:
+            _flush()
+
+    def dispatch(self, events: list[_t.Event]) -> list[_t.EventResult]:
+        results = []
+        for ev in events:
+            try:
+                results.append(_run_one(ev))
+            except SystemExit as e:
+                _exit(e)
+                results.append(_unhandled(ev.kind))
+            except Exception:
+                _fail(f"{type(ev.kind).__name__.split('_')[-1].lower()} callback")
+                results.append(_unhandled(ev.kind))
+        _flush()
+        return results
+
+    def shutdown(self, deadline: int) -> None:
+        try:
+            hook = getattr(_plugin, "shutdown", None)
+            if callable(hook):
+                hook(loop, deadline)
+            else:
+                loop.remove_all()
+        except SystemExit as e:
+            _exit(e)
+        except Exception:
+            _fail("shutdown")
+        finally:
+            _flush()
+
+
+# Import the plugin module at build time, so that componentize-py's snapshot
+# contains it (this module is the component's entry point). Done last: the
+# plugin may `import callop` / `from callop import ...` (everything above is
+# defined by now).
+try:
+    import app as _plugin  # noqa: E402
+except ModuleNotFoundError as _e:
+    if _e.name != "app":
+        raise
+    _plugin = None
