@@ -79,12 +79,19 @@ js_version() {
     [ -f "$pj" ] && node -p "require('$pj').version" 2>/dev/null || true
 }
 
+# componentize-js loads all its runtime dependencies on import (0.23.0 needs
+# @bytecodealliance/preview2-shim, which it only declares as a devDependency).
+js_importable() {
+    (cd "$here/js" && node --input-type=module -e "await import('@bytecodealliance/componentize-js')" >/dev/null 2>&1)
+}
+
 install_js() {
     command -v node >/dev/null || die "js toolchain: node not found (Node.js >= 18 is required)"
     local major
     major="$(node -p 'process.versions.node.split(".")[0]')"
     [ "$major" -ge 18 ] || die "js toolchain: Node.js >= 18 required, found $(node --version)"
-    if [ -x "$here/js/node_modules/.bin/componentize-js" ] && [ "$(js_version)" = "$COMPONENTIZE_JS_VERSION" ]; then
+    if [ -x "$here/js/node_modules/.bin/componentize-js" ] && [ "$(js_version)" = "$COMPONENTIZE_JS_VERSION" ] \
+        && js_importable; then
         return 0
     fi
     command -v npm >/dev/null || die "js toolchain: npm not found"
@@ -95,6 +102,8 @@ install_js() {
         || die "js toolchain: 'npm $cmd' in plugins/js failed (is the npm registry reachable?)"
     [ "$(js_version)" = "$COMPONENTIZE_JS_VERSION" ] \
         || die "js toolchain: componentize-js $COMPONENTIZE_JS_VERSION not found after npm $cmd (see plugins/js/package.json)"
+    js_importable \
+        || die "js toolchain: componentize-js is installed but cannot be loaded (a missing runtime dependency? see plugins/js/package.json)"
 }
 
 # ------------------------------------------------------------------ build
