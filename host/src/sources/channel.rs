@@ -44,7 +44,11 @@
 
 use std::{
     cmp, fmt,
-    sync::{Arc, mpsc},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
 };
 
 use crate::{
@@ -112,6 +116,24 @@ impl<T> Sender<T> {
 pub struct SyncSender<T> {
     sender: mpsc::SyncSender<T>,
     notify: Arc<NotifyOnDrop>,
+    /// How many senders are in (or entering) a blocking `send`; shared with the [`Channel`].
+    blocked: Arc<AtomicUsize>,
+}
+
+/// Counts one sender in the blocking part of [`SyncSender::send`], for as long as it lives.
+struct Blocked<'a>(&'a AtomicUsize);
+
+impl<'a> Blocked<'a> {
+    fn enter(count: &'a AtomicUsize) -> Blocked<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Blocked(count)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl<T> Clone for SyncSender<T> {
@@ -119,6 +141,7 @@ impl<T> Clone for SyncSender<T> {
         SyncSender {
             sender: self.sender.clone(),
             notify: self.notify.clone(),
+            blocked: self.blocked.clone(),
         }
     }
 }
@@ -132,8 +155,16 @@ impl<T> SyncSender<T> {
         match self.try_send(t) {
             Ok(()) => Ok(()),
             Err(mpsc::TrySendError::Full(t)) => {
-                // `try_send` woke the receiver; wait for it to make room.
-                self.sender.send(t)?;
+                // Wait for the receiver to make room (or, with `bound == 0`, to take the message
+                // from our hands). It can only do so once we are waiting, which it cannot
+                // observe: so while we are here it keeps its wake-up armed (see
+                // `Channel::process_events`), instead of going to sleep on a queue that looked
+                // empty just before we started waiting.
+                let blocked = Blocked::enter(&self.blocked);
+                self.notify.0.notify();
+                let result = self.sender.send(t);
+                drop(blocked);
+                result?;
                 self.notify.0.notify();
                 Ok(())
             }
@@ -164,6 +195,8 @@ pub struct Channel<T> {
     registration: NotifyRegistration,
     /// Messages per `process_events`.
     batch: usize,
+    /// The blocked-sender count of a [`sync_channel`] (always 0 for a [`channel`]).
+    blocked: Arc<AtomicUsize>,
     /// `Closed` was delivered.
     closed: bool,
 }
@@ -203,6 +236,7 @@ pub fn channel<T>() -> (Sender<T>, Channel<T>) {
             notify,
             registration: NotifyRegistration::default(),
             batch: MAX_BATCH,
+            blocked: Arc::new(AtomicUsize::new(0)),
             closed: false,
         },
     )
@@ -216,16 +250,19 @@ pub fn channel<T>() -> (Sender<T>, Channel<T>) {
 pub fn sync_channel<T>(bound: usize) -> (SyncSender<T>, Channel<T>) {
     let (sender, receiver) = mpsc::sync_channel(bound);
     let notify = new_notify();
+    let blocked = Arc::new(AtomicUsize::new(0));
     (
         SyncSender {
             sender,
             notify: Arc::new(NotifyOnDrop(notify.clone())),
+            blocked: blocked.clone(),
         },
         Channel {
             receiver,
             notify,
             registration: NotifyRegistration::default(),
             batch: cmp::min(bound.saturating_add(1), MAX_BATCH),
+            blocked,
             closed: false,
         },
     )
@@ -271,7 +308,15 @@ impl<T> EventSource for Channel<T> {
                     self.notify.clear();
                     cleared = true;
                 }
-                Err(mpsc::TryRecvError::Empty) => return Ok(PostAction::Continue),
+                Err(mpsc::TryRecvError::Empty) => {
+                    // A sender entering a blocking `send` may not be waiting yet: its message
+                    // can only be taken once it is. Come back on the next dispatch rather than
+                    // sleep (the window is short: it ends when the sender waits).
+                    if self.blocked.load(Ordering::SeqCst) > 0 {
+                        self.notify.notify();
+                    }
+                    return Ok(PostAction::Continue);
+                }
                 Err(mpsc::TryRecvError::Disconnected) => {
                     if !cleared {
                         drain(&self.notify)?;
@@ -335,7 +380,7 @@ impl std::error::Error for ChannelError {
 
 #[cfg(test)]
 mod tests {
-    use std::{os::fd::AsFd, time::Duration};
+    use std::time::Duration;
 
     use super::*;
     use crate::{EventLoop, ping::make_ping};
@@ -417,7 +462,7 @@ mod tests {
         let (tx, rx) = sync_channel::<u32>(0);
         event_loop.handle().insert_source(rx, record).unwrap();
         let thread = std::thread::spawn(move || {
-            for n in 0..50 {
+            for n in 0..500 {
                 tx.send(n).unwrap();
             }
         });
@@ -428,7 +473,7 @@ mod tests {
                 .unwrap();
         }
         thread.join().unwrap();
-        assert_eq!(got.msgs, (0..50).collect::<Vec<_>>());
+        assert_eq!(got.msgs, (0..500).collect::<Vec<_>>());
     }
 
     #[test]
@@ -488,6 +533,7 @@ mod tests {
             tx.send(n).unwrap();
         }
         // The eventfd counter holds the sum of all writes: one ping is 2.
+        use std::os::fd::AsFd;
         let mut buf = [0u8; 8];
         rustix::io::read(rx.notify.as_fd(), &mut buf).unwrap();
         assert_eq!(u64::from_ne_bytes(buf), 2);
