@@ -309,11 +309,11 @@ impl<'l, Data> EventLoop<'l, Data> {
             .extend_from_slice(&inner.lifecycle.borrow().values);
         for reg in &self.lifecycle_scratch {
             let disp = inner.sources.borrow().get(reg.inner).ok().cloned();
-            if let Some(disp) = disp {
-                if let Some((readiness, token)) = disp.before_sleep()? {
-                    timeout = Some(Duration::ZERO);
-                    self.synthetic_events.push(PollEvent { readiness, token });
-                }
+            if let Some(disp) = disp
+                && let Some((readiness, token)) = disp.before_sleep()?
+            {
+                timeout = Some(Duration::ZERO);
+                self.synthetic_events.push(PollEvent { readiness, token });
             }
         }
 
@@ -438,10 +438,10 @@ impl<'l, Data> EventLoop<'l, Data> {
         self.signals.stop.store(false, Ordering::Release);
         self.signals.future_ready.store(true, Ordering::Release);
         while !self.signals.stop.load(Ordering::Acquire) {
-            if self.signals.future_ready.swap(false, Ordering::AcqRel) {
-                if let Poll::Ready(result) = future.as_mut().poll(&mut context) {
-                    return Ok(Some(result));
-                }
+            if self.signals.future_ready.swap(false, Ordering::AcqRel)
+                && let Poll::Ready(result) = future.as_mut().poll(&mut context)
+            {
+                return Ok(Some(result));
             }
             self.dispatch_events(None, data)?;
             self.dispatch_idles(data);
@@ -487,14 +487,15 @@ impl<'l, Data> LoopHandle<'l, Data> {
         }
         // Removed (by its action, or by `remove` from inside its own callback, which could not
         // unregister it then): unregister now. The last `Rc` drops here, with the source.
-        if inner.sources.borrow().get(reg_token).is_err() {
-            if let Err(e) = disp.unregister(
+        let removed = inner.sources.borrow().get(reg_token).is_err();
+        if removed
+            && let Err(e) = disp.unregister(
                 &mut inner.poll.borrow_mut(),
                 &mut inner.lifecycle.borrow_mut(),
                 RegistrationToken::new(reg_token),
-            ) {
-                tracing::warn!("failed to unregister a removed source: {e}");
-            }
+            )
+        {
+            tracing::warn!("failed to unregister a removed source: {e}");
         }
         Ok(())
     }

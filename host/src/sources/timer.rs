@@ -167,10 +167,10 @@ impl EventSource for Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        if let Some(old) = self.registration.take() {
-            if let Ok(mut wheel) = old.wheel.try_borrow_mut() {
-                wheel.cancel(old.id);
-            }
+        if let Some(old) = self.registration.take()
+            && let Ok(mut wheel) = old.wheel.try_borrow_mut()
+        {
+            wheel.cancel(old.id);
         }
     }
 }
