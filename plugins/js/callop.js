@@ -62,11 +62,17 @@ export function nsToMs(ns) {
 
 const UNITS_MS = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, '': 1 };
 
-/** Parses "10ms", "2s", "500us", "100ns" (a bare number means ms) into ms. */
+/**
+ * Parses "10ms", "2s", "500us", "100ns" (a bare number means ms) into ms.
+ * Throws with the same messages as the Rust example plugins.
+ */
 export function parseDuration(text) {
-  const m = /^(\d+)(ns|us|µs|ms|s|)$/.exec(String(text));
-  if (!m) throw new Error(`bad duration ${JSON.stringify(text)} (use ns, us, ms or s)`);
-  return Number(m[1]) * UNITS_MS[m[2]];
+  text = String(text);
+  const num = /^[0-9]*/.exec(text)[0];
+  const unit = text.slice(num.length);
+  if (!num) throw new Error(`bad duration ${JSON.stringify(text)}`);
+  if (!Object.hasOwn(UNITS_MS, unit)) throw new Error(`bad duration unit in ${JSON.stringify(text)} (use ns, us, ms or s)`);
+  return Number(num) * UNITS_MS[unit];
 }
 
 // ------------------------------------------------------------------- errors

@@ -32,6 +32,8 @@ stdout/stderr are flushed after every call into the plugin.
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import traceback
 from dataclasses import dataclass
@@ -70,12 +72,22 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "": 1e-3, "s": 1.0}
 
 
 def parse_duration(text: str) -> float:
-    """Parses ``10ms``, ``2s``, ``500us``, ``100ns`` (bare number: ms) into seconds."""
-    digits = len(text) - len(text.lstrip("0123456789"))
-    num, unit = text[:digits], text[digits:]
-    if not num or unit not in _UNITS:
-        raise ValueError(f"bad duration {text!r} (use ns, us, ms or s)")
+    """Parses ``10ms``, ``2s``, ``500us``, ``100ns`` (bare number: ms) into seconds.
+
+    Raises ValueError with the same messages as the Rust example plugins.
+    """
+    m = re.match(r"[0-9]*", text)
+    num, unit = text[: m.end()], text[m.end():]
+    if not num:
+        raise ValueError(f"bad duration {_quote(text)}")
+    if unit not in _UNITS:
+        raise ValueError(f"bad duration unit in {_quote(text)} (use ns, us, ms or s)")
     return int(num) * _UNITS[unit]
+
+
+def _quote(text: str) -> str:
+    """Double-quoted like Rust's ``{:?}`` (close enough for messages)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 # ------------------------------------------------------------------- actions

@@ -6,9 +6,18 @@
 
 import { Drop, toInstant, parseDuration, msToNs } from '../callop.js';
 
+// Same messages as Rust's u64 parsing in plugins/ticker.
+function parseCount(v) {
+  if (v === '') throw new Error('bad --count: cannot parse integer from empty string');
+  if (!/^\+?[0-9]+$/.test(v)) throw new Error('bad --count: invalid digit found in string');
+  const n = BigInt(v);
+  if (n >= 1n << 64n) throw new Error('bad --count: number too large to fit in target type');
+  return n;
+}
+
 function parseArgs(args) {
   let every = 100; // ms
-  let count = 5;
+  let count = 5n;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     const value = (name) => {
@@ -16,11 +25,8 @@ function parseArgs(args) {
       return args[++i];
     };
     if (arg === '--every') every = parseDuration(value('--every'));
-    else if (arg === '--count') {
-      const v = value('--count');
-      if (!/^\d+$/.test(v)) throw new Error(`bad --count: ${JSON.stringify(v)}`);
-      count = Number(v);
-    } else throw new Error(`unknown argument ${JSON.stringify(arg)} (usage: --every 10ms --count 5)`);
+    else if (arg === '--count') count = parseCount(value('--count'));
+    else throw new Error(`unknown argument ${JSON.stringify(arg)} (usage: --every 10ms --count 5)`);
   }
   return { every, count };
 }
@@ -28,10 +34,10 @@ function parseArgs(args) {
 export function init(loop, args) {
   const { every, count } = parseArgs(args);
   const period = msToNs(every);
-  let ticks = 0;
-  if (count > 0) {
+  let ticks = 0n;
+  if (count > 0n) {
     loop.insertTimer(every, (deadline) => {
-      ticks += 1;
+      ticks += 1n;
       console.log(`tick ${ticks}`);
       // Drift-free period, relative to the deadline that fired.
       return ticks >= count ? Drop : toInstant(deadline + period);

@@ -11,6 +11,8 @@ the first message). When the application drops its last sender to
 ``relay: closed after N messages``, removes the channel and ends.
 """
 
+import json
+
 import callop
 from callop import CallopError, Continue, Remove
 
@@ -30,7 +32,7 @@ def parse_args(args):
         elif arg == "--prefix":
             prefix = value("--prefix")
         else:
-            raise ValueError(f"unknown argument {arg!r} (usage: [--reply-to @app/out] [--prefix TEXT])")
+            raise ValueError(f"unknown argument {json.dumps(arg)} (usage: [--reply-to @app/out] [--prefix TEXT])")
     return reply_to, prefix.encode()
 
 

@@ -5,8 +5,23 @@ Args: ``--every <duration>`` (default ``100ms``; units ns, us, ms, s) and
 period, then drops its timer; with no source left the plugin ends (exit 0).
 """
 
+import json
+import re
+
 import callop
 from callop import Drop, ToInstant
+
+
+def parse_count(v):
+    # Same messages as Rust's u64 parsing in plugins/ticker.
+    if v == "":
+        raise ValueError("bad --count: cannot parse integer from empty string")
+    if not re.fullmatch(r"\+?[0-9]+", v):
+        raise ValueError("bad --count: invalid digit found in string")
+    n = int(v)
+    if n >= 2**64:
+        raise ValueError("bad --count: number too large to fit in target type")
+    return n
 
 
 def parse_args(args):
@@ -22,12 +37,9 @@ def parse_args(args):
         if arg == "--every":
             every = callop.parse_duration(value("--every"))
         elif arg == "--count":
-            v = value("--count")
-            if not v.isdigit():
-                raise ValueError(f"bad --count: {v!r}")
-            count = int(v)
+            count = parse_count(value("--count"))
         else:
-            raise ValueError(f"unknown argument {arg!r} (usage: --every 10ms --count 5)")
+            raise ValueError(f"unknown argument {json.dumps(arg)} (usage: --every 10ms --count 5)")
     return every, count
 
 

@@ -1,0 +1,471 @@
+//! `callop-host`: run callop wasm plugins in an event loop.
+//!
+//! A thin command line over [`callop::plugin::Host`]; see `--help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use callop::plugin::{
+    cache, EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine, PluginSpec,
+    Policy,
+};
+use callop::signals::{Signal, Signals};
+use callop::EventLoop;
+
+const EXAMPLES: &str = "\
+PLUGIN syntax:
+  PATH[@NAME][=ARG,ARG,...]
+    PATH   the plugin component (.wasm, built for wasm32-wasip2)
+    NAME   instance name (default: the file stem, e.g. `ticker`); other plugins
+           and the host address its endpoints as NAME/<channel>
+    ARG    arguments passed to the plugin's init, comma-separated
+  Arguments after `--` are appended to the arguments of every plugin.
+
+Examples:
+  callop-host ticker.wasm -- --every 10ms --count 3
+  callop-host ticker.wasm=--every,1s ticker.wasm@fast=--every,100ms,--count,20
+  callop-host ping_pong.wasm@ping=--role,ping,--count,1000 ping_pong.wasm@pong=--role,pong
+  callop-host --callback-timeout 100 --forever idle_worker.wasm
+  callop-host compile ticker.wasm relay.wasm      # fill the compile cache
+  callop-host inspect ticker.wasm                 # world, imports, exports
+
+Runs until no plugin has a live source (or, with --forever, until SIGINT/SIGTERM).
+On SIGINT/SIGTERM every plugin's `shutdown` is called and the host waits up to
+--shutdown-timeout for them to finish; a second signal exits at once.
+Exit status: 0 if every plugin finished; the first non-zero `stop` code of a
+plugin; 1 if a plugin trapped; 2 if a plugin could not be loaded.
+Logs go to stderr, filtered by RUST_LOG (default `info`); plugin stdout/stderr
+lines are prefixed with `[NAME] `.";
+
+/// Run sandboxed callop wasm plugins in a calloop-style event loop.
+#[derive(Parser, Debug)]
+#[command(name = "callop-host", version, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run plugins (the default when no subcommand is given).
+    Run(RunArgs),
+    /// Precompile plugins into the cache (used automatically by `run`).
+    Compile {
+        #[command(flatten)]
+        cache: CacheArgs,
+        /// Plugin components to compile.
+        #[arg(required = true)]
+        plugins: Vec<PathBuf>,
+    },
+    /// Print a component's world, imports and exports.
+    Inspect {
+        /// The component.
+        plugin: PathBuf,
+    },
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct CacheArgs {
+    /// Directory of precompiled components [default: $XDG_CACHE_HOME/callop or ~/.cache/callop].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compile cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(cache::default_cache_dir)
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct RunArgs {
+    /// Plugins to run: PATH[@NAME][=ARG,ARG,...] (see below).
+    #[arg(value_name = "PLUGIN")]
+    plugins: Vec<String>,
+    /// Arguments appended to every plugin's arguments.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+    /// Keep running when no plugin has a live source (until a signal).
+    #[arg(long)]
+    forever: bool,
+    /// Milliseconds plugins get to finish after SIGINT/SIGTERM.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    shutdown_timeout: u64,
+    /// Trap a plugin whose single callback runs longer than this (milliseconds).
+    #[arg(long, value_name = "MS")]
+    callback_timeout: Option<u64>,
+    /// Maximum linear memory per plugin, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    max_memory: usize,
+    /// Forbid plugins to talk to each other (they can still use their own sources).
+    #[arg(long)]
+    isolate: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// A parsed PLUGIN argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PluginArg {
+    path: PathBuf,
+    name: String,
+    args: Vec<String>,
+}
+
+fn parse_plugin_arg(s: &str) -> Result<PluginArg, String> {
+    let (left, args) = match s.split_once('=') {
+        Some((l, a)) => (
+            l,
+            a.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+        None => (s, Vec::new()),
+    };
+    let (path, name) = match left.rsplit_once('@') {
+        Some((p, n)) if !n.contains('/') => (p, Some(n.to_string())),
+        _ => (left, None),
+    };
+    if path.is_empty() {
+        return Err(format!("`{s}`: missing plugin path"));
+    }
+    let path = PathBuf::from(path);
+    let name = match name {
+        Some(n) => n,
+        None => path
+            .file_stem()
+            .map(|x| x.to_string_lossy().into_owned())
+            .ok_or_else(|| format!("`{s}`: cannot derive an instance name; use PATH@NAME"))?,
+    };
+    Ok(PluginArg { path, name, args })
+}
+
+#[derive(Default)]
+struct CliState {
+    signals: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Some(Command::Run(run)) => cmd_run(run),
+        Some(Command::Compile { cache, plugins }) => cmd_compile(cache, plugins),
+        Some(Command::Inspect { plugin }) => cmd_inspect(plugin),
+        None if cli.run.plugins.is_empty() => {
+            eprintln!("error: no plugin given (see `callop-host --help`)");
+            ExitCode::from(2)
+        }
+        None => cmd_run(cli.run),
+    }
+}
+
+fn cmd_compile(cache: CacheArgs, plugins: Vec<PathBuf>) -> ExitCode {
+    let Some(dir) = cache.dir() else {
+        eprintln!("error: compile needs a cache directory (drop --no-cache or set --cache-dir)");
+        return ExitCode::from(2);
+    };
+    let engine = match PluginEngine::new(&EngineOptions {
+        cache_dir: Some(dir),
+        ..Default::default()
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut status = ExitCode::SUCCESS;
+    for p in plugins {
+        let r = std::fs::read(&p)
+            .map_err(|source| callop::plugin::LoadError::Io {
+                path: p.clone(),
+                source,
+            })
+            .and_then(|bytes| engine.precompile_to_cache(&bytes));
+        match r {
+            Ok(out) => println!("{} -> {}", p.display(), out.display()),
+            Err(e) => {
+                eprintln!("error: {}: {e}", p.display());
+                status = ExitCode::from(2);
+            }
+        }
+    }
+    status
+}
+
+fn cmd_inspect(plugin: PathBuf) -> ExitCode {
+    let engine = match PluginEngine::new(&EngineOptions::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let component = std::fs::read(&plugin)
+        .map_err(|source| callop::plugin::LoadError::Io {
+            path: plugin.clone(),
+            source,
+        })
+        .and_then(|b| engine.compile(&b));
+    let component = match component {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}: {e}", plugin.display());
+            return ExitCode::from(2);
+        }
+    };
+    let info = engine.inspect(&component);
+    println!("component: {}", plugin.display());
+    println!(
+        "world: {}",
+        info.world
+            .as_deref()
+            .unwrap_or("(unknown: no callop:plugin/guest export)")
+    );
+    println!("imports:");
+    for (n, d) in &info.imports {
+        println!("  {n}: {d}");
+    }
+    println!("exports:");
+    for (n, d) in &info.exports {
+        println!("  {n}: {d}");
+    }
+    if info.problems.is_empty() {
+        println!("loadable: yes ({})", callop::plugin::WORLD);
+        ExitCode::SUCCESS
+    } else {
+        println!("loadable: no");
+        for p in &info.problems {
+            println!("  - {p}");
+        }
+        ExitCode::from(1)
+    }
+}
+
+fn cmd_run(run: RunArgs) -> ExitCode {
+    let mut specs = Vec::new();
+    for s in &run.plugins {
+        match parse_plugin_arg(s) {
+            Ok(mut p) => {
+                p.args.extend(run.args.iter().cloned());
+                specs.push(p);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if specs.is_empty() {
+        eprintln!("error: no plugin given (see `callop-host --help`)");
+        return ExitCode::from(2);
+    }
+
+    // The loop and the signal source come first: the signals are blocked in
+    // this thread before any other thread (compiler pool, epoch ticker)
+    // exists, so those threads inherit the mask and never get them.
+    let mut event_loop: EventLoop<'static, CliState> = match EventLoop::try_new() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot create the event loop: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let signals = match Signals::new(&[Signal::SIGINT, Signal::SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot watch signals: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = event_loop
+        .handle()
+        .insert_source(signals, |ev, _, st: &mut CliState| {
+            tracing::info!("received {:?}", ev.signal());
+            st.signals += 1;
+        })
+    {
+        eprintln!("error: cannot watch signals: {}", e.error);
+        return ExitCode::from(2);
+    }
+
+    let limits = Limits {
+        max_memory_bytes: run.max_memory.saturating_mul(1 << 20),
+        callback_timeout: run.callback_timeout.map(Duration::from_millis),
+        ..Limits::default()
+    };
+    let policy = Policy {
+        allow_plugin_to_plugin: !run.isolate,
+        ..Policy::default()
+    };
+    let cache_dir = run.cache.dir();
+    let engine = match PluginEngine::new(&EngineOptions {
+        cache_dir,
+        ..Default::default()
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let host = match Host::with_engine(event_loop.handle(), engine, policy, limits) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let mut components: Vec<PluginComponent> = Vec::new();
+    for s in &specs {
+        match host.compile_file(&s.path) {
+            Ok(c) => components.push(c),
+            Err(e) => {
+                eprintln!("error: {}: {e}", s.path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let plugin_specs: Vec<PluginSpec<'_>> = specs
+        .iter()
+        .zip(&components)
+        .map(|(s, c)| PluginSpec {
+            component: c,
+            name: &s.name,
+            args: &s.args,
+        })
+        .collect();
+    match host.load_many(&plugin_specs) {
+        Err((name, e)) => {
+            eprintln!("error: plugin `{name}`: {e}");
+            return ExitCode::from(2);
+        }
+        Ok(results) => {
+            let mut failed = false;
+            for (s, r) in specs.iter().zip(results) {
+                if let Err(e) = r {
+                    eprintln!("error: plugin `{}` ({}): {e}", s.name, s.path.display());
+                    failed = true;
+                }
+            }
+            if failed {
+                drop(host);
+                return ExitCode::from(2);
+            }
+        }
+    }
+
+    let grace = Duration::from_millis(run.shutdown_timeout);
+    let mut state = CliState::default();
+    let mut handled_signals = 0;
+    let signal = event_loop.get_signal();
+    let r = event_loop.run(None, &mut state, |st| {
+        if st.signals > handled_signals {
+            handled_signals = st.signals;
+            if handled_signals == 1 {
+                tracing::info!("shutting down (grace {grace:?})");
+                host.shutdown(grace);
+                if host.is_empty() {
+                    signal.stop();
+                }
+            } else {
+                tracing::warn!("second signal: exiting now");
+                signal.stop();
+            }
+        } else if host.is_empty() && (!run.forever || st.signals > 0) {
+            signal.stop();
+        }
+    });
+    if let Err(e) = r {
+        eprintln!("error: event loop: {e}");
+        return ExitCode::from(2);
+    }
+    unload_rest(&host);
+    let exits = host.exits();
+    drop(host);
+    let mut code = 0;
+    for e in &exits {
+        let c = match &e.reason {
+            ExitReason::Trapped(_) => 1,
+            r => r.code(),
+        };
+        if c != 0 && code == 0 {
+            code = c;
+        }
+    }
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// Unloads whatever is still alive (a second signal) so its exit is recorded.
+fn unload_rest(host: &Host<'_, CliState>) {
+    for (id, _) in host.plugins() {
+        host.unload(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_arg_syntax() {
+        let p = parse_plugin_arg("dir/ticker.wasm").unwrap();
+        assert_eq!(
+            p,
+            PluginArg {
+                path: "dir/ticker.wasm".into(),
+                name: "ticker".into(),
+                args: vec![]
+            }
+        );
+        let p = parse_plugin_arg("ping_pong.wasm@pong=--role,pong").unwrap();
+        assert_eq!(p.name, "pong");
+        assert_eq!(p.args, vec!["--role", "pong"]);
+        let p = parse_plugin_arg("a@b/c.wasm").unwrap();
+        assert_eq!(p.path, PathBuf::from("a@b/c.wasm"));
+        assert_eq!(p.name, "c");
+        assert!(parse_plugin_arg("@x").is_err());
+        let p = parse_plugin_arg("t.wasm=").unwrap();
+        assert!(p.args.is_empty());
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "callop-host",
+            "a.wasm",
+            "b.wasm@x=1,2",
+            "--",
+            "--count",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.run.plugins, vec!["a.wasm", "b.wasm@x=1,2"]);
+        assert_eq!(c.run.args, vec!["--count", "3"]);
+        let c = Cli::try_parse_from(["callop-host", "inspect", "a.wasm"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Inspect { .. })));
+    }
+}

@@ -1,0 +1,525 @@
+//! The wasmtime engine, the linker, and loading/checking plugin components.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use super::bindings::{Plugin as PluginWorld, PluginPre};
+use super::cache::CompileCache;
+use super::error::{chain, LoadError};
+use super::state::PluginState;
+use super::{GUEST_EXPORT, HOST_LOOP_IMPORT, PACKAGE, PACKAGE_VERSION, TYPES_IMPORT};
+
+/// How the engine is built.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Directory of the precompiled-component cache; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// Use wasmtime's pooling instance allocator, sized for this many
+    /// concurrent plugin instances (`None`: on-demand allocation).
+    pub pooling_instances: Option<u32>,
+    /// Maximum linear memory per instance, for the pooling allocator's
+    /// reservations (bytes; `None`: the default limit, see [`super::Limits`]).
+    pub pooling_max_memory: Option<usize>,
+}
+
+/// A configured wasmtime engine plus the linker providing the
+/// `callop:plugin/host-loop` and WASI p2 imports. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: Option<CompileCache>,
+}
+
+/// A plugin component that passed the load-time checks and is ready to be
+/// instantiated (any number of times) by a [`super::Host`] using the same
+/// engine.
+#[derive(Clone)]
+pub struct PluginComponent {
+    pub(crate) pre: PluginPre<PluginState>,
+    /// Where it came from (a path or `<bytes>`), for messages.
+    pub(crate) origin: String,
+}
+
+impl fmt::Debug for PluginComponent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginComponent")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginComponent {
+    /// Where the component was loaded from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+/// What kind of binary some bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BinaryKind {
+    Component,
+    CoreModule,
+    Precompiled,
+}
+
+/// Classifies `bytes` by their header, with a helpful error for non-wasm.
+pub(crate) fn classify(bytes: &[u8]) -> Result<BinaryKind, LoadError> {
+    if bytes.starts_with(b"\x7fELF") {
+        return Ok(BinaryKind::Precompiled);
+    }
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        let detail = if bytes.is_empty() {
+            "the file is empty".to_string()
+        } else if bytes
+            .iter()
+            .take(64)
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(24)]).into_owned();
+            format!(
+                "it looks like text (`{}`...); only binary components are accepted",
+                text.escape_debug()
+            )
+        } else {
+            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            format!("missing `\\0asm` magic (starts with {})", head.join(" "))
+        };
+        return Err(LoadError::NotWasm { detail });
+    }
+    match (bytes[4], bytes[5], bytes[6], bytes[7]) {
+        (1, 0, 0, 0) => Ok(BinaryKind::CoreModule),
+        (_, _, 1, 0) => Ok(BinaryKind::Component),
+        (a, b, c, d) => Err(LoadError::NotWasm {
+            detail: format!("unknown wasm version/layer {a:02x} {b:02x} {c:02x} {d:02x}"),
+        }),
+    }
+}
+
+impl PluginEngine {
+    /// Builds the engine (epoch interruption on, component model on).
+    pub fn new(opts: &EngineOptions) -> Result<Self, LoadError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(OptLevel::Speed);
+        config.parallel_compilation(true);
+        if let Some(n) = opts.pooling_instances {
+            let mem = opts
+                .pooling_max_memory
+                .unwrap_or(super::Limits::default().max_memory_bytes);
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(n)
+                .total_core_instances(n.saturating_mul(8))
+                .total_memories(n.saturating_mul(2))
+                .total_tables(n.saturating_mul(4))
+                .max_memory_size(mem);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine =
+            Engine::new(&config).map_err(|e| LoadError::Link(format!("engine: {}", chain(&e))))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| LoadError::Link(format!("WASI: {}", chain(&e))))?;
+        PluginWorld::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Link(format!("host-loop: {}", chain(&e))))?;
+        let cache = opts.cache_dir.clone().map(CompileCache::new);
+        Ok(PluginEngine {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                cache,
+            }),
+        })
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The compile cache, if enabled.
+    pub fn cache(&self) -> Option<&CompileCache> {
+        self.inner.cache.as_ref()
+    }
+
+    /// Reads, compiles (or fetches from the cache) and checks a plugin file.
+    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<PluginComponent, LoadError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_bytes_named(&bytes, path.display().to_string())
+    }
+
+    /// Compiles (or fetches from the cache) and checks a plugin from bytes.
+    pub fn load_bytes(&self, bytes: &[u8]) -> Result<PluginComponent, LoadError> {
+        self.load_bytes_named(bytes, "<bytes>".into())
+    }
+
+    fn load_bytes_named(&self, bytes: &[u8], origin: String) -> Result<PluginComponent, LoadError> {
+        let component = self.compile(bytes)?;
+        let pre = self.check(&component)?;
+        Ok(PluginComponent { pre, origin })
+    }
+
+    /// Turns bytes into a compiled component (cache-aware), without the
+    /// world checks.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        match classify(bytes)? {
+            BinaryKind::Component => {}
+            BinaryKind::CoreModule => return Err(LoadError::CoreModule),
+            BinaryKind::Precompiled => return Err(LoadError::Precompiled),
+        }
+        if let Some(cache) = &self.inner.cache {
+            if let Some(c) = cache.load(&self.inner.engine, bytes) {
+                tracing::debug!("using cached artifact");
+                return Ok(c);
+            }
+            // Validate + compile once, store, then load the stored artifact.
+            match cache.store(&self.inner.engine, bytes) {
+                Ok(path) => {
+                    tracing::debug!(path = %path.display(), "cached compiled component");
+                    if let Some(c) = cache.load(&self.inner.engine, bytes) {
+                        return Ok(c);
+                    }
+                }
+                Err(e) => {
+                    let msg = chain(&e);
+                    // A compile error is the plugin's fault; a write error is not.
+                    if self.validate(bytes).is_err() {
+                        return Err(LoadError::Compile(msg));
+                    }
+                    tracing::warn!("cannot write compile cache: {msg}");
+                }
+            }
+        }
+        Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Compile(chain(&e)))
+    }
+
+    fn validate(&self, bytes: &[u8]) -> Result<(), LoadError> {
+        Component::new(&self.inner.engine, bytes)
+            .map(|_| ())
+            .map_err(|e| LoadError::Compile(chain(&e)))
+    }
+
+    /// Precompiles `bytes` into the cache and returns the artifact path.
+    pub fn precompile_to_cache(&self, bytes: &[u8]) -> Result<PathBuf, LoadError> {
+        let Some(cache) = &self.inner.cache else {
+            return Err(LoadError::Compile("no cache directory configured".into()));
+        };
+        match classify(bytes)? {
+            BinaryKind::Component => {}
+            BinaryKind::CoreModule => return Err(LoadError::CoreModule),
+            BinaryKind::Precompiled => return Err(LoadError::Precompiled),
+        }
+        let path = cache
+            .store(&self.inner.engine, bytes)
+            .map_err(|e| LoadError::Compile(chain(&e)))?;
+        // Make sure the artifact is usable and the component is a plugin.
+        let component = cache.load(&self.inner.engine, bytes).ok_or_else(|| {
+            LoadError::Compile("the stored artifact could not be loaded back".into())
+        })?;
+        self.check(&component)?;
+        Ok(path)
+    }
+
+    /// Checks that `component` is a `callop:plugin/plugin@0.1.0` component
+    /// whose imports this host provides, and pre-instantiates it.
+    pub(crate) fn check(&self, component: &Component) -> Result<PluginPre<PluginState>, LoadError> {
+        let problems = world_problems(&self.inner.engine, component);
+        if !problems.is_empty() {
+            return Err(LoadError::World(problems));
+        }
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::Link(chain(&e)))?;
+        PluginPre::new(pre).map_err(|e| LoadError::World(vec![chain(&e)]))
+    }
+
+    /// Describes a component's world, imports and exports.
+    pub fn inspect(&self, component: &Component) -> ComponentInfo {
+        inspect(&self.inner.engine, component)
+    }
+}
+
+/// Splits `ns:pkg/iface@ver` into (`ns:pkg`, `iface`, `ver`).
+fn split_iface(name: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (pkg, rest) = name.split_once('/')?;
+    let (iface, ver) = match rest.split_once('@') {
+        Some((i, v)) => (i, Some(v)),
+        None => (rest, None),
+    };
+    Some((pkg, iface, ver))
+}
+
+/// Lists why `component` is not a plugin of our world (empty: it is).
+pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<String> {
+    let ty = component.component_type();
+    let mut problems = Vec::new();
+
+    // Exports: exactly our `guest` interface with init/dispatch/shutdown.
+    let exports: Vec<(String, ComponentItem)> = ty
+        .exports(engine)
+        .map(|(n, e)| (n.to_string(), e.ty))
+        .collect();
+    match exports.iter().find(|(n, _)| n == GUEST_EXPORT) {
+        Some((_, ComponentItem::ComponentInstance(inst))) => {
+            for f in ["init", "dispatch", "shutdown"] {
+                match inst.get_export(engine, f) {
+                    Some(e) if matches!(e.ty, ComponentItem::ComponentFunc(_)) => {}
+                    Some(_) => problems.push(format!(
+                        "export `{GUEST_EXPORT}` has `{f}` but it is not a function"
+                    )),
+                    None => problems.push(format!("export `{GUEST_EXPORT}` lacks function `{f}`")),
+                }
+            }
+        }
+        Some(_) => problems.push(format!(
+            "export `{GUEST_EXPORT}` is not an interface instance"
+        )),
+        None => {
+            let other: Vec<&str> = exports
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| split_iface(n).is_some_and(|(p, i, _)| p == PACKAGE && i == "guest"))
+                .collect();
+            if let Some(o) = other.first() {
+                problems.push(format!(
+                    "exports `{o}` but this host supports `{GUEST_EXPORT}` (plugin built for another version of {PACKAGE})"
+                ));
+            } else {
+                let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+                problems.push(format!(
+                    "missing export `{GUEST_EXPORT}` (the component exports: {})",
+                    if names.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ));
+            }
+        }
+    }
+
+    // Imports: of our package only `host-loop@0.1.0`; others go to the linker.
+    for (name, _) in ty.imports(engine) {
+        if let Some((pkg, iface, ver)) = split_iface(name) {
+            if pkg == PACKAGE && name != HOST_LOOP_IMPORT && name != TYPES_IMPORT {
+                if iface == "host-loop" || iface == "types" {
+                    problems.push(format!(
+                        "imports `{name}` but this host provides `{PACKAGE}/{iface}@{PACKAGE_VERSION}` \
+                         (plugin built for {PACKAGE}@{})",
+                        ver.unwrap_or("<unversioned>")
+                    ));
+                } else {
+                    problems.push(format!("imports unknown interface `{name}`"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// A human-readable description of a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentInfo {
+    /// The world it appears to target (e.g. `callop:plugin/plugin@0.1.0`),
+    /// if it exports some version of our `guest` interface.
+    pub world: Option<String>,
+    /// Imports: (name, description).
+    pub imports: Vec<(String, String)>,
+    /// Exports: (name, description).
+    pub exports: Vec<(String, String)>,
+    /// Problems that prevent loading it in this host (empty: loadable).
+    pub problems: Vec<String>,
+}
+
+fn describe(engine: &Engine, item: &ComponentItem) -> String {
+    match item {
+        ComponentItem::ComponentInstance(i) => {
+            let funcs: Vec<&str> = i.exports(engine).map(|(n, _)| n).collect();
+            format!("instance {{ {} }}", funcs.join(", "))
+        }
+        ComponentItem::ComponentFunc(_) => "func".into(),
+        ComponentItem::CoreFunc(_) => "core func".into(),
+        ComponentItem::Module(_) => "core module".into(),
+        ComponentItem::Component(_) => "component".into(),
+        ComponentItem::Type(_) => "type".into(),
+        ComponentItem::Resource(_) => "resource".into(),
+    }
+}
+
+fn inspect(engine: &Engine, component: &Component) -> ComponentInfo {
+    let ty = component.component_type();
+    let imports = ty
+        .imports(engine)
+        .map(|(n, e)| (n.to_string(), describe(engine, &e.ty)))
+        .collect();
+    let exports: Vec<(String, String)> = ty
+        .exports(engine)
+        .map(|(n, e)| (n.to_string(), describe(engine, &e.ty)))
+        .collect();
+    let world = exports.iter().find_map(|(n, _)| {
+        let (p, i, v) = split_iface(n)?;
+        (p == PACKAGE && i == "guest").then(|| match v {
+            Some(v) => format!("{PACKAGE}/plugin@{v}"),
+            None => format!("{PACKAGE}/plugin"),
+        })
+    });
+    ComponentInfo {
+        world,
+        imports,
+        exports,
+        problems: world_problems(engine, component),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> PluginEngine {
+        PluginEngine::new(&EngineOptions::default()).unwrap()
+    }
+
+    fn err(bytes: &[u8]) -> String {
+        engine().load_bytes(bytes).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn classify_headers() {
+        assert_eq!(
+            classify(&wat::parse_str("(module)").unwrap()).unwrap(),
+            BinaryKind::CoreModule
+        );
+        assert_eq!(
+            classify(&wat::parse_str("(component)").unwrap()).unwrap(),
+            BinaryKind::Component
+        );
+        assert_eq!(
+            classify(b"\x7fELF\x02\x01\x01\0").unwrap(),
+            BinaryKind::Precompiled
+        );
+        assert!(classify(b"").is_err());
+    }
+
+    #[test]
+    fn garbage_is_not_wasm() {
+        let e = err(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5]);
+        assert!(
+            e.contains("not a WebAssembly binary") && e.contains("de ad be ef"),
+            "{e}"
+        );
+        let e = err(b"");
+        assert!(e.contains("empty"), "{e}");
+        let e = err(b"(component)\n");
+        assert!(e.contains("looks like text"), "{e}");
+    }
+
+    #[test]
+    fn core_module_is_rejected() {
+        let e = err(&wat::parse_str("(module (func (export \"f\")))").unwrap());
+        assert!(
+            e.contains("core WebAssembly module, not a component"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn precompiled_is_rejected() {
+        let e = err(b"\x7fELF\x02\x01\x01\0\0\0\0\0");
+        assert!(e.contains("precompiled"), "{e}");
+    }
+
+    #[test]
+    fn broken_component_is_a_compile_error() {
+        let mut bytes = wat::parse_str("(component (core module))").unwrap();
+        bytes.truncate(bytes.len() - 1);
+        let e = err(&bytes);
+        assert!(e.starts_with("invalid component"), "{e}");
+    }
+
+    #[test]
+    fn empty_component_lacks_guest_export() {
+        let e = err(&wat::parse_str("(component)").unwrap());
+        assert!(
+            e.contains("missing export `callop:plugin/guest@0.1.0`"),
+            "{e}"
+        );
+        assert!(e.contains("exports: nothing"), "{e}");
+    }
+
+    #[test]
+    fn other_version_is_named() {
+        let e = err(&wat::parse_str(
+            r#"(component
+                 (import "callop:plugin/host-loop@0.2.0" (instance))
+                 (instance $g)
+                 (export "callop:plugin/guest@0.2.0" (instance $g)))"#,
+        )
+        .unwrap());
+        assert!(e.contains("exports `callop:plugin/guest@0.2.0` but this host supports `callop:plugin/guest@0.1.0`"), "{e}");
+        assert!(e.contains("imports `callop:plugin/host-loop@0.2.0`"), "{e}");
+        assert!(e.contains("built for callop:plugin@0.2.0"), "{e}");
+    }
+
+    #[test]
+    fn guest_without_functions() {
+        let e = err(&wat::parse_str(
+            r#"(component (instance $g) (export "callop:plugin/guest@0.1.0" (instance $g)))"#,
+        )
+        .unwrap());
+        assert!(
+            e.contains("lacks function `init`") && e.contains("lacks function `shutdown`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_import_is_a_link_error() {
+        let e = err(&wat::parse_str(
+            r#"(component
+                 (import "acme:thing/api@1.0.0" (instance (export "f" (func))))
+                 (instance $g)
+                 (export "callop:plugin/guest@0.1.0" (instance $g)))"#,
+        )
+        .unwrap());
+        // The world check fires first for the missing functions...
+        assert!(e.contains("lacks function `init`"), "{e}");
+    }
+
+    #[test]
+    fn inspect_reports_world() {
+        let eng = engine();
+        let c = eng
+            .compile(&wat::parse_str(r#"(component (instance $g) (export "callop:plugin/guest@0.2.0" (instance $g)))"#).unwrap())
+            .unwrap();
+        let info = eng.inspect(&c);
+        assert_eq!(info.world.as_deref(), Some("callop:plugin/plugin@0.2.0"));
+        assert_eq!(info.exports.len(), 1);
+        assert!(!info.problems.is_empty());
+    }
+
+    #[test]
+    fn missing_file() {
+        let e = engine()
+            .load_file("/nonexistent/plugin.wasm")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot read `/nonexistent/plugin.wasm`"), "{e}");
+    }
+}

@@ -1,0 +1,101 @@
+//! Errors of the plugin host.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why a plugin could not be loaded or started.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read (missing, unreadable, ...).
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a WebAssembly binary at all.
+    NotWasm {
+        /// What was found instead.
+        detail: String,
+    },
+    /// A core wasm module was given where a component is required.
+    CoreModule,
+    /// A precompiled wasmtime artifact (`.cwasm`) was given; plugins are
+    /// loaded from `.wasm` components (the CLI's cache precompiles them).
+    Precompiled,
+    /// The component failed to validate or compile.
+    Compile(String),
+    /// The component targets another world or another version of
+    /// `callop:plugin`; each entry names one missing or mismatched
+    /// import/export.
+    World(Vec<String>),
+    /// The component's imports cannot be satisfied by this host.
+    Link(String),
+    /// Creating the instance failed (including a trap in its start code).
+    Instantiate(String),
+    /// The instance name is invalid or already used by a live plugin.
+    Name(String),
+    /// The plugin's `init` returned an error.
+    Init(String),
+    /// The plugin trapped in `init`.
+    Trap(String),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Io { path, source } => {
+                write!(f, "cannot read `{}`: {source}", path.display())
+            }
+            LoadError::NotWasm { detail } => write!(f, "not a WebAssembly binary: {detail}"),
+            LoadError::CoreModule => f.write_str(
+                "this is a core WebAssembly module, not a component; build the plugin for \
+                 `wasm32-wasip2` (or wrap it with `wasm-tools component new`)",
+            ),
+            LoadError::Precompiled => f.write_str(
+                "this is a precompiled wasmtime artifact (.cwasm); pass the plugin's .wasm file \
+                 instead (precompiled artifacts are cached and used automatically)",
+            ),
+            LoadError::Compile(e) => write!(f, "invalid component: {e}"),
+            LoadError::World(problems) => {
+                write!(
+                    f,
+                    "not a `callop:plugin/plugin@{}` component: {}",
+                    super::PACKAGE_VERSION,
+                    problems.join("; ")
+                )
+            }
+            LoadError::Link(e) => write!(f, "cannot link plugin: {e}"),
+            LoadError::Instantiate(e) => write!(f, "cannot instantiate plugin: {e}"),
+            LoadError::Name(e) => write!(f, "bad instance name: {e}"),
+            LoadError::Init(e) => write!(f, "plugin init failed: {e}"),
+            LoadError::Trap(e) => write!(f, "plugin trapped in init: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Formats a wasmtime error with its whole cause chain on one line.
+pub(crate) fn chain(e: &wasmtime::Error) -> String {
+    let mut s = String::new();
+    for c in e.chain() {
+        let cs = c.to_string();
+        if s.contains(&cs) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(&cs);
+    }
+    s
+}

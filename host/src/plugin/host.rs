@@ -1,0 +1,1171 @@
+//! The embedding API: [`Host`] bridges plugin instances to a real event loop.
+//!
+//! # How guest sources map to loop sources
+//!
+//! Every guest registration becomes a real source in the application's loop:
+//! `add-timer` a [`Timer`], `make-ping` a [`ping`](crate::ping) source,
+//! `open-channel` a [`channel`](crate::channel), `add-idle` an idle callback.
+//! Their callbacks never call into wasm: they only append an event to the
+//! plugin's *pending batch* and, once per loop iteration, schedule a *flush*
+//! as an idle callback. Idle callbacks run after all event sources of the
+//! iteration were dispatched, so the flush calls the guest's `dispatch` once
+//! with every event of the iteration (split at [`Limits::max_batch`]), guest
+//! idles last. Timers are therefore never early (the loop's timer decides),
+//! and a guest is never re-entered: the only places that call into wasm are
+//! `init` (in [`Host::load`]), the flush, and `shutdown` (in
+//! [`Host::shutdown`]), each guarded by a `RefCell` borrow.
+//!
+//! Calls the guest makes to `host-loop` during an export are validated at
+//! once and queued (see [`super::state::Op`]); after the export returns the
+//! host applies the `dispatch` results (re-arming timers, disabling or
+//! removing sources) and then the queued operations, in call order.
+//!
+//! A timer fires once in the loop (its callback returns
+//! [`TimeoutAction::Drop`](crate::timer::TimeoutAction::Drop)); when the
+//! guest answers `to-duration`/`to-instant` the host registers a new timer.
+//!
+//! Idles added while the loop is inside its idle phase (or outside the loop)
+//! would only run after the next wake-up, so the host owns a ping source it
+//! triggers to make the next `dispatch` return at once.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::channel::{self, Channel, Sender};
+use crate::ping::Ping;
+use crate::timer::{TimeoutAction, Timer};
+use crate::{LoopHandle, RegistrationToken};
+
+use super::bindings::callop::plugin::types::{
+    Event, EventKind, EventResult, PostAction, TimeoutAction as WitTimeout,
+};
+use super::bindings::Plugin as PluginBindings;
+use super::engine::{EngineOptions, PluginComponent, PluginEngine};
+use super::error::{chain, LoadError};
+use super::limits::Limits;
+use super::policy::{self, Owner, Policy};
+use super::state::{Op, PluginState, Shared, Slot, SourceId};
+use super::stdio::{Tagged, Which};
+use super::types::kind_name;
+
+/// Identifies one loaded plugin instance within a [`Host`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PluginId(pub u64);
+
+impl fmt::Display for PluginId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Why a plugin instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// It owned no source any more (exit code 0).
+    Finished,
+    /// It called `host-loop.stop(code)`.
+    Stopped(i32),
+    /// It trapped (or exceeded the callback timeout); the cause is included.
+    Trapped(String),
+    /// The embedder unloaded it.
+    Unloaded,
+    /// It was still alive when the shutdown deadline passed.
+    ShutdownTimeout,
+}
+
+impl ExitReason {
+    /// Process-style exit code: 0 for `Finished`, `Unloaded` and
+    /// `ShutdownTimeout`, the code for `Stopped`, 1 for `Trapped`.
+    pub fn code(&self) -> i32 {
+        match self {
+            ExitReason::Stopped(c) => *c,
+            ExitReason::Trapped(_) => 1,
+            _ => 0,
+        }
+    }
+
+    /// Whether this is a failure (a trap).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, ExitReason::Trapped(_))
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Finished => f.write_str("finished (no sources left)"),
+            ExitReason::Stopped(c) => write!(f, "stopped with code {c}"),
+            ExitReason::Trapped(c) => write!(f, "failed: {c}"),
+            ExitReason::Unloaded => f.write_str("unloaded"),
+            ExitReason::ShutdownTimeout => f.write_str("killed at the shutdown deadline"),
+        }
+    }
+}
+
+/// A plugin instance ended; delivered on [`Host::exit_events`] and kept in
+/// [`Host::exits`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginExit {
+    /// The instance.
+    pub id: PluginId,
+    /// Its instance name.
+    pub name: String,
+    /// Why it ended.
+    pub reason: ExitReason,
+}
+
+/// One plugin to start with [`Host::load_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct PluginSpec<'a> {
+    /// The checked component.
+    pub component: &'a PluginComponent,
+    /// Instance name (`[A-Za-z0-9_.-]+`, at most 64 bytes, unique in the host).
+    pub name: &'a str,
+    /// Arguments passed to the plugin's `init`.
+    pub args: &'a [String],
+}
+
+/// Errors of [`Host`] operations other than loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostError {
+    /// A malformed name or target.
+    InvalidName(String),
+    /// The named plugin, channel, ping or endpoint does not exist.
+    NotFound(String),
+    /// The name is already taken.
+    AlreadyExists(String),
+    /// The channel is closed.
+    Closed(String),
+    /// The plugin is currently running (a host call from inside the plugin's
+    /// own dispatch); retry from another callback.
+    Busy(String),
+    /// The event loop refused a registration.
+    Loop(String),
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::InvalidName(m) => write!(f, "invalid name: {m}"),
+            HostError::NotFound(m) => write!(f, "not found: {m}"),
+            HostError::AlreadyExists(m) => write!(f, "already exists: {m}"),
+            HostError::Closed(m) => write!(f, "closed: {m}"),
+            HostError::Busy(m) => write!(f, "busy: {m}"),
+            HostError::Loop(m) => write!(f, "event loop: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for HostError {}
+
+/// Configuration of a [`Host`].
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    /// Naming rules and permissions.
+    pub policy: Policy,
+    /// Resource limits per plugin.
+    pub limits: Limits,
+    /// Engine options (compile cache, pooling allocator). Ignored by
+    /// [`Host::with_engine`].
+    pub engine: EngineOptions,
+}
+
+/// A wasm plugin host living in an application's event loop.
+///
+/// Create it on a [`LoopHandle`], load plugins, and keep running the loop:
+/// the plugins' sources are ordinary sources of that loop. Dropping the host
+/// unloads every plugin and removes all their sources.
+///
+/// ```no_run
+/// use callop::EventLoop;
+/// use callop::plugin::{Host, HostConfig};
+///
+/// let mut event_loop: EventLoop<()> = EventLoop::try_new().unwrap();
+/// let host = Host::new(event_loop.handle(), HostConfig::default()).unwrap();
+/// host.load_file("ticker.wasm", "ticker", &["3".into()]).unwrap();
+/// while !host.is_empty() {
+///     event_loop.dispatch(None, &mut ()).unwrap();
+/// }
+/// ```
+pub struct Host<'l, Data: 'l> {
+    inner: Rc<HostInner<'l, Data>>,
+}
+
+struct HostInner<'l, Data> {
+    handle: LoopHandle<'l, Data>,
+    engine: PluginEngine,
+    shared: Arc<Shared>,
+    plugins: RefCell<BTreeMap<PluginId, Rc<PluginRt>>>,
+    next_id: Cell<u64>,
+    exits: RefCell<Vec<PluginExit>>,
+    exit_tx: Sender<PluginExit>,
+    exit_rx: RefCell<Option<Channel<PluginExit>>>,
+    waker: Ping,
+    waker_token: Cell<Option<RegistrationToken>>,
+    /// Application-side registrations to remove on drop (forwarders, timers).
+    aux_tokens: RefCell<Vec<RegistrationToken>>,
+    /// Kept for its `Drop` (stops the thread).
+    _ticker: Option<Ticker>,
+    /// Epoch ticks allowed per guest call (with a ticker).
+    deadline_ticks: u64,
+}
+
+/// Increments the engine epoch periodically (for callback timeouts).
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Epoch tick period when a callback timeout is configured.
+const TICK: Duration = Duration::from_millis(5);
+
+/// One plugin instance as seen from the loop.
+struct PluginRt {
+    id: PluginId,
+    name: Arc<str>,
+    live: RefCell<Option<Live>>,
+    pending: RefCell<Pending>,
+    flush_scheduled: Cell<bool>,
+    idle_queue: RefCell<Vec<SourceId>>,
+    idle_runner_scheduled: Cell<bool>,
+    shutdown_called: Cell<bool>,
+}
+
+struct Live {
+    store: Store<PluginState>,
+    bindings: PluginBindings,
+}
+
+#[derive(Default)]
+struct Pending {
+    events: Vec<Event>,
+    idles: Vec<Event>,
+}
+
+/// Outcome of a guest call.
+enum After {
+    Continue,
+    End(ExitReason),
+}
+
+impl<'l, Data: 'l> Host<'l, Data> {
+    /// Creates a host (and a new engine) on `handle`.
+    pub fn new(handle: LoopHandle<'l, Data>, config: HostConfig) -> Result<Self, LoadError> {
+        let engine = PluginEngine::new(&config.engine)?;
+        Self::with_engine(handle, engine, config.policy, config.limits)
+    }
+
+    /// Creates a host sharing an existing engine (and its compile cache).
+    pub fn with_engine(
+        handle: LoopHandle<'l, Data>,
+        engine: PluginEngine,
+        policy: Policy,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        let (waker, waker_source) = crate::ping::make_ping()
+            .map_err(|e| LoadError::Link(format!("cannot create waker: {e}")))?;
+        let waker_token = handle
+            .insert_source(waker_source, |_, _, _| {})
+            .map_err(|e| LoadError::Link(format!("cannot register waker: {}", e.error)))?;
+        let (exit_tx, exit_rx) = channel::channel();
+        let (ticker, deadline_ticks) = match limits.callback_timeout {
+            Some(t) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (s, e) = (stop.clone(), engine.engine().clone());
+                let thread = std::thread::Builder::new()
+                    .name("callop-epoch".into())
+                    .spawn(move || {
+                        while !s.load(Ordering::Relaxed) {
+                            std::thread::sleep(TICK);
+                            e.increment_epoch();
+                        }
+                    })
+                    .map_err(|e| LoadError::Link(format!("cannot start epoch ticker: {e}")))?;
+                let ticks = (t.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1;
+                (
+                    Some(Ticker {
+                        stop,
+                        thread: Some(thread),
+                    }),
+                    ticks,
+                )
+            }
+            None => (None, u64::MAX / 2),
+        };
+        Ok(Host {
+            inner: Rc::new(HostInner {
+                handle,
+                engine,
+                shared: Arc::new(Shared::new(policy, limits)),
+                plugins: RefCell::new(BTreeMap::new()),
+                next_id: Cell::new(1),
+                exits: RefCell::new(Vec::new()),
+                exit_tx,
+                exit_rx: RefCell::new(Some(exit_rx)),
+                waker,
+                waker_token: Cell::new(Some(waker_token)),
+                aux_tokens: RefCell::new(Vec::new()),
+                _ticker: ticker,
+                deadline_ticks,
+            }),
+        })
+    }
+
+    /// The engine (share it between hosts to share compiled code and cache).
+    pub fn engine(&self) -> &PluginEngine {
+        &self.inner.engine
+    }
+
+    /// Compiles and checks a plugin file (using the compile cache if any).
+    pub fn compile_file(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<PluginComponent, LoadError> {
+        self.inner.engine.load_file(path)
+    }
+
+    /// Loads a plugin file and starts it as instance `name` with `args`.
+    pub fn load_file(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        name: &str,
+        args: &[String],
+    ) -> Result<PluginId, LoadError> {
+        let c = self.inner.engine.load_file(path)?;
+        self.load(&c, name, args)
+    }
+
+    /// Loads a plugin from bytes and starts it as instance `name`.
+    pub fn load_bytes(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        args: &[String],
+    ) -> Result<PluginId, LoadError> {
+        let c = self.inner.engine.load_bytes(bytes)?;
+        self.load(&c, name, args)
+    }
+
+    /// Instantiates a checked component as instance `name` and runs its
+    /// `init(args)`. The returned id stays valid after the plugin ends (it
+    /// may even end inside `load`, e.g. if `init` registered no source).
+    pub fn load(
+        &self,
+        component: &PluginComponent,
+        name: &str,
+        args: &[String],
+    ) -> Result<PluginId, LoadError> {
+        let spec = PluginSpec {
+            component,
+            name,
+            args,
+        };
+        match self.inner.load_many(std::slice::from_ref(&spec)) {
+            Ok(mut v) => v.pop().expect("one result per spec"),
+            Err((_, e)) => Err(e),
+        }
+    }
+
+    /// Loads several plugins together: all names are registered and all
+    /// components instantiated before the first `init`, so they can
+    /// `connect` to each other from `init`.
+    ///
+    /// Fails as a whole (nothing started) on a bad or duplicate name or an
+    /// instantiation error (the error names the plugin); otherwise returns
+    /// one `init` outcome per spec, in order.
+    #[allow(clippy::type_complexity)]
+    pub fn load_many(
+        &self,
+        specs: &[PluginSpec<'_>],
+    ) -> Result<Vec<Result<PluginId, LoadError>>, (String, LoadError)> {
+        self.inner.load_many(specs)
+    }
+
+    /// Unloads a plugin at once (no `shutdown` call); its sources are
+    /// removed. Returns `false` if it had already ended.
+    pub fn unload(&self, id: PluginId) -> bool {
+        let p = self.inner.plugins.borrow().get(&id).cloned();
+        match p {
+            Some(p) => {
+                self.inner.end(&p, ExitReason::Unloaded);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Asks every plugin to terminate: calls each one's `shutdown(deadline)`
+    /// (at most once per plugin), keeps dispatching their events, and
+    /// unloads those still alive after `grace` ([`ExitReason::ShutdownTimeout`]).
+    pub fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown(grace);
+    }
+
+    /// Whether no plugin is alive.
+    pub fn is_empty(&self) -> bool {
+        self.inner.plugins.borrow().is_empty()
+    }
+
+    /// The live plugins (id and instance name), in load order.
+    pub fn plugins(&self) -> Vec<(PluginId, String)> {
+        self.inner
+            .plugins
+            .borrow()
+            .values()
+            .map(|p| (p.id, p.name.to_string()))
+            .collect()
+    }
+
+    /// Number of live sources of a plugin (`None` if it is not alive).
+    pub fn source_count(&self, id: PluginId) -> Option<usize> {
+        let p = self.inner.plugins.borrow().get(&id).cloned()?;
+        let live = p.live.try_borrow().ok()?;
+        live.as_ref().map(|l| l.store.data().live_sources())
+    }
+
+    /// Every plugin exit so far, in order.
+    pub fn exits(&self) -> Vec<PluginExit> {
+        self.inner.exits.borrow().clone()
+    }
+
+    /// A channel receiving every [`PluginExit`]; insert it into the loop to
+    /// react to plugins ending. Can be taken once.
+    pub fn exit_events(&self) -> Option<Channel<PluginExit>> {
+        self.inner.exit_rx.borrow_mut().take()
+    }
+
+    /// A sender delivering to the plugin channel `target` (`instance/name`).
+    ///
+    /// The channel need not be open yet (messages are buffered) but the
+    /// instance must exist. The sender counts like a plugin's: when every
+    /// sender of the channel is dropped, its owner gets a `closed` event.
+    /// Messages take one extra loop iteration (they are forwarded by a
+    /// source of this host).
+    pub fn sender(&self, target: &str) -> Result<Sender<Vec<u8>>, HostError> {
+        self.inner.sender(target)
+    }
+
+    /// Creates the application endpoint `@app/<name>` that plugins can
+    /// `connect` to, and returns its receiving end: insert it into the loop.
+    /// It reports `Closed` once every plugin sender to it was dropped (after
+    /// at least one existed) or [`Host::close_app_channel`] was called.
+    pub fn app_channel(&self, name: &str) -> Result<Channel<Vec<u8>>, HostError> {
+        policy::check_name(name).map_err(|e| HostError::InvalidName(e.0))?;
+        let full = format!("{}/{name}", policy::APP_PREFIX);
+        let mut reg = self.inner.shared.registry();
+        if reg.channels.contains_key(&full) {
+            return Err(HostError::AlreadyExists(full));
+        }
+        let (tx, rx) = channel::channel();
+        let slot = Slot::new(full.clone());
+        slot.open(tx);
+        reg.channels.insert(full, slot);
+        Ok(rx)
+    }
+
+    /// Removes the endpoint `@app/<name>`: plugin senders to it then get
+    /// `not-found`, and its receiver reports `Closed`.
+    pub fn close_app_channel(&self, name: &str) -> bool {
+        let full = format!("{}/{name}", policy::APP_PREFIX);
+        match self.inner.shared.registry().channels.remove(&full) {
+            Some(slot) => {
+                slot.mark_closed();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A handle to the named ping `instance/name` of a plugin.
+    pub fn ping(&self, target: &str) -> Result<Ping, HostError> {
+        let (inst, local) = target
+            .split_once('/')
+            .ok_or_else(|| HostError::InvalidName(format!("`{target}` is not `instance/name`")))?;
+        policy::check_name(inst)
+            .and_then(|_| policy::check_name(local))
+            .map_err(|e| HostError::InvalidName(e.0))?;
+        self.inner
+            .shared
+            .registry()
+            .pings
+            .get(target)
+            .cloned()
+            .ok_or_else(|| HostError::NotFound(format!("no ping named `{target}`")))
+    }
+
+    /// The plugins' clock (`host-loop.now`), in nanoseconds.
+    pub fn now(&self) -> u64 {
+        self.inner.shared.now_ns()
+    }
+}
+
+impl<'l, Data> Drop for Host<'l, Data> {
+    fn drop(&mut self) {
+        let all: Vec<Rc<PluginRt>> = self.inner.plugins.borrow().values().cloned().collect();
+        for p in all {
+            self.inner.end(&p, ExitReason::Unloaded);
+        }
+        if let Some(t) = self.inner.waker_token.take() {
+            self.inner.handle.remove(t);
+        }
+        for t in self.inner.aux_tokens.borrow_mut().drain(..) {
+            self.inner.handle.remove(t);
+        }
+    }
+}
+
+fn plugin_of(id: SourceId, kind: EventKind) -> Event {
+    Event { source: id, kind }
+}
+
+impl<'l, Data: 'l> HostInner<'l, Data> {
+    /// See [`Host::load_many`].
+    #[allow(clippy::type_complexity)]
+    fn load_many(
+        self: &Rc<Self>,
+        specs: &[PluginSpec<'_>],
+    ) -> Result<Vec<Result<PluginId, LoadError>>, (String, LoadError)> {
+        // 1. Names.
+        {
+            let mut reg = self.shared.registry();
+            let mut seen = std::collections::HashSet::new();
+            for s in specs {
+                policy::check_name(s.name)
+                    .map_err(|e| (s.name.to_string(), LoadError::Name(e.0)))?;
+                if reg.instances.contains(s.name) || !seen.insert(s.name) {
+                    return Err((
+                        s.name.to_string(),
+                        LoadError::Name(format!(
+                            "an instance named `{}` is already running",
+                            s.name
+                        )),
+                    ));
+                }
+            }
+            for s in specs {
+                reg.instances.insert(s.name.to_string());
+            }
+        }
+        // 2. Instances.
+        let mut prepared = Vec::new();
+        for s in specs {
+            let name: Arc<str> = Arc::from(s.name);
+            match self.instantiate(s.component, &name) {
+                Ok(live) => prepared.push((name, live)),
+                Err(e) => {
+                    let mut reg = self.shared.registry();
+                    for s in specs {
+                        reg.remove_instance(s.name);
+                    }
+                    return Err((s.name.to_string(), e));
+                }
+            }
+        }
+        // 3. init, in order.
+        let mut out = Vec::new();
+        for (s, (name, mut live)) in specs.iter().zip(prepared) {
+            live.store.set_epoch_deadline(self.deadline_ticks);
+            let r = match live
+                .bindings
+                .callop_plugin_guest()
+                .call_init(&mut live.store, s.args)
+            {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(msg)) => Err(LoadError::Init(msg)),
+                Err(e) => Err(LoadError::Trap(self.trap_message(&e))),
+            };
+            if let Err(e) = r {
+                tracing::error!(plugin = s.name, "{e}");
+                self.shared.registry().remove_instance(s.name);
+                drop(live);
+                out.push(Err(e));
+                continue;
+            }
+            let id = PluginId(self.next_id.get());
+            self.next_id.set(id.0 + 1);
+            let p = Rc::new(PluginRt {
+                id,
+                name,
+                live: RefCell::new(Some(live)),
+                pending: RefCell::new(Pending::default()),
+                flush_scheduled: Cell::new(false),
+                idle_queue: RefCell::new(Vec::new()),
+                idle_runner_scheduled: Cell::new(false),
+                shutdown_called: Cell::new(false),
+            });
+            self.plugins.borrow_mut().insert(id, p.clone());
+            tracing::info!(plugin = s.name, %id, origin = s.component.origin(), "plugin started");
+            let after = {
+                let mut guard = p.live.borrow_mut();
+                let live = guard.as_mut().expect("just created");
+                self.apply_ops(&p, live);
+                self.check_after(live)
+            };
+            if let After::End(reason) = after {
+                self.end(&p, reason);
+            }
+            out.push(Ok(id));
+        }
+        Ok(out)
+    }
+
+    fn instantiate(&self, component: &PluginComponent, name: &Arc<str>) -> Result<Live, LoadError> {
+        let policy = &self.shared.policy;
+        let mut wasi = WasiCtxBuilder::new();
+        // WASI args carry only the instance name: plugin arguments go to
+        // `init`. No env, no preopens, no network, stdin closed.
+        wasi.args(&[name.to_string()])
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if policy.forward_stdout {
+            wasi.stdout(Tagged::new(name, Which::Stdout));
+        }
+        if policy.forward_stderr {
+            wasi.stderr(Tagged::new(name, Which::Stderr));
+        }
+        let state = PluginState::new(name.clone(), self.shared.clone(), wasi.build());
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|s| &mut s.store_limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks);
+        let bindings = component
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| LoadError::Instantiate(chain(&e)))?;
+        Ok(Live { store, bindings })
+    }
+
+    fn trap_message(&self, e: &wasmtime::Error) -> String {
+        let msg = chain(e);
+        if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+            if let Some(t) = self.shared.limits.callback_timeout {
+                return format!("callback exceeded the timeout of {t:?}: {msg}");
+            }
+        }
+        msg
+    }
+
+    /// Decides whether a plugin ends after a guest call.
+    fn check_after(&self, live: &Live) -> After {
+        let st = live.store.data();
+        if let Some(code) = st.stop {
+            After::End(ExitReason::Stopped(code))
+        } else if st.live_sources() == 0 {
+            After::End(ExitReason::Finished)
+        } else {
+            After::Continue
+        }
+    }
+
+    /// Ends a plugin: removes its sources, names and instance.
+    fn end(self: &Rc<Self>, p: &Rc<PluginRt>, reason: ExitReason) {
+        let Some(live) = p.live.try_borrow_mut().ok().and_then(|mut l| l.take()) else {
+            if p.live.try_borrow_mut().is_err() {
+                tracing::error!(plugin = %p.name, "cannot end a plugin while it runs");
+            }
+            return;
+        };
+        {
+            let st = live.store.data();
+            for rec in st.sources.values() {
+                if let Some(t) = rec.token {
+                    self.handle.remove(t);
+                }
+            }
+        }
+        self.shared.registry().remove_instance(&p.name);
+        p.pending.replace(Pending::default());
+        p.idle_queue.borrow_mut().clear();
+        drop(live); // drops the store: sender handles release their channels
+        self.plugins.borrow_mut().remove(&p.id);
+        match &reason {
+            ExitReason::Trapped(c) => {
+                tracing::error!(plugin = %p.name, id = %p.id, "plugin failed: {c}")
+            }
+            r => tracing::info!(plugin = %p.name, id = %p.id, "plugin {r}"),
+        }
+        let exit = PluginExit {
+            id: p.id,
+            name: p.name.to_string(),
+            reason,
+        };
+        self.exits.borrow_mut().push(exit.clone());
+        let _ = self.exit_tx.send(exit);
+    }
+
+    fn push_event(self: &Rc<Self>, p: &Rc<PluginRt>, ev: Event) {
+        p.pending.borrow_mut().events.push(ev);
+        self.schedule_flush(p, false);
+    }
+
+    fn schedule_flush(self: &Rc<Self>, p: &Rc<PluginRt>, wake: bool) {
+        if p.flush_scheduled.replace(true) {
+            return;
+        }
+        let w = Rc::downgrade(self);
+        let p2 = p.clone();
+        self.handle.insert_idle(move |_| {
+            p2.flush_scheduled.set(false);
+            if let Some(inner) = w.upgrade() {
+                inner.flush(&p2);
+            }
+        });
+        if wake {
+            self.waker.ping();
+        }
+    }
+
+    fn schedule_idle_runner(self: &Rc<Self>, p: &Rc<PluginRt>) {
+        if p.idle_runner_scheduled.replace(true) {
+            return;
+        }
+        let w = Rc::downgrade(self);
+        let p2 = p.clone();
+        self.handle.insert_idle(move |_| {
+            p2.idle_runner_scheduled.set(false);
+            let Some(inner) = w.upgrade() else { return };
+            let ids = std::mem::take(&mut *p2.idle_queue.borrow_mut());
+            if ids.is_empty() {
+                return;
+            }
+            p2.pending
+                .borrow_mut()
+                .idles
+                .extend(ids.into_iter().map(|id| plugin_of(id, EventKind::Idle)));
+            // If a flush is already scheduled in this idle phase it will
+            // deliver these idles after the iteration's events; otherwise
+            // deliver now (all events of the iteration are already in).
+            if !p2.flush_scheduled.get() {
+                inner.flush(&p2);
+            }
+        });
+        // Idles inserted in the idle phase or outside the loop only run after
+        // the next wake-up: make the next dispatch return at once.
+        self.waker.ping();
+    }
+
+    /// Delivers a plugin's pending events.
+    fn flush(self: &Rc<Self>, p: &Rc<PluginRt>) {
+        let mut events = {
+            let mut pd = p.pending.borrow_mut();
+            let mut ev = std::mem::take(&mut pd.events);
+            ev.append(&mut pd.idles);
+            ev
+        };
+        if events.is_empty() {
+            return;
+        }
+        let after = {
+            let Ok(mut guard) = p.live.try_borrow_mut() else {
+                // Never expected (the guest is not re-entered); retry later.
+                p.pending.borrow_mut().events.splice(0..0, events);
+                self.schedule_flush(p, true);
+                return;
+            };
+            let Some(live) = guard.as_mut() else { return };
+            {
+                let st = live.store.data_mut();
+                events.retain(|e| st.sources.get(&e.source).is_some_and(|r| !r.removed));
+                for e in &events {
+                    if matches!(e.kind, EventKind::Timer(_) | EventKind::Closed) {
+                        // The loop already dropped this registration.
+                        if let Some(r) = st.sources.get_mut(&e.source) {
+                            r.token = None;
+                            r.loop_disabled = false;
+                        }
+                    }
+                }
+            }
+            let mut after = After::Continue;
+            let max = self.shared.limits.max_batch.max(1);
+            for chunk in events.chunks(max) {
+                live.store.set_epoch_deadline(self.deadline_ticks);
+                match live
+                    .bindings
+                    .callop_plugin_guest()
+                    .call_dispatch(&mut live.store, chunk)
+                {
+                    Ok(results) => {
+                        self.apply_results(p, live, chunk, &results);
+                        self.apply_ops(p, live);
+                        after = self.check_after(live);
+                    }
+                    Err(e) => after = After::End(ExitReason::Trapped(self.trap_message(&e))),
+                }
+                if matches!(after, After::End(_)) {
+                    break;
+                }
+            }
+            after
+        };
+        if let After::End(reason) = after {
+            self.end(p, reason);
+        }
+    }
+
+    fn apply_results(
+        self: &Rc<Self>,
+        p: &Rc<PluginRt>,
+        live: &mut Live,
+        chunk: &[Event],
+        results: &[EventResult],
+    ) {
+        if results.len() != chunk.len() {
+            tracing::warn!(plugin = %p.name, "dispatch returned {} results for {} events", results.len(), chunk.len());
+        }
+        for (i, ev) in chunk.iter().enumerate() {
+            let res = results.get(i);
+            let id = ev.source;
+            let st = live.store.data_mut();
+            let Some(rec) = st.sources.get_mut(&id) else {
+                continue;
+            };
+            if rec.removed {
+                continue; // a queued removal wins over the result
+            }
+            match ev.kind {
+                EventKind::Timer(_) => {
+                    let action = match res {
+                        Some(EventResult::Timeout(a)) => *a,
+                        Some(EventResult::Post(_)) => {
+                            tracing::warn!(plugin = %p.name, source = id, "post(..) result for a timer; dropping it");
+                            WitTimeout::Drop
+                        }
+                        None => WitTimeout::Drop,
+                    };
+                    let at = match action {
+                        WitTimeout::Drop => None,
+                        WitTimeout::ToDuration(d) => {
+                            Instant::now().checked_add(Duration::from_nanos(d))
+                        }
+                        WitTimeout::ToInstant(ns) => self.shared.ns_to_instant(ns),
+                    };
+                    match at {
+                        Some(at) => {
+                            let enabled = rec.enabled;
+                            match self.insert_timer(p, id, at) {
+                                Ok(t) => {
+                                    let rec = st.sources.get_mut(&id).expect("checked above");
+                                    rec.token = Some(t);
+                                    if !enabled && self.handle.disable(&t).is_ok() {
+                                        rec.loop_disabled = true;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::error!(plugin = %p.name, "cannot re-arm timer: {e}");
+                                    st.sources.remove(&id);
+                                }
+                            }
+                        }
+                        None => {
+                            st.sources.remove(&id);
+                        }
+                    }
+                }
+                EventKind::Idle => {
+                    st.sources.remove(&id);
+                }
+                _ => {
+                    let action = match res {
+                        Some(EventResult::Post(a)) => *a,
+                        Some(EventResult::Timeout(_)) => {
+                            tracing::warn!(plugin = %p.name, source = id, kind = kind_name(&ev.kind), "timeout(..) result for a non-timer event; continuing");
+                            PostAction::Continue
+                        }
+                        None => PostAction::Continue,
+                    };
+                    match action {
+                        PostAction::Continue | PostAction::Reregister => {}
+                        PostAction::Disable => {
+                            rec.enabled = false;
+                            if let Some(t) = rec.token {
+                                if !rec.loop_disabled && self.handle.disable(&t).is_ok() {
+                                    rec.loop_disabled = true;
+                                }
+                            }
+                        }
+                        PostAction::Remove => {
+                            st.release(id);
+                            if let Some(rec) = st.sources.remove(&id) {
+                                if let Some(t) = rec.token {
+                                    self.handle.remove(t);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert_timer(
+        self: &Rc<Self>,
+        p: &Rc<PluginRt>,
+        id: SourceId,
+        at: Instant,
+    ) -> Result<RegistrationToken, String> {
+        let w = Rc::downgrade(self);
+        let p2 = p.clone();
+        self.handle
+            .insert_source(Timer::from_deadline(at), move |deadline, _, _| {
+                if let Some(inner) = w.upgrade() {
+                    let ns = inner.shared.instant_to_ns(deadline);
+                    inner.push_event(&p2, plugin_of(id, EventKind::Timer(ns)));
+                }
+                TimeoutAction::Drop
+            })
+            .map_err(|e| e.error.to_string())
+    }
+
+    /// Applies the queued operations of the last guest call.
+    fn apply_ops(self: &Rc<Self>, p: &Rc<PluginRt>, live: &mut Live) {
+        let st = live.store.data_mut();
+        let ops = std::mem::take(&mut st.ops);
+        for op in ops {
+            match op {
+                Op::AddTimer { id, deadline } => {
+                    if !st.sources.get(&id).is_some_and(|r| !r.removed) {
+                        continue;
+                    }
+                    match self.insert_timer(p, id, deadline) {
+                        Ok(t) => self.set_token(st, id, t),
+                        Err(e) => self.drop_failed(st, p, id, &e),
+                    }
+                }
+                Op::AddIdle { id } => {
+                    if st.sources.get(&id).is_some_and(|r| !r.removed) {
+                        p.idle_queue.borrow_mut().push(id);
+                        self.schedule_idle_runner(p);
+                    }
+                }
+                Op::AddPing { id, source } => {
+                    if !st.sources.get(&id).is_some_and(|r| !r.removed) {
+                        continue;
+                    }
+                    let w = Rc::downgrade(self);
+                    let p2 = p.clone();
+                    let r = self.handle.insert_source(source, move |(), _, _| {
+                        if let Some(inner) = w.upgrade() {
+                            inner.push_event(&p2, plugin_of(id, EventKind::Ping));
+                        }
+                    });
+                    match r {
+                        Ok(t) => self.set_token(st, id, t),
+                        Err(e) => self.drop_failed(st, p, id, &e.error.to_string()),
+                    }
+                }
+                Op::OpenChannel { id, rx } => {
+                    let Some(slot) = st
+                        .sources
+                        .get(&id)
+                        .filter(|r| !r.removed)
+                        .and_then(|r| r.slot.clone())
+                    else {
+                        continue;
+                    };
+                    let w = Rc::downgrade(self);
+                    let p2 = p.clone();
+                    let r = self.handle.insert_source(rx, move |ev, _, _| {
+                        let kind = match ev {
+                            channel::Event::Msg(m) => {
+                                slot.delivered();
+                                EventKind::Message(m)
+                            }
+                            channel::Event::Closed => {
+                                slot.mark_closed();
+                                EventKind::Closed
+                            }
+                        };
+                        if let Some(inner) = w.upgrade() {
+                            inner.push_event(&p2, plugin_of(id, kind));
+                        }
+                    });
+                    match r {
+                        Ok(t) => self.set_token(st, id, t),
+                        Err(e) => self.drop_failed(st, p, id, &e.error.to_string()),
+                    }
+                }
+                Op::Enable(id) => {
+                    if let Some(rec) = st.sources.get_mut(&id) {
+                        if let (Some(t), true) = (rec.token, rec.loop_disabled) {
+                            match self.handle.enable(&t) {
+                                Ok(()) => rec.loop_disabled = false,
+                                Err(e) => {
+                                    tracing::warn!(plugin = %p.name, source = id, "enable failed: {e}")
+                                }
+                            }
+                        }
+                    }
+                }
+                Op::Disable(id) => {
+                    if let Some(rec) = st.sources.get_mut(&id) {
+                        if let (Some(t), false) = (rec.token, rec.loop_disabled) {
+                            match self.handle.disable(&t) {
+                                Ok(()) => rec.loop_disabled = true,
+                                Err(e) => {
+                                    tracing::warn!(plugin = %p.name, source = id, "disable failed: {e}")
+                                }
+                            }
+                        }
+                    }
+                }
+                Op::Update(id) => {
+                    if let Some(rec) = st.sources.get(&id) {
+                        if let (Some(t), false) = (rec.token, rec.loop_disabled) {
+                            if let Err(e) = self.handle.update(&t) {
+                                tracing::warn!(plugin = %p.name, source = id, "update failed: {e}");
+                            }
+                        }
+                    }
+                }
+                Op::Remove(id) => {
+                    if let Some(rec) = st.sources.remove(&id) {
+                        if let Some(t) = rec.token {
+                            self.handle.remove(t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_token(&self, st: &mut PluginState, id: SourceId, t: RegistrationToken) {
+        let rec = st.sources.get_mut(&id).expect("checked by caller");
+        rec.token = Some(t);
+        if !rec.enabled && self.handle.disable(&t).is_ok() {
+            rec.loop_disabled = true;
+        }
+    }
+
+    fn drop_failed(&self, st: &mut PluginState, p: &PluginRt, id: SourceId, e: &str) {
+        let kind = st.sources.get(&id).map_or("source", |r| r.kind.as_str());
+        tracing::error!(plugin = %p.name, source = id, "cannot register {kind}: {e}");
+        st.release(id);
+        st.sources.remove(&id);
+    }
+
+    fn shutdown(self: &Rc<Self>, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let deadline_ns = self.shared.instant_to_ns(deadline);
+        let all: Vec<Rc<PluginRt>> = self.plugins.borrow().values().cloned().collect();
+        for p in all {
+            if p.shutdown_called.replace(true) {
+                continue;
+            }
+            let after = {
+                let Ok(mut guard) = p.live.try_borrow_mut() else {
+                    continue;
+                };
+                let Some(live) = guard.as_mut() else { continue };
+                live.store.set_epoch_deadline(self.deadline_ticks);
+                match live
+                    .bindings
+                    .callop_plugin_guest()
+                    .call_shutdown(&mut live.store, deadline_ns)
+                {
+                    Ok(()) => {
+                        self.apply_ops(&p, live);
+                        self.check_after(live)
+                    }
+                    Err(e) => After::End(ExitReason::Trapped(self.trap_message(&e))),
+                }
+            };
+            if let After::End(reason) = after {
+                self.end(&p, reason);
+            }
+        }
+        if self.plugins.borrow().is_empty() {
+            return;
+        }
+        let w = Rc::downgrade(self);
+        let r = self
+            .handle
+            .insert_source(Timer::from_deadline(deadline), move |_, _, _| {
+                if let Some(inner) = w.upgrade() {
+                    let rest: Vec<Rc<PluginRt>> = inner
+                        .plugins
+                        .borrow()
+                        .values()
+                        .filter(|p| p.shutdown_called.get())
+                        .cloned()
+                        .collect();
+                    for p in rest {
+                        inner.end(&p, ExitReason::ShutdownTimeout);
+                    }
+                }
+                TimeoutAction::Drop
+            });
+        match r {
+            Ok(t) => self.aux_tokens.borrow_mut().push(t),
+            Err(e) => tracing::error!("cannot arm the shutdown deadline: {}", e.error),
+        }
+    }
+
+    fn sender(self: &Rc<Self>, target: &str) -> Result<Sender<Vec<u8>>, HostError> {
+        let (inst, local) = target
+            .split_once('/')
+            .ok_or_else(|| HostError::InvalidName(format!("`{target}` is not `instance/name`")))?;
+        let t = policy::parse_target(inst, target).map_err(|e| HostError::InvalidName(e.0))?;
+        if t.owner == Owner::App {
+            return Err(HostError::InvalidName(
+                "the application cannot send to its own endpoints".into(),
+            ));
+        }
+        let full = format!("{inst}/{local}");
+        let slot = {
+            let mut reg = self.shared.registry();
+            match reg.channels.get(&full) {
+                Some(s) => s.clone(),
+                None => {
+                    if !reg.instances.contains(inst) {
+                        return Err(HostError::NotFound(format!(
+                            "no plugin instance named `{inst}`"
+                        )));
+                    }
+                    let s = Slot::new(full.clone());
+                    reg.channels.insert(full.clone(), s.clone());
+                    s
+                }
+            }
+        };
+        if slot.is_closed() {
+            return Err(HostError::Closed(format!("channel `{full}` is closed")));
+        }
+        slot.add_sender();
+        let (tx, rx) = channel::channel::<Vec<u8>>();
+        let r = self.handle.insert_source(rx, move |ev, _, _| match ev {
+            channel::Event::Msg(m) => {
+                if slot.send(m, usize::MAX).is_err() {
+                    tracing::debug!(target = %slot.full_name, "dropping application message to a closed channel");
+                }
+            }
+            channel::Event::Closed => slot.drop_sender(),
+        });
+        match r {
+            Ok(t) => {
+                let mut aux = self.aux_tokens.borrow_mut();
+                aux.push(t);
+                Ok(tx)
+            }
+            Err(e) => Err(HostError::Loop(e.error.to_string())),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Sandboxed wasm plugins driving sources of a callop event loop.
+//!
+//! A plugin is a WebAssembly component targeting the world
+//! `callop:plugin/plugin@0.1.0` (see `wit/`). A [`Host`] lives inside an
+//! application's [`EventLoop`](crate::EventLoop): each timer, idle, ping or
+//! channel a plugin registers becomes a real source of that loop, whose
+//! events are delivered to the plugin in batches through its `dispatch`
+//! export. Plugins get no ambient authority: WASI p2 is linked with no
+//! preopened directories, no network, no environment, a closed stdin, and
+//! stdout/stderr forwarded line by line with an `[instance-name]` prefix.
+//!
+//! Module layout:
+//! * [`engine`] — wasmtime engine + linker, loading and load-time checks;
+//! * [`cache`] — precompiled-component cache;
+//! * [`host`] — the embedding API ([`Host`]) and the loop bridge;
+//! * `host_loop`, `types` — the host side of the WIT interfaces
+//!   `callop:plugin/host-loop` and `callop:plugin/types` (the guest side,
+//!   `callop:plugin/guest`, is called from [`host`]);
+//! * [`policy`], [`limits`] — naming rules, permissions and limits.
+
+pub mod cache;
+pub mod engine;
+mod error;
+pub mod host;
+mod host_loop;
+pub mod limits;
+pub mod policy;
+mod state;
+mod stdio;
+mod types;
+
+pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
+pub use error::LoadError;
+pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec};
+pub use limits::Limits;
+pub use policy::Policy;
+pub use state::{PingHandle, PluginState, SenderHandle};
+
+/// The WIT package this host implements.
+pub const PACKAGE: &str = "callop:plugin";
+/// The version of [`PACKAGE`] this host implements.
+pub const PACKAGE_VERSION: &str = "0.1.0";
+/// The world plugins must target.
+pub const WORLD: &str = "callop:plugin/plugin@0.1.0";
+/// The interface plugins must export.
+pub const GUEST_EXPORT: &str = "callop:plugin/guest@0.1.0";
+/// The shared-types interface plugins may import.
+pub const TYPES_IMPORT: &str = "callop:plugin/types@0.1.0";
+/// The interface this host provides to plugins.
+pub const HOST_LOOP_IMPORT: &str = "callop:plugin/host-loop@0.1.0";
+
+/// Bindings generated from `wit/` (package `callop:plugin@0.1.0`, world `plugin`).
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        world: "plugin",
+        path: "../wit",
+        with: {
+            "callop:plugin/host-loop.ping": super::state::PingHandle,
+            "callop:plugin/host-loop.sender": super::state::SenderHandle,
+        },
+    });
+}

@@ -1,0 +1,510 @@
+//! Per-instance store data ([`PluginState`]) and the host-wide registry of
+//! named channels and pings shared by all instances of one host.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::StoreLimits;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::channel::{Channel, Sender};
+use crate::ping::{Ping, PingSource};
+use crate::RegistrationToken;
+
+use super::bindings::callop::plugin::types::{Error as WitError, ErrorCode};
+use super::limits::Limits;
+use super::policy::Policy;
+
+/// A source id as seen by the guest.
+pub(crate) type SourceId = u64;
+
+/// Builds a WIT `error` value.
+pub(crate) fn wit_err(code: ErrorCode, message: impl Into<String>) -> WitError {
+    WitError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// State shared by all instances of one host (and by their ticker thread).
+pub(crate) struct Shared {
+    /// Zero of the plugins' clock (`host-loop.now`).
+    pub base: Instant,
+    pub policy: Policy,
+    pub limits: Limits,
+    registry: Mutex<Registry>,
+}
+
+impl Shared {
+    pub fn new(policy: Policy, limits: Limits) -> Self {
+        Shared {
+            base: Instant::now(),
+            policy,
+            limits,
+            registry: Mutex::new(Registry::default()),
+        }
+    }
+
+    /// Locks the registry (poisoning is ignored: the registry stays usable).
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Host clock in nanoseconds since `base`.
+    pub fn now_ns(&self) -> u64 {
+        self.instant_to_ns(Instant::now())
+    }
+
+    /// Converts an [`Instant`] to the plugins' clock.
+    pub fn instant_to_ns(&self, i: Instant) -> u64 {
+        u64::try_from(i.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Converts the plugins' clock to an [`Instant`]; `None` on overflow.
+    pub fn ns_to_instant(&self, ns: u64) -> Option<Instant> {
+        self.base.checked_add(Duration::from_nanos(ns))
+    }
+}
+
+/// Names known to the host: live instances, channel slots, named pings.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub instances: HashSet<String>,
+    /// Channel slots by full name (`inst/name` or `@app/name`).
+    pub channels: HashMap<String, Arc<Slot>>,
+    /// Named pings by full name (`inst/name`).
+    pub pings: HashMap<String, Ping>,
+}
+
+impl Registry {
+    /// Forgets everything owned by instance `name` and closes its channels.
+    pub fn remove_instance(&mut self, name: &str) {
+        self.instances.remove(name);
+        let prefix = format!("{name}/");
+        self.channels.retain(|k, slot| {
+            if k.starts_with(&prefix) {
+                slot.mark_closed();
+                false
+            } else {
+                true
+            }
+        });
+        self.pings.retain(|k, _| !k.starts_with(&prefix));
+    }
+}
+
+/// The host side of one named channel: where senders put messages.
+///
+/// A slot exists from the first `connect` (messages are buffered until the
+/// owner opens the channel) or from `open-channel`, until the channel is
+/// removed or its owner ends.
+pub(crate) struct Slot {
+    /// Full name, e.g. `pong/in`.
+    pub full_name: String,
+    /// Messages sent but not yet delivered to the owner.
+    pub queued: AtomicUsize,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// The loop channel's sender while the channel is open and has senders.
+    tx: Option<Sender<Vec<u8>>>,
+    /// Messages sent before the channel was opened.
+    early: Vec<Vec<u8>>,
+    open: bool,
+    closed: bool,
+    /// Live sender handles (guest `sender`s and application forwarders).
+    senders: usize,
+    /// Whether a sender ever existed (closing needs one).
+    ever: bool,
+}
+
+/// Why a send was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SendError {
+    Closed,
+    Full,
+}
+
+impl Slot {
+    pub fn new(full_name: String) -> Arc<Slot> {
+        Arc::new(Slot {
+            full_name,
+            queued: AtomicUsize::new(0),
+            state: Mutex::new(SlotState::default()),
+        })
+    }
+
+    fn st(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether new senders are refused (closed, or closing: every sender
+    /// was dropped and the owner is about to see `closed`).
+    pub fn is_closed(&self) -> bool {
+        let st = self.st();
+        st.closed || (st.open && st.tx.is_none())
+    }
+
+    /// Whether the channel has been opened by its owner.
+    pub fn is_open(&self) -> bool {
+        self.st().open
+    }
+
+    /// Registers a new sender handle.
+    pub fn add_sender(&self) {
+        let mut st = self.st();
+        st.senders += 1;
+        st.ever = true;
+    }
+
+    /// Unregisters a sender handle; the last one closes an open channel.
+    pub fn drop_sender(&self) {
+        let mut st = self.st();
+        st.senders = st.senders.saturating_sub(1);
+        if st.senders == 0 && st.open {
+            st.tx = None;
+        }
+    }
+
+    /// Queues one message.
+    pub fn send(&self, data: Vec<u8>, max_queued: usize) -> Result<(), SendError> {
+        let mut st = self.st();
+        if st.closed {
+            return Err(SendError::Closed);
+        }
+        if self.queued.load(Ordering::Relaxed) >= max_queued {
+            return Err(SendError::Full);
+        }
+        if st.open {
+            let Some(tx) = &st.tx else {
+                return Err(SendError::Closed);
+            };
+            if tx.send(data).is_err() {
+                st.closed = true;
+                st.tx = None;
+                return Err(SendError::Closed);
+            }
+        } else {
+            st.early.push(data);
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The owner opened the channel: buffered messages go to `tx`. If every
+    /// sender was already dropped, `tx` is dropped too so the owner sees
+    /// `closed` after the buffered messages.
+    pub fn open(&self, tx: Sender<Vec<u8>>) {
+        let mut st = self.st();
+        for m in st.early.drain(..) {
+            let _ = tx.send(m);
+        }
+        st.open = true;
+        if !(st.ever && st.senders == 0) {
+            st.tx = Some(tx);
+        }
+    }
+
+    /// The owner received one message.
+    pub fn delivered(&self) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| q.checked_sub(1));
+    }
+
+    /// The channel was removed, its owner ended, or it reported `closed`.
+    pub fn mark_closed(&self) {
+        let mut st = self.st();
+        st.closed = true;
+        st.tx = None;
+        st.early.clear();
+    }
+}
+
+/// Kind of a plugin's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceKind {
+    Timer,
+    Idle,
+    Ping,
+    Channel,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Timer => "timer",
+            SourceKind::Idle => "idle",
+            SourceKind::Ping => "ping",
+            SourceKind::Channel => "channel",
+        }
+    }
+}
+
+/// One source of a plugin, as tracked by the host.
+pub(crate) struct SourceRec {
+    pub kind: SourceKind,
+    pub enabled: bool,
+    /// Loop registration, once applied (`None` for idles and fired timers).
+    pub token: Option<RegistrationToken>,
+    /// Removed by the guest; the removal is queued.
+    pub removed: bool,
+    /// Whether the loop registration is currently disabled.
+    pub loop_disabled: bool,
+    /// Full registry name of a named ping or a channel.
+    pub full_name: Option<String>,
+    /// A channel's slot.
+    pub slot: Option<Arc<Slot>>,
+}
+
+/// A queued source operation, applied after the current export returns.
+pub(crate) enum Op {
+    AddTimer { id: SourceId, deadline: Instant },
+    AddIdle { id: SourceId },
+    AddPing { id: SourceId, source: PingSource },
+    OpenChannel { id: SourceId, rx: Channel<Vec<u8>> },
+    Enable(SourceId),
+    Disable(SourceId),
+    Update(SourceId),
+    Remove(SourceId),
+}
+
+/// A guest-held `ping` handle.
+pub struct PingHandle {
+    pub(crate) ping: Ping,
+}
+
+/// A guest-held `sender` handle. Dropping it (guest drop, or the instance
+/// ending) releases its claim on the target channel.
+pub struct SenderHandle {
+    pub(crate) slot: Arc<Slot>,
+    /// Whether the target is an `@app/...` endpoint.
+    pub(crate) app: bool,
+}
+
+impl Drop for SenderHandle {
+    fn drop(&mut self) {
+        self.slot.drop_sender();
+    }
+}
+
+/// The data of one plugin instance's wasmtime `Store`.
+pub struct PluginState {
+    pub(crate) name: Arc<str>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) table: ResourceTable,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) store_limits: StoreLimits,
+    pub(crate) sources: HashMap<SourceId, SourceRec>,
+    pub(crate) next_id: SourceId,
+    pub(crate) ops: Vec<Op>,
+    pub(crate) stop: Option<i32>,
+    /// Live guest-held resource handles.
+    pub(crate) handles: usize,
+}
+
+impl PluginState {
+    pub(crate) fn new(name: Arc<str>, shared: Arc<Shared>, wasi: WasiCtx) -> Self {
+        let store_limits = shared.limits.store_limits();
+        PluginState {
+            name,
+            shared,
+            table: ResourceTable::new(),
+            wasi,
+            store_limits,
+            sources: HashMap::new(),
+            next_id: 1,
+            ops: Vec::new(),
+            stop: None,
+            handles: 0,
+        }
+    }
+
+    /// Number of sources that are not (being) removed.
+    pub(crate) fn live_sources(&self) -> usize {
+        self.sources.values().filter(|r| !r.removed).count()
+    }
+
+    /// Allocates a new source id after checking the source limit.
+    pub(crate) fn alloc_source(&mut self, kind: SourceKind) -> Result<SourceId, WitError> {
+        if self.live_sources() >= self.shared.limits.max_sources {
+            return Err(wit_err(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "at most {} sources per plugin",
+                    self.shared.limits.max_sources
+                ),
+            ));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.sources.insert(
+            id,
+            SourceRec {
+                kind,
+                enabled: true,
+                token: None,
+                removed: false,
+                loop_disabled: false,
+                full_name: None,
+                slot: None,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Looks up a live source of this instance.
+    pub(crate) fn live(&mut self, id: SourceId) -> Result<&mut SourceRec, WitError> {
+        match self.sources.get_mut(&id) {
+            Some(r) if !r.removed => Ok(r),
+            _ => Err(wit_err(
+                ErrorCode::InvalidSource,
+                format!("no source {id} in this plugin"),
+            )),
+        }
+    }
+
+    /// Marks a source removed and releases its ping/channel name at once (a
+    /// new channel or ping of the same name may then be created). The loop
+    /// registration is removed when the queued `Op::Remove` is applied.
+    pub(crate) fn release(&mut self, id: SourceId) {
+        let Some(rec) = self.sources.get_mut(&id) else {
+            return;
+        };
+        rec.removed = true;
+        let full_name = rec.full_name.take();
+        let slot = rec.slot.clone();
+        let kind = rec.kind;
+        if let Some(full) = full_name {
+            let mut reg = self.shared.registry();
+            match kind {
+                SourceKind::Ping => {
+                    reg.pings.remove(&full);
+                }
+                SourceKind::Channel => {
+                    if let Some(s) = &slot {
+                        if reg
+                            .channels
+                            .get(&full)
+                            .is_some_and(|cur| Arc::ptr_eq(cur, s))
+                        {
+                            reg.channels.remove(&full);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = slot {
+            s.mark_closed();
+        }
+    }
+
+    /// Checks the handle limit before creating a resource.
+    pub(crate) fn check_handles(&self) -> Result<(), WitError> {
+        if self.handles >= self.shared.limits.max_handles {
+            Err(wit_err(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "at most {} ping/sender handles per plugin",
+                    self.shared.limits.max_handles
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(rx: Channel<Vec<u8>>) -> (Vec<Vec<u8>>, bool) {
+        let mut ev = crate::EventLoop::<()>::try_new().unwrap();
+        let out = std::rc::Rc::new(std::cell::RefCell::new((Vec::new(), false)));
+        let o = out.clone();
+        ev.handle()
+            .insert_source(rx, move |e, _, _| match e {
+                crate::channel::Event::Msg(m) => o.borrow_mut().0.push(m),
+                crate::channel::Event::Closed => o.borrow_mut().1 = true,
+            })
+            .unwrap();
+        ev.dispatch(Some(Duration::ZERO), &mut ()).unwrap();
+        let r = out.borrow().clone();
+        r
+    }
+
+    #[test]
+    fn slot_buffers_until_open_then_closes_after_last_sender() {
+        let slot = Slot::new("p/in".into());
+        slot.add_sender();
+        slot.send(b"a".to_vec(), 10).unwrap();
+        slot.send(b"b".to_vec(), 10).unwrap();
+        assert_eq!(slot.queued.load(Ordering::Relaxed), 2);
+        let (tx, rx) = crate::channel::channel();
+        slot.open(tx);
+        slot.send(b"c".to_vec(), 10).unwrap();
+        slot.drop_sender();
+        assert!(slot.is_closed());
+        let (msgs, closed) = drain(rx);
+        assert_eq!(msgs, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert!(closed);
+    }
+
+    #[test]
+    fn slot_limits_and_close() {
+        let slot = Slot::new("p/in".into());
+        slot.add_sender();
+        slot.send(vec![1], 1).unwrap();
+        assert_eq!(slot.send(vec![2], 1), Err(SendError::Full));
+        slot.delivered();
+        slot.send(vec![3], 1).unwrap();
+        slot.mark_closed();
+        assert_eq!(slot.send(vec![4], 10), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn slot_opened_after_all_senders_dropped_reports_closed() {
+        let slot = Slot::new("p/in".into());
+        slot.add_sender();
+        slot.send(b"x".to_vec(), 10).unwrap();
+        slot.drop_sender();
+        let (tx, rx) = crate::channel::channel();
+        slot.open(tx);
+        assert!(slot.is_closed());
+        let (msgs, closed) = drain(rx);
+        assert_eq!(msgs, vec![b"x".to_vec()]);
+        assert!(closed);
+    }
+
+    #[test]
+    fn registry_remove_instance() {
+        let mut r = Registry::default();
+        r.instances.insert("a".into());
+        r.instances.insert("ab".into());
+        let s1 = Slot::new("a/in".into());
+        let s2 = Slot::new("ab/in".into());
+        r.channels.insert("a/in".into(), s1.clone());
+        r.channels.insert("ab/in".into(), s2.clone());
+        r.remove_instance("a");
+        assert!(s1.is_closed());
+        assert!(!s2.is_closed());
+        assert!(r.channels.contains_key("ab/in"));
+        assert!(!r.instances.contains("a"));
+    }
+}
