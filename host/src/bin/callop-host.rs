@@ -503,7 +503,12 @@ fn cmd_run(run: RunArgs) -> ExitCode {
     let mut state = CliState::default();
     let mut handled_signals = 0;
     let signal = event_loop.get_signal();
-    let r = event_loop.run(None, &mut state, |st| {
+    // Every plugin may already have ended in `init` (e.g. a plugin that only
+    // probes capabilities): the loop would then wait for an event forever.
+    let r = if host.is_empty() && !run.forever {
+        Ok(())
+    } else {
+        event_loop.run(None, &mut state, |st| {
         for sig in std::mem::take(&mut st.routed) {
             let host_owned = matches!(sig, Signal::SIGINT | Signal::SIGTERM);
             let delivered = host.deliver_signal(sig);
@@ -528,7 +533,8 @@ fn cmd_run(run: RunArgs) -> ExitCode {
         } else if host.is_empty() && (!run.forever || st.signals > 0) {
             signal.stop();
         }
-    });
+        })
+    };
     if let Err(e) = r {
         eprintln!("error: event loop: {e}");
         return ExitCode::from(2);
