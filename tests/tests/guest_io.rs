@@ -382,12 +382,13 @@ fn escape_attempts_are_denied_with_the_flag_that_grants_them() {
     let probe = plugin("io-probe");
     let bind_ok = format!("bind:127.0.0.1:{port}");
     let stale = format!("stale-source:127.0.0.1:{port}");
+    let udp_send = format!("udp-send:127.0.0.1:{port}>10.1.2.3:53");
     let probes = [
         "connect:10.0.0.1:80",
         &format!("connect:127.0.0.1:{}", port + 1),
         "bind:0.0.0.0:8080",
         &bind_ok,
-        "udp-send:127.0.0.1:0>10.1.2.3:53",
+        &udp_send,
         "read:/data/ok.txt",
         "read:/data/../secret.txt",
         "read:/data/sub/../../secret.txt",
@@ -424,7 +425,7 @@ fn escape_attempts_are_denied_with_the_flag_that_grants_them() {
     denied(&format!("connect:127.0.0.1:{}", port + 1), &format!("grant it with --allow-net 127.0.0.1:{}", port + 1));
     denied("bind:0.0.0.0:8080", "bind to 0.0.0.0:8080 denied: grant it with --allow-net 0.0.0.0:8080");
     assert!(line(&bind_ok).contains("ALLOWED"));
-    denied("udp-send:127.0.0.1:0>10.1.2.3:53", "--allow-net 10.1.2.3:53");
+    denied(&udp_send, "connect to 10.1.2.3:53 denied: grant it with --allow-net 10.1.2.3:53");
     assert!(line("read:/data/ok.txt").contains("ALLOWED"));
     denied("read:/data/../secret.txt", "outside the granted directory /data");
     denied("read:/data/sub/../../secret.txt", "outside the granted directory /data");
