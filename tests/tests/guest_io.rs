@@ -364,6 +364,47 @@ fn line_counter_counts_a_million_lines_of_stdin() {
     assert!(out.contains(&expected), "expected `{expected}` in {out:?}\n{err}");
 }
 
+/// A regular file cannot be polled by the OS; the host reports it always
+/// ready and the plugin reads it to the end.
+#[test]
+fn line_counter_reads_a_regular_file_as_stdin() {
+    let tmp = tempdir("stdin-file");
+    let f = tmp.join("input.txt");
+    let text: String = (0..10_000).map(|i| format!("{i} two\n")).collect();
+    std::fs::write(&f, &text).unwrap();
+    let lc = plugin("line-counter");
+    for mode in [None, Some("--level")] {
+        let mut args = vec![lc.to_str().unwrap(), "--stdin"];
+        if let Some(m) = mode {
+            args.extend(["--", m]);
+        }
+        let (ok, out, err) = output_of(run_cli(&args, Stdio::from(std::fs::File::open(&f).unwrap())));
+        assert!(ok, "{err}");
+        let expected = format!("lines=10000 words=20000 bytes={}", text.len());
+        assert!(out.contains(&expected), "{mode:?}: expected `{expected}` in {out:?}");
+    }
+}
+
+#[test]
+fn unix_sockets_work_inside_a_read_write_dir_only() {
+    let tmp = tempdir("unix");
+    std::fs::create_dir_all(tmp.join("rw")).unwrap();
+    std::fs::create_dir_all(tmp.join("ro")).unwrap();
+    let probe = plugin("io-probe");
+    let rw = format!("{}::/rw", tmp.join("rw").display());
+    let ro = format!("{}::/ro:ro", tmp.join("ro").display());
+    let (ok, out, err) = output_of(run_cli(
+        &[probe.to_str().unwrap(), "--dir", &rw, "--dir", &ro, "--", "unix-pair:/rw/s.sock", "unix-bind:/ro/s.sock", "unix-bind:/rw/../x.sock"],
+        Stdio::null(),
+    ));
+    assert!(ok, "{err}");
+    assert!(out.contains("ALLOWED unix-pair:/rw/s.sock"), "{out}");
+    assert!(tmp.join("rw/s.sock").exists());
+    assert!(out.contains("DENIED unix-bind:/ro/s.sock: bind /ro/s.sock denied: /ro is granted read-only"), "{out}");
+    assert!(out.contains("DENIED unix-bind:/rw/../x.sock"), "{out}");
+    assert!(!tmp.join("x.sock").exists());
+}
+
 #[test]
 fn escape_attempts_are_denied_with_the_flag_that_grants_them() {
     let tmp = tempdir("escape");

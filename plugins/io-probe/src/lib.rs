@@ -7,7 +7,8 @@
 //!
 //! * `connect:ADDR`, `bind:ADDR`, `udp-bind:ADDR`, `udp-send:BIND>ADDR`
 //! * `read:PATH` (open a file and read it), `write:PATH`, `list:PATH`,
-//!   `unix-bind:PATH`, `unix-connect:PATH`
+//!   `unix-bind:PATH`, `unix-connect:PATH`, `unix-pair:PATH` (bind, connect,
+//!   accept and exchange two bytes)
 //! * `fd:NAME`, `fd-twice:NAME` (take it, drop it, take it again), `stdin`
 //! * `signal:NAME` (e.g. `signal:USR2`)
 //! * `stale-source` (change the interest of a removed registration)
@@ -71,6 +72,19 @@ fn probe(handle: &LoopHandle<()>, p: &str) -> Result<(), (bool, String)> {
         "list" => io(fs::Dir::open(arg).and_then(|d| d.entries())).map(drop),
         "unix-bind" => io(UnixListener::bind(arg)).map(drop),
         "unix-connect" => io(UnixStream::connect(arg)).map(drop),
+        "unix-pair" => {
+            // bind, connect, accept, exchange bytes
+            let l = io(UnixListener::bind(arg))?;
+            let c = io(UnixStream::connect(arg))?;
+            let s = io(l.accept())?;
+            io(c.write(b"hi"))?;
+            let mut b = [0u8; 2];
+            io(s.read(&mut b))?;
+            if &b != b"hi" {
+                return Err((false, "bytes lost".into()));
+            }
+            Ok(())
+        }
         "fd" => io(fs::Fd::open(arg)).map(drop),
         "fd-twice" => {
             drop(io(fs::Fd::open(arg))?);
