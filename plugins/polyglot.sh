@@ -17,7 +17,9 @@
 # Installation is skipped when the pinned version is already there. If a
 # toolchain cannot be installed the script fails with a message (it never
 # silently skips a language). A plugin is rebuilt only when its sources, the
-# helper library, the WIT files or the toolchain changed.
+# helper library, the WIT files or the toolchain changed. Every output is
+# checked to be a component; with wasm-tools on PATH, also that it imports
+# callop:plugin/host-loop@0.1.0 and exports callop:plugin/guest@0.1.0.
 set -euo pipefail
 
 COMPONENTIZE_PY_VERSION=0.25.1
@@ -79,12 +81,19 @@ js_version() {
     [ -f "$pj" ] && node -p "require('$pj').version" 2>/dev/null || true
 }
 
+# componentize-js loads all its runtime dependencies on import (0.23.0 needs
+# @bytecodealliance/preview2-shim, which it only declares as a devDependency).
+js_importable() {
+    (cd "$here/js" && node --input-type=module -e "await import('@bytecodealliance/componentize-js')" >/dev/null 2>&1)
+}
+
 install_js() {
     command -v node >/dev/null || die "js toolchain: node not found (Node.js >= 18 is required)"
     local major
     major="$(node -p 'process.versions.node.split(".")[0]')"
     [ "$major" -ge 18 ] || die "js toolchain: Node.js >= 18 required, found $(node --version)"
-    if [ -x "$here/js/node_modules/.bin/componentize-js" ] && [ "$(js_version)" = "$COMPONENTIZE_JS_VERSION" ]; then
+    if [ -x "$here/js/node_modules/.bin/componentize-js" ] && [ "$(js_version)" = "$COMPONENTIZE_JS_VERSION" ] \
+        && js_importable; then
         return 0
     fi
     command -v npm >/dev/null || die "js toolchain: npm not found"
@@ -95,12 +104,27 @@ install_js() {
         || die "js toolchain: 'npm $cmd' in plugins/js failed (is the npm registry reachable?)"
     [ "$(js_version)" = "$COMPONENTIZE_JS_VERSION" ] \
         || die "js toolchain: componentize-js $COMPONENTIZE_JS_VERSION not found after npm $cmd (see plugins/js/package.json)"
+    js_importable \
+        || die "js toolchain: componentize-js is installed but cannot be loaded (a missing runtime dependency? see plugins/js/package.json)"
 }
 
 # ------------------------------------------------------------------ build
 
 is_component() {
     [ "$(od -An -tx1 -j4 -N4 "$1" 2>/dev/null | tr -d ' \n')" = "0d000100" ]
+}
+
+# check_world FILE: a component (bytes 4..8 = 0d 00 01 00) and, if
+# wasm-tools is installed, importing host-loop and exporting guest.
+check_world() {
+    is_component "$1" || { echo "$1: not a wasm component" >&2; return 1; }
+    command -v wasm-tools >/dev/null || return 0
+    local w
+    w="$(wasm-tools component wit "$1")" || return 1
+    grep -q '^ *import callop:plugin/host-loop@0\.1\.0;' <<<"$w" \
+        || { echo "$1: does not import callop:plugin/host-loop@0.1.0" >&2; return 1; }
+    grep -q '^ *export callop:plugin/guest@0\.1\.0;' <<<"$w" \
+        || { echo "$1: does not export callop:plugin/guest@0.1.0" >&2; return 1; }
 }
 
 # up_to_date OUT INPUT... : OUT exists and no input file is newer.
@@ -131,7 +155,7 @@ build_python() { # build_python NAME
     # implements the guest export and imports the plugin's app.py).
     if (cd "$root" && "$here/python/.venv/bin/componentize-py" -d "$wit" -w plugin \
             componentize callop -p "$here/python" -p "$dir" -o "$o.tmp") >"$log" 2>&1 \
-        && is_component "$o.tmp"; then
+        && check_world "$o.tmp" 2>>"$log"; then
         mv "$o.tmp" "$o"; built=$((built + 1)); report python "$name" "$o" $((SECONDS - t0))
     else
         rm -f "$o.tmp"; failed=$((failed + 1)); cat "$log" >&2; echo "python-$name: build FAILED (log: $log)" >&2
@@ -159,7 +183,7 @@ export const guest = makeGuest(plugin);
 EOF
     if (cd "$root" && "$here/js/node_modules/.bin/componentize-js" "$rel_stage/entry.js" \
             --wit wit -n plugin -d http fetch-event -o "$o.tmp") >"$log" 2>&1 \
-        && is_component "$o.tmp"; then
+        && check_world "$o.tmp" 2>>"$log"; then
         mv "$o.tmp" "$o"; built=$((built + 1)); report js "$name" "$o" $((SECONDS - t0))
     else
         rm -f "$o.tmp"; failed=$((failed + 1)); cat "$log" >&2; echo "js-$name: build FAILED (log: $log)" >&2

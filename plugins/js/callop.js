@@ -100,7 +100,14 @@ function wrap(fn) {
 // ------------------------------------------------------------------ logging
 
 function describe(args) {
-  return args.map((a) => (typeof a === 'string' ? a : a instanceof Error ? a.stack || String(a) : String(a))).join(' ');
+  return args.map(describeOne).join(' ');
+}
+
+// SpiderMonkey's `stack` does not include the message: print both.
+function describeOne(a) {
+  if (typeof a === 'string') return a;
+  if (a instanceof Error) return a.stack ? `${a}\n${a.stack}`.trimEnd() : String(a);
+  return String(a);
 }
 
 /** Host logger, attributed to this plugin instance. */

@@ -377,6 +377,23 @@ def _unhandled(kind) -> _t.EventResult:
     return _t.EventResult_Post(Remove)
 
 
+def _exit_code(e: SystemExit) -> int:
+    """``sys.exit(x)`` -> exit code, as CPython does (None: 0, int, else print + 1)."""
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code
+    print(e.code, file=sys.stderr)
+    return 1
+
+
+def _exit(e: SystemExit) -> None:
+    # sys.exit(code) inside the plugin means loop.stop(code).
+    global _failed
+    _failed = True
+    _host.stop(_exit_code(e))
+
+
 def _fail(where: str) -> None:
     # An exception escaping a callback ends the plugin with exit code 1 (the
     # equivalent of a Rust panic), after logging the traceback.
@@ -435,6 +452,8 @@ class Guest(_exports.Guest):
             if _plugin is None or not callable(getattr(_plugin, "init", None)):
                 raise RuntimeError("callop plugin module 'app' must define init(loop, args)")
             _plugin.init(loop, list(args))
+        except SystemExit as e:
+            _exit(e)
         except Exception as e:
             log.debug(traceback.format_exc())
             raise Err(str(e) or type(e).__name__)
@@ -446,6 +465,9 @@ class Guest(_exports.Guest):
         for ev in events:
             try:
                 results.append(_run_one(ev))
+            except SystemExit as e:
+                _exit(e)
+                results.append(_unhandled(ev.kind))
             except Exception:
                 _fail(f"{type(ev.kind).__name__.split('_')[-1].lower()} callback")
                 results.append(_unhandled(ev.kind))
@@ -459,6 +481,8 @@ class Guest(_exports.Guest):
                 hook(loop, deadline)
             else:
                 loop.remove_all()
+        except SystemExit as e:
+            _exit(e)
         except Exception:
             _fail("shutdown")
         finally:

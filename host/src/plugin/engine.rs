@@ -490,16 +490,18 @@ mod tests {
     }
 
     #[test]
-    fn unknown_import_is_a_link_error() {
+    fn unknown_interface_of_our_package() {
         let e = err(&wat::parse_str(
             r#"(component
-                 (import "acme:thing/api@1.0.0" (instance (export "f" (func))))
+                 (import "callop:plugin/files@0.1.0" (instance))
                  (instance $g)
                  (export "callop:plugin/guest@0.1.0" (instance $g)))"#,
         )
         .unwrap());
-        // The world check fires first for the missing functions...
-        assert!(e.contains("lacks function `init`"), "{e}");
+        assert!(
+            e.contains("imports unknown interface `callop:plugin/files@0.1.0`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -709,6 +709,15 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         Ok(Live { store, bindings })
     }
 
+    /// How a failed guest call ends the plugin: WASI `exit(code)` (e.g.
+    /// `std::process::exit`) counts as `stop(code)`, anything else is a trap.
+    fn failure(&self, e: &wasmtime::Error) -> ExitReason {
+        match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(x) => ExitReason::Stopped(x.0),
+            None => ExitReason::Trapped(self.trap_message(e)),
+        }
+    }
+
     fn trap_message(&self, e: &wasmtime::Error) -> String {
         let msg = chain(e);
         if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
@@ -979,7 +988,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         self.apply_ops(p, live);
                         after = self.check_after(live);
                     }
-                    Err(e) => after = After::End(ExitReason::Trapped(self.trap_message(&e))),
+                    Err(e) => after = After::End(self.failure(&e)),
                 }
                 if matches!(after, After::End(_)) {
                     break;
@@ -1300,7 +1309,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         self.apply_ops(&p, live);
                         self.check_after(live)
                     }
-                    Err(e) => After::End(ExitReason::Trapped(self.trap_message(&e))),
+                    Err(e) => After::End(self.failure(&e)),
                 }
             };
             if let After::End(reason) = after {

@@ -18,6 +18,8 @@
 //!   `callop:plugin/guest`, is called from [`host`]);
 //! * [`policy`], [`limits`] — naming rules, permissions and limits.
 
+#![warn(missing_docs)]
+
 pub mod cache;
 pub mod capabilities;
 pub mod engine;

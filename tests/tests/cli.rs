@@ -1,0 +1,205 @@
+//! End-to-end tests of the `callop-host` binary.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use callop_tests::{cache_dir, host_bin, plugin};
+
+fn host() -> Command {
+    let mut c = Command::new(host_bin());
+    c.arg("--cache-dir")
+        .arg(cache_dir())
+        .env("RUST_LOG", "info");
+    c
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+fn run(c: &mut Command) -> Output {
+    c.output().expect("cannot run callop-host")
+}
+
+#[test]
+fn ticker_ticks_in_order_never_early_and_exits_zero() {
+    let start = Instant::now();
+    let o = run(host()
+        .arg(plugin("ticker"))
+        .args(["--", "--every", "25ms", "--count", "5"]));
+    let elapsed = start.elapsed();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let lines: Vec<String> = text(&o.stdout).lines().map(str::to_string).collect();
+    let want: Vec<String> = (1..=5).map(|i| format!("[ticker] tick {i}")).collect();
+    assert_eq!(lines, want);
+    assert!(
+        elapsed >= Duration::from_millis(125),
+        "5 ticks of 25ms in {elapsed:?}"
+    );
+    assert!(text(&o.stderr).contains("finished (no sources left)"));
+}
+
+#[test]
+fn ping_pong_exact_counts() {
+    let pp = plugin("ping-pong");
+    let o = run(host()
+        .arg(format!("{}@ping=--role,ping,--count,777", pp.display()))
+        .arg(format!("{}@pong=--role,pong", pp.display())));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("[ping] ping: done after 777 exchanges"),
+        "{out}"
+    );
+    assert!(out.contains("[pong] pong: done, answered 777"), "{out}");
+}
+
+#[test]
+fn selftest_and_idle_worker() {
+    let o = run(host().arg(plugin("selftest")).arg(format!(
+        "{}=--n,50000,--chunk,500",
+        plugin("idle-worker").display()
+    )));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let out = text(&o.stdout);
+    assert!(out.contains("[selftest] selftest: ok"), "{out}");
+    assert!(
+        out.contains("[idle_worker] sum 1..=50000 = 1250025000 (100 chunks)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sigterm_is_graceful() {
+    let mut child = host()
+        .arg("--forever")
+        .arg(plugin("ticker"))
+        .args(["--", "--every", "10ms", "--count", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first tick: the plugin is running.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "[ticker] tick 1");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "callop-host ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("shutting down"), "{err}");
+    assert!(err.contains("plugin finished"), "{err}");
+}
+
+#[test]
+fn load_errors_exit_2_with_message() {
+    let dir = std::env::temp_dir().join(format!("callop-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("garbage.wasm");
+    std::fs::write(&garbage, [0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 1]).unwrap();
+    let core = dir.join("core.wasm");
+    std::fs::write(&core, wat::parse_str("(module)").unwrap()).unwrap();
+    let other = dir.join("other.wasm");
+    std::fs::write(
+        &other,
+        wat::parse_str(
+            r#"(component (instance $g) (export "callop:plugin/guest@0.2.0" (instance $g)))"#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let cases = [
+        (dir.join("missing.wasm"), "cannot read"),
+        (garbage, "not a WebAssembly binary"),
+        (core, "core WebAssembly module, not a component"),
+        (other, "exports `callop:plugin/guest@0.2.0` but this host supports `callop:plugin/guest@0.1.0`"),
+    ];
+    for (path, msg) in cases {
+        let o = run(host().arg(&path));
+        assert_eq!(o.status.code(), Some(2), "{}", path.display());
+        assert!(
+            text(&o.stderr).contains(msg),
+            "{}: {}",
+            path.display(),
+            text(&o.stderr)
+        );
+    }
+    // init error
+    let o = run(host().arg(format!("{}=--bogus", plugin("ticker").display())));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("plugin init failed: unknown argument"),
+        "{}",
+        text(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn compile_fills_cache_and_inspect_prints_world() {
+    let dir = std::env::temp_dir().join(format!("callop-cli-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = run(Command::new(host_bin())
+        .arg("compile")
+        .arg("--cache-dir")
+        .arg(&dir)
+        .arg(plugin("ticker")));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let cwasm: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(cwasm.len(), 1);
+    assert!(text(&o.stdout).contains(".cwasm"));
+    // A run with that cache uses it.
+    let o = run(Command::new(host_bin())
+        .arg("--cache-dir")
+        .arg(&dir)
+        .env("RUST_LOG", "callop=debug")
+        .arg(plugin("ticker"))
+        .args(["--", "--every", "1ms", "--count", "1"]));
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        text(&o.stderr).contains("using cached artifact"),
+        "{}",
+        text(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let o = run(Command::new(host_bin()).arg("inspect").arg(plugin("relay")));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("world: callop:plugin/plugin@0.1.0"), "{out}");
+    assert!(out.contains("callop:plugin/host-loop@0.1.0"), "{out}");
+    assert!(
+        out.contains("callop:plugin/guest@0.1.0: instance {")
+            && out.contains("init, dispatch, shutdown }"),
+        "{out}"
+    );
+    assert!(out.contains("loadable: yes"), "{out}");
+}
