@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Once};
@@ -19,39 +19,14 @@ use callop::EventLoop;
 
 // ---------------------------------------------------------------- helpers
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// Builds the example plugins once (their workspace has its own target
-/// directory) and checks that the `callop-host` binary was built.
+/// Builds the example plugins once (`plugins/build.sh`, through the shared
+/// helpers) and checks that the `callop-host` binary was built.
 fn build() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let st = Command::new("cargo")
-            .current_dir(root().join("plugins"))
-            .args(["build", "--release", "-q", "--target", "wasm32-wasip2"])
-            .args(["-p", "echo-server", "-p", "udp-echo", "-p", "line-counter", "-p", "sighup-reload", "-p", "io-probe"])
-            .status()
-            .expect("cargo");
-        assert!(st.success(), "building the plugins failed");
-        // `cargo test` holds the build lock of the root target directory,
-        // so the host binary cannot be built from here.
-        assert!(
-            host_bin().exists(),
-            "{} is missing: run `cargo build -p callop --bin callop-host` before these tests",
-            host_bin().display()
-        );
-    });
+    let _ = callop_tests::plugins_dir();
 }
 
 fn plugin(name: &str) -> PathBuf {
-    root().join("plugins/target/wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")))
-}
-
-fn host_bin() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
-    target.join("debug/callop-host")
+    callop_tests::plugin(name)
 }
 
 fn free_port() -> u16 {
@@ -320,8 +295,9 @@ fn udp_echo_every_datagram_comes_back() {
 
 fn run_cli(args: &[&str], stdin: Stdio) -> Child {
     build();
-    Command::new(host_bin())
-        .arg("--no-cache")
+    Command::new(callop_tests::host_bin())
+        .arg("--cache-dir")
+        .arg(callop_tests::cache_dir())
         .args(args)
         .stdin(stdin)
         .stdout(Stdio::piped())

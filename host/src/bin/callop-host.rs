@@ -58,6 +58,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Run plugins (the default when no subcommand is given).
     Run(RunArgs),

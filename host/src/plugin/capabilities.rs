@@ -401,10 +401,11 @@ impl Capabilities {
             if g.guest == "." && norm_abs {
                 continue;
             }
-            if parts.len() >= gparts.len() && parts[..gparts.len()] == gparts[..] {
-                if best.is_none_or(|(_, l)| gparts.len() > l) {
-                    best = Some((i, gparts.len()));
-                }
+            if parts.len() >= gparts.len()
+                && parts[..gparts.len()] == gparts[..]
+                && best.is_none_or(|(_, l)| gparts.len() > l)
+            {
+                best = Some((i, gparts.len()));
             }
         }
         match best {
@@ -565,7 +566,7 @@ mod tests {
             .dir("/tmp/a::/data").unwrap()
             .dir("/tmp/b::/data/sub:ro").unwrap()
             .dir("rel").unwrap();
-        assert_eq!(c.dirs[1].read_only, true);
+        assert!(c.dirs[1].read_only);
         assert_eq!(c.resolve("/data/x.txt").unwrap(), (0, PathBuf::from("x.txt")));
         assert_eq!(c.resolve("/data/sub/y").unwrap(), (1, PathBuf::from("y")));
         assert_eq!(c.resolve("/data//./sub").unwrap(), (1, PathBuf::from(".")));
