@@ -12,6 +12,14 @@
 //! and a [`LoopSignal`]. Plugin authors never see source ids or generated
 //! bindings.
 //!
+//! I/O and signals: host-owned sockets ([`net`]), granted descriptors,
+//! stdin, files and directories ([`fs`]), registered on the loop with
+//! [`generic::Generic`] (readiness callbacks, as calloop's `Generic`),
+//! unix signals with [`signals::Signals`], non-blocking read/write helpers
+//! in [`io`], and guest-side async ([`futures`]: `handle.spawn(async ..)`,
+//! [`futures::Async`], [`futures::TimeoutFuture`]), all driven by host
+//! events. Every object is capability-checked by the host.
+//!
 //! ## Shape of a plugin
 //!
 //! Implement [`Plugin`] and export it with [`export_plugin!`]:
@@ -81,7 +89,8 @@
 //!   current batch returns; a new source fires in a later batch at the
 //!   earliest (as in calloop).
 //! * The plugin ends with exit code 0 when it has no source left (no timer,
-//!   idle, ping source or channel), or explicitly through
+//!   idle, ping source, channel, registered I/O object or signal subscription),
+//!   or explicitly through
 //!   [`LoopSignal::stop`] / [`stop`].
 //! * On SIGINT/SIGTERM the host calls [`Plugin::shutdown`], then keeps
 //!   delivering events until the plugin has no source or a deadline passes.
@@ -109,11 +118,17 @@ pub mod bindings {
 
 pub mod channel;
 mod error;
+pub mod fs;
+pub mod futures;
+pub mod generic;
+pub mod io;
 pub mod log;
 mod loop_handle;
+pub mod net;
 pub mod ping;
 #[doc(hidden)]
 pub mod rt;
+pub mod signals;
 mod time;
 pub mod timer;
 

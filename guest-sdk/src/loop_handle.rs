@@ -17,7 +17,9 @@ use crate::rt;
 pub enum PostAction {
     /// Keep the source as it is.
     Continue,
-    /// Re-register the source (a no-op for the source kinds of this version).
+    /// Re-register the source: re-applies an I/O source's interest and mode
+    /// (re-arms a [`Mode::OneShot`](crate::generic::Mode::OneShot)
+    /// registration); a no-op for the other source kinds.
     Reregister,
     /// Disable the source; re-enable it with [`LoopHandle::enable`].
     Disable,
@@ -84,8 +86,10 @@ impl CallbackReturn for PostAction {
 /// A kind of event source that can be inserted with
 /// [`LoopHandle::insert_source`], as in calloop: a timer
 /// ([`Timer`](crate::timer::Timer)), a ping
-/// ([`PingSource`](crate::ping::PingSource)) or a channel
-/// ([`Channel`](crate::channel::Channel)).
+/// ([`PingSource`](crate::ping::PingSource)), a channel
+/// ([`Channel`](crate::channel::Channel)), an I/O object
+/// ([`Generic`](crate::generic::Generic)) or a signal subscription
+/// ([`Signals`](crate::signals::Signals)).
 ///
 /// The trait is sealed: the source kinds are those of the WIT world.
 pub trait EventSource: sealed::Sealed {
@@ -220,8 +224,8 @@ impl<State: 'static> LoopHandle<State> {
         host_loop::disable(token.id).map_err(Error::from)
     }
 
-    /// Re-applies a source's registration (calloop's `update`; a no-op for
-    /// the source kinds of this version).
+    /// Re-applies a source's registration (calloop's `update`): re-arms a
+    /// oneshot I/O source; a no-op for timers, pings and channels.
     pub fn update(&self, token: &RegistrationToken) -> Result<()> {
         host_loop::update(token.id).map_err(Error::from)
     }
@@ -229,7 +233,7 @@ impl<State: 'static> LoopHandle<State> {
     /// Removes a source and drops its callback (calloop's `remove`). Removing
     /// an already removed source is a no-op.
     pub fn remove(&self, token: RegistrationToken) {
-        if rt::forget(token.id) {
+        if let Some(callback) = rt::take(token.id) {
             // Only known ids are sent to the host: a stale token is a no-op.
             if let Err(e) = host_loop::remove(token.id) {
                 crate::log::log(
@@ -237,6 +241,9 @@ impl<State: 'static> LoopHandle<State> {
                     &format!("remove({}) failed: {}", token.id, Error::from(e)),
                 );
             }
+            // Dropped after the host call: an I/O object owned by the
+            // callback is closed once its registration is gone.
+            drop(callback);
         }
     }
 

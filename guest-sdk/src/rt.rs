@@ -43,6 +43,18 @@ pub(crate) fn forget(id: u64) -> bool {
     was
 }
 
+/// Removes the callback of `id` from the registry and hands it to the
+/// caller, who drops it when convenient (e.g. after telling the host, so
+/// that an I/O object captured by it is closed after its registration was
+/// removed).
+pub(crate) fn take(id: u64) -> Option<impl Drop> {
+    struct Taken(#[allow(dead_code)] Slot);
+    impl Drop for Taken {
+        fn drop(&mut self) {}
+    }
+    SOURCES.with(|m| m.borrow_mut().remove(&id)).map(Taken)
+}
+
 /// All registered ids (in unspecified order).
 pub(crate) fn ids() -> Vec<u64> {
     SOURCES.with(|m| m.borrow().keys().copied().collect())
@@ -54,6 +66,7 @@ pub fn init<P: Plugin>(args: Vec<String>) -> Result<(), String> {
     let handle = LoopHandle::<P::State>::new();
     let state = P::init(&handle, args)?;
     STATE.with(|s| *s.borrow_mut() = Some(Box::new(state)));
+    crate::futures::run();
     Ok(())
 }
 
@@ -109,6 +122,9 @@ pub fn dispatch(events: Vec<WitEvent>) -> Vec<EventResult> {
         results.push(result);
     }
     STATE.with(|s| *s.borrow_mut() = state);
+    // Tasks woken by this batch (readiness, timers) run before returning,
+    // so their registrations are queued with the batch's.
+    crate::futures::run();
     results
 }
 
@@ -120,4 +136,5 @@ pub fn shutdown<P: Plugin>(deadline: u64) {
         P::shutdown(&LoopHandle::new(), st, Instant::from_nanos(deadline));
     }
     STATE.with(|s| *s.borrow_mut() = state);
+    crate::futures::run();
 }

@@ -12,6 +12,7 @@ use callop::plugin::{
     cache, EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine, PluginSpec,
     Policy,
 };
+use callop::plugin::{Capabilities, ConfigFile};
 use callop::signals::{Signal, Signals};
 use callop::EventLoop;
 
@@ -32,6 +33,12 @@ Examples:
   callop-host compile ticker.wasm relay.wasm      # fill the compile cache
   callop-host inspect ticker.wasm                 # world, imports, exports
 
+Capabilities (deny by default, per plugin; NAME= may be omitted with one plugin):
+  --allow-net echo=127.0.0.1:7000   --allow-net 10.0.0.0/8:80-89   --allow-net connect:[::1]:*
+  --dir ./cfg::/config:ro   --fd db=3   --stdin   --allow-signal HUP,USR1   --config callop.toml
+  callop-host echo_server.wasm --allow-net 127.0.0.1:7000 -- --listen 127.0.0.1:7000
+  seq 10 | callop-host line_counter.wasm --stdin
+
 Runs until no plugin has a live source (or, with --forever, until SIGINT/SIGTERM).
 On SIGINT/SIGTERM every plugin's `shutdown` is called and the host waits up to
 --shutdown-timeout for them to finish; a second signal exits at once.
@@ -51,6 +58,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Run plugins (the default when no subcommand is given).
     Run(RunArgs),
@@ -112,6 +120,24 @@ struct RunArgs {
     /// Forbid plugins to talk to each other (they can still use their own sources).
     #[arg(long)]
     isolate: bool,
+    /// Allow binding/connecting: [NAME=][bind:|connect:]ADDR[/LEN][:PORTS] (comma-separated).
+    #[arg(long = "allow-net", value_name = "[NAME=]SPEC")]
+    allow_net: Vec<String>,
+    /// Grant a directory: [NAME=]HOST[::GUEST][:ro].
+    #[arg(long = "dir", value_name = "[NAME=]HOST[::GUEST][:ro]")]
+    dirs: Vec<String>,
+    /// Grant the inherited descriptor N as NAME: [PLUGIN=]NAME=N.
+    #[arg(long = "fd", value_name = "[PLUGIN=]NAME=N")]
+    fds: Vec<String>,
+    /// Grant the host's stdin (to the only plugin, or to NAME).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    stdin: Vec<String>,
+    /// Allow subscribing to signals: [NAME=]HUP,USR1,...
+    #[arg(long = "allow-signal", value_name = "[NAME=]SIGNALS")]
+    allow_signal: Vec<String>,
+    /// TOML file of per-plugin capabilities ([plugin.NAME] tables).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -153,9 +179,80 @@ fn parse_plugin_arg(s: &str) -> Result<PluginArg, String> {
     Ok(PluginArg { path, name, args })
 }
 
+/// Splits `NAME=REST` if NAME is one of `names`; otherwise the value
+/// belongs to the only plugin.
+fn target_of<'a>(flag: &str, value: &'a str, names: &[String]) -> Result<(String, &'a str), String> {
+    if let Some((n, rest)) = value.split_once('=') {
+        if names.iter().any(|x| x == n) {
+            return Ok((n.to_string(), rest));
+        }
+    }
+    match names {
+        [only] => Ok((only.clone(), value)),
+        _ => Err(format!(
+            "{flag} {value}: several plugins are loaded; prefix the value with the instance name (NAME=...)"
+        )),
+    }
+}
+
+/// Builds every plugin's capabilities from the config file and the flags.
+fn capabilities(run: &RunArgs, names: &[String]) -> Result<Vec<(String, Capabilities)>, String> {
+    let mut caps: Vec<(String, Capabilities)> =
+        names.iter().map(|n| (n.clone(), Capabilities::new())).collect();
+    let mut add = |name: &str, c: Capabilities| {
+        if let Some(slot) = caps.iter_mut().find(|(n, _)| n == name) {
+            let old = std::mem::take(&mut slot.1);
+            slot.1 = old.merge(c);
+        }
+    };
+    if let Some(path) = &run.config {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+        let file = ConfigFile::parse(&text).map_err(|e| format!("--config {}: {e}", path.display()))?;
+        for (name, spec) in &file.plugin {
+            if !names.contains(name) {
+                return Err(format!("--config {}: no plugin instance named `{name}`", path.display()));
+            }
+            add(name, spec.build()?);
+        }
+    }
+    for v in &run.allow_net {
+        let (n, spec) = target_of("--allow-net", v, names)?;
+        add(&n, Capabilities::new().allow_net(spec)?);
+    }
+    for v in &run.dirs {
+        let (n, spec) = target_of("--dir", v, names)?;
+        add(&n, Capabilities::new().dir(spec)?);
+    }
+    for v in &run.fds {
+        // `db=3` is NAME=N for the only plugin; `echo=db=3` names the plugin.
+        let (n, spec) = match v.split_once('=') {
+            Some((p, rest)) if rest.contains('=') && names.iter().any(|x| x == p) => (p.to_string(), rest),
+            _ => target_of("--fd", "", names).map(|(n, _)| (n, v.as_str()))?,
+        };
+        add(&n, Capabilities::new().inherited_fd(spec)?);
+    }
+    for v in &run.stdin {
+        let n = if v.is_empty() {
+            target_of("--stdin", "", names)?.0
+        } else if names.contains(v) {
+            v.clone()
+        } else {
+            return Err(format!("--stdin {v}: no plugin instance named `{v}`"));
+        };
+        add(&n, Capabilities::new().stdin(true));
+    }
+    for v in &run.allow_signal {
+        let (n, spec) = target_of("--allow-signal", v, names)?;
+        add(&n, Capabilities::new().allow_signals(spec)?);
+    }
+    Ok(caps)
+}
+
 #[derive(Default)]
 struct CliState {
     signals: u32,
+    /// Granted signals received, to route to the plugins.
+    routed: Vec<Signal>,
 }
 
 fn main() -> ExitCode {
@@ -281,6 +378,25 @@ fn cmd_run(run: RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
 
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let caps = match capabilities(&run, &names) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Signals granted to some plugin are watched by the CLI's signal source
+    // too (see below) and routed to the host.
+    let mut watched = vec![Signal::SIGINT, Signal::SIGTERM];
+    for (_, c) in &caps {
+        for s in &c.signals {
+            if !watched.contains(s) {
+                watched.push(*s);
+            }
+        }
+    }
+
     // The loop and the signal source come first: the signals are blocked in
     // this thread before any other thread (compiler pool, epoch ticker)
     // exists, so those threads inherit the mask and never get them.
@@ -291,7 +407,7 @@ fn cmd_run(run: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let signals = match Signals::new(&[Signal::SIGINT, Signal::SIGTERM]) {
+    let signals = match Signals::new(&watched) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot watch signals: {e}");
@@ -301,8 +417,11 @@ fn cmd_run(run: RunArgs) -> ExitCode {
     if let Err(e) = event_loop
         .handle()
         .insert_source(signals, |ev, _, st: &mut CliState| {
+            // Handled after the iteration (the host lives in the loop's
+            // closure): granted signals go to the plugins; SIGINT/SIGTERM
+            // shut down unless a plugin is granted and subscribed.
             tracing::info!("received {:?}", ev.signal());
-            st.signals += 1;
+            st.routed.push(ev.signal());
         })
     {
         eprintln!("error: cannot watch signals: {}", e.error);
@@ -336,6 +455,11 @@ fn cmd_run(run: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+
+    host.watch_signals_externally(&watched);
+    for (name, c) in caps {
+        host.grant(&name, c);
+    }
 
     let mut components: Vec<PluginComponent> = Vec::new();
     for s in &specs {
@@ -380,7 +504,21 @@ fn cmd_run(run: RunArgs) -> ExitCode {
     let mut state = CliState::default();
     let mut handled_signals = 0;
     let signal = event_loop.get_signal();
-    let r = event_loop.run(None, &mut state, |st| {
+    // Every plugin may already have ended in `init` (e.g. a plugin that only
+    // probes capabilities): the loop would then wait for an event forever.
+    let r = if host.is_empty() && !run.forever {
+        Ok(())
+    } else {
+        event_loop.run(None, &mut state, |st| {
+        for sig in std::mem::take(&mut st.routed) {
+            let host_owned = matches!(sig, Signal::SIGINT | Signal::SIGTERM);
+            let delivered = host.deliver_signal(sig);
+            if host_owned && !delivered {
+                st.signals += 1;
+            } else if !delivered {
+                tracing::debug!("{sig:?}: no plugin subscribed");
+            }
+        }
         if st.signals > handled_signals {
             handled_signals = st.signals;
             if handled_signals == 1 {
@@ -396,7 +534,8 @@ fn cmd_run(run: RunArgs) -> ExitCode {
         } else if host.is_empty() && (!run.forever || st.signals > 0) {
             signal.stop();
         }
-    });
+        })
+    };
     if let Err(e) = r {
         eprintln!("error: event loop: {e}");
         return ExitCode::from(2);

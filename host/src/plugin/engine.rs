@@ -12,7 +12,7 @@ use super::bindings::{Plugin as PluginWorld, PluginPre};
 use super::cache::CompileCache;
 use super::error::{chain, LoadError};
 use super::state::PluginState;
-use super::{GUEST_EXPORT, HOST_LOOP_IMPORT, PACKAGE, PACKAGE_VERSION, TYPES_IMPORT};
+use super::{GUEST_EXPORT, HOST_LOOP_IMPORT, IO_IMPORT, PACKAGE, PACKAGE_VERSION, TYPES_IMPORT};
 
 /// How the engine is built.
 #[derive(Debug, Clone, Default)]
@@ -318,8 +318,8 @@ pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<Stri
     // Imports: of our package only `host-loop@0.1.0`; others go to the linker.
     for (name, _) in ty.imports(engine) {
         if let Some((pkg, iface, ver)) = split_iface(name) {
-            if pkg == PACKAGE && name != HOST_LOOP_IMPORT && name != TYPES_IMPORT {
-                if iface == "host-loop" || iface == "types" {
+            if pkg == PACKAGE && name != HOST_LOOP_IMPORT && name != TYPES_IMPORT && name != IO_IMPORT {
+                if iface == "host-loop" || iface == "types" || iface == "io" {
                     problems.push(format!(
                         "imports `{name}` but this host provides `{PACKAGE}/{iface}@{PACKAGE_VERSION}` \
                          (plugin built for {PACKAGE}@{})",

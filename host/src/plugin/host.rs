@@ -29,7 +29,7 @@
 //! triggers to make the next `dispatch` return at once.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,8 +45,12 @@ use crate::timer::{TimeoutAction, Timer};
 use crate::{LoopHandle, RegistrationToken};
 
 use super::bindings::callop::plugin::types::{
-    Event, EventKind, EventResult, PostAction, TimeoutAction as WitTimeout,
+    Event, EventKind, EventResult, PostAction, Readiness as WitReadiness, TimeoutAction as WitTimeout,
 };
+use super::capabilities::Capabilities;
+use super::io::{from_signal, LoopFd};
+use crate::generic::Generic;
+use crate::signals::{Signal, Signals};
 use super::bindings::Plugin as PluginBindings;
 use super::engine::{EngineOptions, PluginComponent, PluginEngine};
 use super::error::{chain, LoadError};
@@ -216,6 +220,11 @@ struct HostInner<'l, Data> {
     _ticker: Option<Ticker>,
     /// Epoch ticks allowed per guest call (with a ticker).
     deadline_ticks: u64,
+    /// Capabilities granted to instance names not loaded yet.
+    grants: RefCell<HashMap<String, Capabilities>>,
+    /// Signals some source of the loop watches and routes to
+    /// [`Host::deliver_signal`] (the embedder's or the host's own).
+    watched_signals: RefCell<Vec<Signal>>,
 }
 
 /// Increments the engine epoch periodically (for callback timeouts).
@@ -257,6 +266,8 @@ struct Live {
 struct Pending {
     events: Vec<Event>,
     idles: Vec<Event>,
+    /// Index in `events` of each I/O source's readiness (they coalesce).
+    readiness: HashMap<SourceId, usize>,
 }
 
 /// Outcome of a guest call.
@@ -324,6 +335,8 @@ impl<'l, Data: 'l> Host<'l, Data> {
                 aux_tokens: RefCell::new(Vec::new()),
                 _ticker: ticker,
                 deadline_ticks,
+                grants: RefCell::new(HashMap::new()),
+                watched_signals: RefCell::new(Vec::new()),
             }),
         })
     }
@@ -514,6 +527,48 @@ impl<'l, Data: 'l> Host<'l, Data> {
     pub fn now(&self) -> u64 {
         self.inner.shared.now_ns()
     }
+
+    /// Grants `caps` (network, directories, descriptors, stdin, signals) to
+    /// the instance that will be loaded under `name`. Without a grant a
+    /// plugin gets no capability at all. Grants are consumed when the
+    /// instance is created; granting again replaces a pending grant.
+    pub fn grant(&self, name: &str, caps: Capabilities) {
+        self.inner.grants.borrow_mut().insert(name.to_string(), caps);
+    }
+
+    /// Tells the host that the embedder watches these signals itself and
+    /// forwards them with [`deliver_signal`](Self::deliver_signal) (the
+    /// host then does not create its own signal sources for them).
+    /// Signals must be blocked before threads are spawned to be reliably
+    /// received by a signal source; an embedder that creates its `Signals`
+    /// source first (as `callop-host` does) gets that for free.
+    pub fn watch_signals_externally(&self, signals: &[Signal]) {
+        let mut w = self.inner.watched_signals.borrow_mut();
+        for s in signals {
+            if !w.contains(s) {
+                w.push(*s);
+            }
+        }
+    }
+
+    /// Delivers `signal` to every plugin subscribed to it (and granted it).
+    /// Returns whether at least one plugin received it.
+    pub fn deliver_signal(&self, signal: Signal) -> bool {
+        self.inner.deliver_signal(signal)
+    }
+
+    /// Whether some live plugin is subscribed to `signal`.
+    pub fn has_signal_subscriber(&self, signal: Signal) -> bool {
+        self.inner.plugins.borrow().values().any(|p| {
+            p.live.try_borrow().ok().is_some_and(|l| {
+                l.as_ref().is_some_and(|l| {
+                    l.store.data().sources.values().any(|r| {
+                        r.active && !r.removed && r.enabled && r.signals.contains(&signal)
+                    })
+                })
+            })
+        })
+    }
 }
 
 impl<'l, Data> Drop for Host<'l, Data> {
@@ -641,7 +696,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         if policy.forward_stderr {
             wasi.stderr(Tagged::new(name, Which::Stderr));
         }
-        let state = PluginState::new(name.clone(), self.shared.clone(), wasi.build());
+        let caps = self.grants.borrow_mut().remove(&**name).unwrap_or_default();
+        let state = PluginState::new(name.clone(), self.shared.clone(), wasi.build(), caps);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.store_limits);
         store.epoch_deadline_trap();
@@ -725,6 +781,120 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self.schedule_flush(p, false);
     }
 
+    /// Queues a readiness event, OR-ing it into one already pending.
+    fn push_readiness(self: &Rc<Self>, p: &Rc<PluginRt>, id: SourceId, r: WitReadiness) {
+        {
+            let mut pd = p.pending.borrow_mut();
+            let pd = &mut *pd;
+            if let Some(&i) = pd.readiness.get(&id) {
+                if let Some(Event { kind: EventKind::Readiness(old), .. }) = pd.events.get_mut(i) {
+                    old.readable |= r.readable;
+                    old.writable |= r.writable;
+                    old.error |= r.error;
+                    return;
+                }
+            }
+            pd.readiness.insert(id, pd.events.len());
+            pd.events.push(plugin_of(id, EventKind::Readiness(r)));
+        }
+        self.schedule_flush(p, false);
+    }
+
+    fn deliver_signal(self: &Rc<Self>, signal: Signal) -> bool {
+        let Some(wit_sig) = from_signal(signal) else { return false };
+        let all: Vec<Rc<PluginRt>> = self.plugins.borrow().values().cloned().collect();
+        let mut any = false;
+        for p in all {
+            let ids: Vec<SourceId> = {
+                let Ok(guard) = p.live.try_borrow() else { continue };
+                let Some(live) = guard.as_ref() else { continue };
+                live.store
+                    .data()
+                    .sources
+                    .iter()
+                    .filter(|(_, r)| r.active && !r.removed && r.enabled && r.signals.contains(&signal))
+                    .map(|(id, _)| *id)
+                    .collect()
+            };
+            for id in ids {
+                any = true;
+                self.push_event(&p, plugin_of(id, EventKind::Signal(wit_sig)));
+            }
+            if any {
+                self.waker.ping();
+            }
+        }
+        any
+    }
+
+    /// Makes sure some loop source watches `signal` (creating one if the
+    /// embedder does not).
+    fn watch_signal(self: &Rc<Self>, signal: Signal) -> Result<(), String> {
+        if self.watched_signals.borrow().contains(&signal) {
+            return Ok(());
+        }
+        let source = Signals::new(&[signal]).map_err(|e| format!("cannot watch {signal:?}: {e}"))?;
+        let w = Rc::downgrade(self);
+        let t = self
+            .handle
+            .insert_source(source, move |ev, _, _| {
+                if let Some(inner) = w.upgrade() {
+                    inner.deliver_signal(ev.signal());
+                }
+            })
+            .map_err(|e| format!("cannot watch {signal:?}: {}", e.error))?;
+        self.aux_tokens.borrow_mut().push(t);
+        self.watched_signals.borrow_mut().push(signal);
+        Ok(())
+    }
+
+    /// Inserts the loop source of an I/O registration: a `Generic` over the
+    /// object, or a ping for objects the OS cannot poll.
+    fn insert_io(self: &Rc<Self>, p: &Rc<PluginRt>, id: SourceId, reg: &mut super::io::IoReg) -> Result<RegistrationToken, String> {
+        let w = Rc::downgrade(self);
+        let p2 = p.clone();
+        if reg.obj.always_ready {
+            let (ping, source) = crate::ping::make_ping().map_err(|e| e.to_string())?;
+            let (interest, level, again) = (reg.interest, matches!(reg.mode, crate::Mode::Level), ping.clone());
+            let t = self
+                .handle
+                .insert_source(source, move |(), _, _| {
+                    if let Some(inner) = w.upgrade() {
+                        let r = WitReadiness { readable: interest.readable, writable: interest.writable, error: false };
+                        inner.push_readiness(&p2, id, r);
+                    }
+                    if level {
+                        again.ping();
+                    }
+                })
+                .map_err(|e| e.error.to_string())?;
+            ping.ping();
+            reg.ping = Some(ping);
+            return Ok(t);
+        }
+        let source = Generic::new(LoopFd(reg.obj.clone()), reg.interest, reg.mode);
+        self.handle
+            .insert_source(source, move |r, _, _| {
+                if let Some(inner) = w.upgrade() {
+                    let r = WitReadiness { readable: r.readable, writable: r.writable, error: r.error };
+                    inner.push_readiness(&p2, id, r);
+                }
+                Ok(crate::PostAction::Continue)
+            })
+            .map_err(|e| e.error.to_string())
+    }
+
+    /// Re-applies an I/O registration (re-arms a oneshot one).
+    fn rearm_io(&self, p: &PluginRt, st: &mut PluginState, id: SourceId) {
+        let Some(rec) = st.sources.get(&id) else { return };
+        let (Some(t), false) = (rec.token, rec.loop_disabled) else { return };
+        if let Some(ping) = rec.io.as_ref().and_then(|r| r.ping.as_ref()) {
+            ping.ping();
+        } else if let Err(e) = self.handle.update(&t) {
+            tracing::warn!(plugin = %p.name, source = id, "re-registering failed: {e}");
+        }
+    }
+
     fn schedule_flush(self: &Rc<Self>, p: &Rc<PluginRt>, wake: bool) {
         if p.flush_scheduled.replace(true) {
             return;
@@ -775,6 +945,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     fn flush(self: &Rc<Self>, p: &Rc<PluginRt>) {
         let mut events = {
             let mut pd = p.pending.borrow_mut();
+            pd.readiness.clear();
             let mut ev = std::mem::take(&mut pd.events);
             ev.append(&mut pd.idles);
             ev
@@ -902,7 +1073,12 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         None => PostAction::Continue,
                     };
                     match action {
-                        PostAction::Continue | PostAction::Reregister => {}
+                        PostAction::Continue => {}
+                        PostAction::Reregister => {
+                            if rec.io.is_some() {
+                                self.rearm_io(p, st, id);
+                            }
+                        }
                         PostAction::Disable => {
                             rec.enabled = false;
                             if let Some(t) = rec.token {
@@ -1034,6 +1210,45 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                                 }
                             }
                         }
+                    }
+                }
+                Op::Update(id) if st.sources.get(&id).is_some_and(|r| r.io.is_some()) => {
+                    self.rearm_io(p, st, id);
+                }
+                Op::AddIo(id) | Op::SetInterest(id) => {
+                    let Some(rec) = st.sources.get_mut(&id).filter(|r| !r.removed) else {
+                        continue;
+                    };
+                    if let Some(t) = rec.token.take() {
+                        self.handle.remove(t);
+                        rec.loop_disabled = false;
+                    }
+                    let Some(mut reg) = rec.io.take() else { continue };
+                    let r = self.insert_io(p, id, &mut reg);
+                    st.sources.get_mut(&id).expect("checked above").io = Some(reg);
+                    match r {
+                        Ok(t) => self.set_token(st, id, t),
+                        Err(e) => {
+                            if let Some(reg) = st.sources.get(&id).and_then(|r| r.io.as_ref()) {
+                                reg.obj.reg.store(0, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            self.drop_failed(st, p, id, &e)
+                        }
+                    }
+                }
+                Op::AddSignals(id) => {
+                    let Some(rec) = st.sources.get_mut(&id).filter(|r| !r.removed) else {
+                        continue;
+                    };
+                    let mut failed = None;
+                    for s in rec.signals.clone() {
+                        if let Err(e) = self.watch_signal(s) {
+                            failed = Some(e);
+                        }
+                    }
+                    match failed {
+                        None => st.sources.get_mut(&id).expect("checked above").active = true,
+                        Some(e) => self.drop_failed(st, p, id, &e),
                     }
                 }
                 Op::Update(id) => {

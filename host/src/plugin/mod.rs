@@ -21,16 +21,19 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod capabilities;
 pub mod engine;
 mod error;
 pub mod host;
 mod host_loop;
+mod io;
 pub mod limits;
 pub mod policy;
 mod state;
 mod stdio;
 mod types;
 
+pub use capabilities::{Capabilities, CapabilitySpec, ConfigFile, DirGrant, NetDirection, NetRule};
 pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
 pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec};
@@ -48,6 +51,8 @@ pub const WORLD: &str = "callop:plugin/plugin@0.1.0";
 pub const GUEST_EXPORT: &str = "callop:plugin/guest@0.1.0";
 /// The shared-types interface plugins may import.
 pub const TYPES_IMPORT: &str = "callop:plugin/types@0.1.0";
+/// The I/O interface this host provides to plugins.
+pub const IO_IMPORT: &str = "callop:plugin/io@0.1.0";
 /// The interface this host provides to plugins.
 pub const HOST_LOOP_IMPORT: &str = "callop:plugin/host-loop@0.1.0";
 
@@ -59,6 +64,14 @@ pub(crate) mod bindings {
         with: {
             "callop:plugin/host-loop.ping": super::state::PingHandle,
             "callop:plugin/host-loop.sender": super::state::SenderHandle,
+            "callop:plugin/io.tcp-listener": super::io::TcpListenerRes,
+            "callop:plugin/io.tcp-stream": super::io::TcpStreamRes,
+            "callop:plugin/io.udp-socket": super::io::UdpSocketRes,
+            "callop:plugin/io.unix-listener": super::io::UnixListenerRes,
+            "callop:plugin/io.unix-stream": super::io::UnixStreamRes,
+            "callop:plugin/io.fd": super::io::FdRes,
+            "callop:plugin/io.file": super::io::FileRes,
+            "callop:plugin/io.dir": super::io::DirRes,
         },
     });
 }

@@ -15,6 +15,8 @@ use crate::ping::{Ping, PingSource};
 use crate::RegistrationToken;
 
 use super::bindings::callop::plugin::types::{Error as WitError, ErrorCode};
+use super::capabilities::Capabilities;
+use super::io::{IoReg, IoState};
 use super::limits::Limits;
 use super::policy::Policy;
 
@@ -233,6 +235,10 @@ pub(crate) enum SourceKind {
     Idle,
     Ping,
     Channel,
+    /// A registered I/O object.
+    Io,
+    /// A signal subscription.
+    Signals,
 }
 
 impl SourceKind {
@@ -242,6 +248,8 @@ impl SourceKind {
             SourceKind::Idle => "idle",
             SourceKind::Ping => "ping",
             SourceKind::Channel => "channel",
+            SourceKind::Io => "I/O registration",
+            SourceKind::Signals => "signal subscription",
         }
     }
 }
@@ -260,6 +268,12 @@ pub(crate) struct SourceRec {
     pub full_name: Option<String>,
     /// A channel's slot.
     pub slot: Option<Arc<Slot>>,
+    /// An I/O registration's object, interest and mode.
+    pub io: Option<IoReg>,
+    /// A signal subscription's signals.
+    pub signals: Vec<crate::signals::Signal>,
+    /// A signal subscription is active (its `Op::AddSignals` was applied).
+    pub active: bool,
 }
 
 /// A queued source operation, applied after the current export returns.
@@ -272,6 +286,12 @@ pub(crate) enum Op {
     Disable(SourceId),
     Update(SourceId),
     Remove(SourceId),
+    /// Register an I/O object (its `SourceRec::io`) on the loop.
+    AddIo(SourceId),
+    /// Re-register an I/O object with its new interest and mode.
+    SetInterest(SourceId),
+    /// Subscribe to the signals of the source's `SourceRec::signals`.
+    AddSignals(SourceId),
 }
 
 /// A guest-held `ping` handle.
@@ -306,10 +326,12 @@ pub struct PluginState {
     pub(crate) stop: Option<i32>,
     /// Live guest-held resource handles.
     pub(crate) handles: usize,
+    /// Capabilities and state of the `io` interface.
+    pub(crate) io: IoState,
 }
 
 impl PluginState {
-    pub(crate) fn new(name: Arc<str>, shared: Arc<Shared>, wasi: WasiCtx) -> Self {
+    pub(crate) fn new(name: Arc<str>, shared: Arc<Shared>, wasi: WasiCtx, caps: Capabilities) -> Self {
         let store_limits = shared.limits.store_limits();
         PluginState {
             name,
@@ -322,6 +344,7 @@ impl PluginState {
             ops: Vec::new(),
             stop: None,
             handles: 0,
+            io: IoState::new(caps),
         }
     }
 
@@ -353,6 +376,9 @@ impl PluginState {
                 loop_disabled: false,
                 full_name: None,
                 slot: None,
+                io: None,
+                signals: Vec::new(),
+                active: false,
             },
         );
         Ok(id)
@@ -411,7 +437,7 @@ impl PluginState {
             Err(wit_err(
                 ErrorCode::LimitExceeded,
                 format!(
-                    "at most {} ping/sender handles per plugin",
+                    "at most {} handles (pings, senders, I/O objects) per plugin",
                     self.shared.limits.max_handles
                 ),
             ))

@@ -15,6 +15,8 @@ pub(crate) fn kind_name(k: &EventKind) -> &'static str {
         EventKind::Ping => "ping",
         EventKind::Message(_) => "message",
         EventKind::Closed => "closed",
+        EventKind::Readiness(_) => "readiness",
+        EventKind::Signal(_) => "signal",
     }
 }
 

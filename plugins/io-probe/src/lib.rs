@@ -1,0 +1,125 @@
+//! `io-probe`: tries capabilities and reports each outcome; used by the
+//! sandbox-escape tests.
+//!
+//! Each argument is one probe, run in order; each prints one line
+//! `ALLOWED <probe>` or `DENIED <probe>: <message>` (or
+//! `FAILED <probe>: <message>` for an error that is not a refusal):
+//!
+//! * `connect:ADDR`, `bind:ADDR`, `udp-bind:ADDR`, `udp-send:BIND>ADDR`
+//! * `read:PATH` (open a file and read it), `write:PATH`, `list:PATH`,
+//!   `unix-bind:PATH`, `unix-connect:PATH`, `unix-pair:PATH` (bind, connect,
+//!   accept and exchange two bytes)
+//! * `fd:NAME`, `fd-twice:NAME` (take it, drop it, take it again), `stdin`
+//! * `signal:NAME` (e.g. `signal:USR2`)
+//! * `stale-source` (change the interest of a removed registration)
+//!
+//! The plugin registers no source and ends after the probes.
+
+use std::io::Read;
+
+use callop_guest::generic::{Generic, Interest, Mode};
+use callop_guest::io::is_denied;
+use callop_guest::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+use callop_guest::signals::{Signal, Signals};
+use callop_guest::{fs, ErrorCode, LoopHandle, Plugin};
+
+struct IoProbe;
+
+fn report(probe: &str, r: Result<(), (bool, String)>) {
+    match r {
+        Ok(()) => println!("ALLOWED {probe}"),
+        Err((true, m)) => println!("DENIED {probe}: {m}"),
+        Err((false, m)) => println!("FAILED {probe}: {m}"),
+    }
+}
+
+fn io<T>(r: std::io::Result<T>) -> Result<T, (bool, String)> {
+    r.map_err(|e| (is_denied(&e) || callop_guest::io::error_kind(&e) == Some(callop_guest::io::IoErrorKind::Closed), e.to_string()))
+}
+
+fn sdk<T>(r: callop_guest::Result<T>) -> Result<T, (bool, String)> {
+    r.map_err(|e| (matches!(e.code, ErrorCode::NotPermitted | ErrorCode::InvalidSource), e.message))
+}
+
+fn signal(name: &str) -> Option<Signal> {
+    Some(match name {
+        "HUP" => Signal::SIGHUP,
+        "INT" => Signal::SIGINT,
+        "TERM" => Signal::SIGTERM,
+        "USR1" => Signal::SIGUSR1,
+        "USR2" => Signal::SIGUSR2,
+        _ => return None,
+    })
+}
+
+fn probe(handle: &LoopHandle<()>, p: &str) -> Result<(), (bool, String)> {
+    let (what, arg) = p.split_once(':').unwrap_or((p, ""));
+    match what {
+        "connect" => io(TcpStream::connect(arg)).map(drop),
+        "bind" => io(TcpListener::bind(arg)).map(drop),
+        "udp-bind" => io(UdpSocket::bind(arg)).map(drop),
+        "udp-send" => {
+            let (bind, to) = arg.split_once('>').ok_or((false, "udp-send:BIND>ADDR".to_string()))?;
+            let s = io(UdpSocket::bind(bind))?;
+            io(s.send_to(b"probe", to)).map(drop)
+        }
+        "read" => {
+            let mut f = io(fs::File::open(arg))?;
+            let mut s = Vec::new();
+            io(f.read_to_end(&mut s)).map(drop)
+        }
+        "write" => io(fs::write(arg, b"probe")),
+        "list" => io(fs::Dir::open(arg).and_then(|d| d.entries())).map(drop),
+        "unix-bind" => io(UnixListener::bind(arg)).map(drop),
+        "unix-connect" => io(UnixStream::connect(arg)).map(drop),
+        "unix-pair" => {
+            // bind, connect, accept, exchange bytes
+            let l = io(UnixListener::bind(arg))?;
+            let c = io(UnixStream::connect(arg))?;
+            let s = io(l.accept())?;
+            io(c.write(b"hi"))?;
+            let mut b = [0u8; 2];
+            io(s.read(&mut b))?;
+            if &b != b"hi" {
+                return Err((false, "bytes lost".into()));
+            }
+            Ok(())
+        }
+        "fd" => io(fs::Fd::open(arg)).map(drop),
+        "fd-twice" => {
+            drop(io(fs::Fd::open(arg))?);
+            io(fs::Fd::open(arg)).map(drop)
+        }
+        "stdin" => io(fs::stdin()).map(drop),
+        "signal" => {
+            let s = signal(arg).ok_or((false, format!("unknown signal {arg}")))?;
+            let t = sdk(handle.insert_source(Signals::new(&[s]).map_err(|e| (false, e.message))?, |_, _, _| {
+                callop_guest::PostAction::Continue
+            }))?;
+            handle.remove(t);
+            Ok(())
+        }
+        "stale-source" => {
+            let l = io(TcpListener::bind(arg))?;
+            let t = sdk(handle.insert_source(Generic::new(l, Interest::READ, Mode::Level), |_, _, _| {
+                Ok(callop_guest::PostAction::Continue)
+            }))?;
+            handle.remove(t);
+            sdk(handle.set_interest(&t, Interest::BOTH, Mode::Level))
+        }
+        _ => Err((false, format!("unknown probe {p:?}"))),
+    }
+}
+
+impl Plugin for IoProbe {
+    type State = ();
+
+    fn init(handle: &LoopHandle<()>, args: Vec<String>) -> Result<(), String> {
+        for p in &args {
+            report(p, probe(handle, p));
+        }
+        Ok(())
+    }
+}
+
+callop_guest::export_plugin!(IoProbe);
