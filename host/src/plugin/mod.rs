@@ -27,6 +27,7 @@ pub mod host;
 mod host_loop;
 pub mod limits;
 pub mod policy;
+pub mod pooling;
 mod state;
 mod stdio;
 mod types;
@@ -36,6 +37,7 @@ pub use error::LoadError;
 pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec};
 pub use limits::Limits;
 pub use policy::Policy;
+pub use pooling::Allocator;
 pub use state::{PingHandle, PluginState, SenderHandle};
 
 /// The WIT package this host implements.
