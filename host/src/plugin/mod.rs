@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod app_sender;
 pub mod cache;
 pub mod engine;
 mod error;
@@ -32,6 +33,7 @@ mod state;
 mod stdio;
 mod types;
 
+pub use app_sender::AppSender;
 pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
 pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec};
