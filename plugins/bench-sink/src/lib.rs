@@ -10,7 +10,8 @@
 //!   running count and how late the tick ran
 //!   (`<instance> <k> <late-ns>`) to the application endpoint
 //!   `@app/ticks`, and after N ticks drops its timer (the plugin then ends).
-//!   With `--report` omitted nothing is sent (pure idle ticking).
+//!   With `--report` omitted nothing is sent (pure idle ticking);
+//!   `--offset <ms>` delays the first tick (to spread many tickers).
 
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ impl Plugin for Sink {
         };
         let mut mode = None;
         let mut report = false;
+        let mut offset = Duration::ZERO;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut num = |name: &str| -> Result<u64, String> {
@@ -57,6 +59,7 @@ impl Plugin for Sink {
                     mode.get_or_insert(arg.clone());
                 }
                 "--tick" => st.every = Duration::from_millis(num("--tick")?),
+                "--offset" => offset = Duration::from_millis(num("--offset")?),
                 "--report" => report = true,
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -95,7 +98,7 @@ impl Plugin for Sink {
             }
             Some(_) => {
                 handle
-                    .insert_source(Timer::from_duration(st.every), |deadline, _: &mut (), st: &mut State| {
+                    .insert_source(Timer::from_duration(st.every + offset), |deadline, _: &mut (), st: &mut State| {
                         st.seen += 1;
                         if let Some(tx) = &st.report {
                             // Lateness as the guest sees it (negative = early).
