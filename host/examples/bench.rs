@@ -8,7 +8,8 @@
 //! Options: `--idle N` (idle plugins for the memory row, default 1000),
 //! `--messages N` (channel flood, default 1000000), `--pings N` (ping storm
 //! iterations, default 200000), `--polyglot DIR` (Python/JS tickers built by
-//! `plugins/polyglot.sh`, default `target/polyglot`).
+//! `plugins/polyglot.sh`, default `target/polyglot`), `--only PART` (one of
+//! `flood`, `storm`, `start`, `idle`, `polyglot`: e.g. for `perf record`).
 //!
 //! Every guest configuration runs with isolation on: a 1 s callback timeout
 //! (epoch interruption, 5 ms ticks) and the default 256 MiB memory limit.
@@ -28,6 +29,13 @@ struct Opts {
     pings: u64,
     plugins: PathBuf,
     polyglot: PathBuf,
+    only: Option<String>,
+}
+
+impl Opts {
+    fn run(&self, part: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == part)
+    }
 }
 
 fn opts() -> Opts {
@@ -41,6 +49,7 @@ fn opts() -> Opts {
         pings: 200_000,
         plugins: root.join("plugins/target/wasm32-wasip2/release"),
         polyglot: root.join("target/polyglot"),
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -51,6 +60,7 @@ fn opts() -> Opts {
             "--pings" => o.pings = v.parse().expect("--pings N"),
             "--plugins" => o.plugins = v.into(),
             "--polyglot" => o.polyglot = v.into(),
+            "--only" => o.only = Some(v),
             _ => panic!("unknown option {a}"),
         }
     }
@@ -401,139 +411,150 @@ fn main() {
     let mut rows: Vec<[String; 4]> = Vec::new();
     let mut row = |a: &str, b: String, c: String, d: String| rows.push([a.into(), b, c, d]);
 
-    // Channel flood.
-    let n = o.messages;
-    let cl = flood_calloop(n);
-    let na = flood_native(n);
-    let gu = flood_guest(&pooled, &sink, n);
-    row(
-        &format!("channel flood, {n} msgs: events/s"),
-        format!("{:.2} M/s", rate(n, cl) / 1e6),
-        format!("{:.2} M/s", rate(n, na) / 1e6),
-        format!(
-            "{:.2} M/s (guest/native = {:.2})",
-            rate(n, gu) / 1e6,
-            na.as_secs_f64() / gu.as_secs_f64()
-        ),
-    );
-    // Ping storm.
-    let n = o.pings;
-    let cl = storm_calloop(n);
-    let na = storm_native(n);
-    let gu = storm_guest(&pooled, &sink, n);
-    row(
-        &format!("ping storm, {n} pings (1 per iteration): per event"),
-        ns(cl / n as u32),
-        ns(na / n as u32),
-        format!(
-            "{} (guest/native events/s = {:.2})",
-            ns(gu / n as u32),
-            na.as_secs_f64() / gu.as_secs_f64()
-        ),
-    );
-    // Warm start.
-    let (load, init, first) = warm_start(&pooled, &sink, 21);
-    row(
-        "warm start, pooling (cached .cwasm → first callback), median of 21",
-        "-".into(),
-        "-".into(),
-        format!(
-            "{} (cache load {} + instantiate&init {})",
-            us(first),
-            us(load),
-            us(init)
-        ),
-    );
-    let (_, _, first_od) = warm_start(&ondemand, &sink, 21);
-    row(
-        "warm start, on-demand allocator",
-        "-".into(),
-        "-".into(),
-        us(first_od),
-    );
-    // Idle plugins.
-    let r = idle_plugins(&pooled, &sink, o.idle, true);
-    row(
-        &format!("{} idle Rust plugins ticking 1/s, pooling: RSS", o.idle),
-        "-".into(),
-        "-".into(),
-        format!(
-            "{:.1} MiB total, {:.0} KiB/plugin; loaded in {:.0} ms; counts exact: {}",
-            r.total as f64 / (1 << 20) as f64,
-            r.per_plugin as f64 / 1024.0,
-            r.load_time.as_secs_f64() * 1e3,
-            r.ticks_ok
-        ),
-    );
-    row(
-        &format!("guest timer lateness, {} plugins, ticks spread over each second", o.idle),
-        "-".into(),
-        "-".into(),
-        format!(
-            "p50 {} / p99 {} / max {}; early: {}",
-            us(r.late_p50),
-            us(r.late_p99),
-            us(r.late_max),
-            r.early
-        ),
-    );
-    let r = idle_plugins(&ondemand, &sink, o.idle.min(200), false);
-    row(
-        &format!(
-            "{} idle Rust plugins, on-demand allocator: RSS",
-            o.idle.min(200)
-        ),
-        "-".into(),
-        "-".into(),
-        format!(
-            "{:.0} KiB/plugin; counts exact: {}",
-            r.per_plugin as f64 / 1024.0,
-            r.ticks_ok
-        ),
-    );
-    row(
-        &format!("guest timer lateness, {} plugins ticking in the same instant (burst)", o.idle.min(200)),
-        "-".into(),
-        "-".into(),
-        format!(
-            "p50 {} / p99 {} / max {}; early: {}",
-            us(r.late_p50),
-            us(r.late_p99),
-            us(r.late_max),
-            r.early
-        ),
-    );
-    // Polyglot tickers.
-    let mut guests = vec![("Rust", ticker.clone())];
-    for (lang, f) in [("Python", "python-ticker.wasm"), ("JS", "js-ticker.wasm")] {
-        guests.push((lang, o.polyglot.join(f)));
-    }
-    for (lang, path) in guests {
-        if !path.exists() {
-            row(
-                &format!("{lang} ticker"),
-                "-".into(),
-                "-".into(),
-                format!("not measured: {} missing", path.display()),
-            );
-            continue;
-        }
-        let t = Instant::now();
-        let c = pooled.load_file(&path).unwrap();
-        let load = t.elapsed();
-        let n = if lang == "Rust" { 20_000 } else { 2_000 };
-        let (start, per) = ticker_costs(&pooled, &c, n);
+    if o.run("flood") {
+        let n = o.messages;
+        let cl = flood_calloop(n);
+        let na = flood_native(n);
+        let gu = flood_guest(&pooled, &sink, n);
         row(
-            &format!("{lang} ticker: start (instantiate+init) / per timer event"),
+            &format!("channel flood, {n} msgs: events/s"),
+            format!("{:.2} M/s", rate(n, cl) / 1e6),
+            format!("{:.2} M/s", rate(n, na) / 1e6),
+            format!(
+                "{:.2} M/s (guest/native = {:.2})",
+                rate(n, gu) / 1e6,
+                na.as_secs_f64() / gu.as_secs_f64()
+            ),
+        );
+    }
+    if o.run("storm") {
+        let n = o.pings;
+        let cl = storm_calloop(n);
+        let na = storm_native(n);
+        let gu = storm_guest(&pooled, &sink, n);
+        row(
+            &format!("ping storm, {n} pings (1 per iteration): per event"),
+            ns(cl / n as u32),
+            ns(na / n as u32),
+            format!(
+                "{} (guest/native events/s = {:.2})",
+                ns(gu / n as u32),
+                na.as_secs_f64() / gu.as_secs_f64()
+            ),
+        );
+    }
+    if o.run("start") {
+        let (load, init, first) = warm_start(&pooled, &sink, 21);
+        row(
+            "warm start, pooling (cached .cwasm → first callback), median of 21",
             "-".into(),
             "-".into(),
             format!(
-                "start {} (+ {} to load the cache) / {} per event",
-                us(start),
+                "{} (cache load {} + instantiate&init {})",
+                us(first),
                 us(load),
-                ns(per)
+                us(init)
             ),
         );
+        let (_, _, first_od) = warm_start(&ondemand, &sink, 21);
+        row(
+            "warm start, on-demand allocator",
+            "-".into(),
+            "-".into(),
+            us(first_od),
+        );
+    }
+    if o.run("idle") {
+        let r = idle_plugins(&pooled, &sink, o.idle, true);
+        row(
+            &format!("{} idle Rust plugins ticking 1/s, pooling: RSS", o.idle),
+            "-".into(),
+            "-".into(),
+            format!(
+                "{:.1} MiB total, {:.0} KiB/plugin; loaded in {:.0} ms; counts exact: {}",
+                r.total as f64 / (1 << 20) as f64,
+                r.per_plugin as f64 / 1024.0,
+                r.load_time.as_secs_f64() * 1e3,
+                r.ticks_ok
+            ),
+        );
+        row(
+            &format!(
+                "guest timer lateness, {} plugins, ticks spread over each second",
+                o.idle
+            ),
+            "-".into(),
+            "-".into(),
+            format!(
+                "p50 {} / p99 {} / max {}; early: {}",
+                us(r.late_p50),
+                us(r.late_p99),
+                us(r.late_max),
+                r.early
+            ),
+        );
+        let r = idle_plugins(&ondemand, &sink, o.idle.min(200), false);
+        row(
+            &format!(
+                "{} idle Rust plugins, on-demand allocator: RSS",
+                o.idle.min(200)
+            ),
+            "-".into(),
+            "-".into(),
+            format!(
+                "{:.0} KiB/plugin; counts exact: {}",
+                r.per_plugin as f64 / 1024.0,
+                r.ticks_ok
+            ),
+        );
+        row(
+            &format!(
+                "guest timer lateness, {} plugins ticking in the same instant (burst)",
+                o.idle.min(200)
+            ),
+            "-".into(),
+            "-".into(),
+            format!(
+                "p50 {} / p99 {} / max {}; early: {}",
+                us(r.late_p50),
+                us(r.late_p99),
+                us(r.late_max),
+                r.early
+            ),
+        );
+    }
+    if o.run("polyglot") {
+        let mut guests = vec![("Rust", ticker.clone())];
+        for (lang, f) in [("Python", "python-ticker.wasm"), ("JS", "js-ticker.wasm")] {
+            guests.push((lang, o.polyglot.join(f)));
+        }
+        for (lang, path) in guests {
+            if !path.exists() {
+                row(
+                    &format!("{lang} ticker"),
+                    "-".into(),
+                    "-".into(),
+                    format!("not measured: {} missing", path.display()),
+                );
+                continue;
+            }
+            let t = Instant::now();
+            let c = pooled.load_file(&path).unwrap();
+            let load = t.elapsed();
+            let n = if lang == "Rust" { 20_000 } else { 2_000 };
+            let (start, per) = ticker_costs(&pooled, &c, n);
+            row(
+                &format!("{lang} ticker: start (instantiate+init) / per timer event"),
+                "-".into(),
+                "-".into(),
+                format!(
+                    "start {} (+ {} to load the cache) / {} per event",
+                    us(start),
+                    us(load),
+                    ns(per)
+                ),
+            );
+        }
     }
 
     println!(
