@@ -307,6 +307,8 @@ struct IdleResult {
     late_p99: Duration,
     late_max: Duration,
     early: usize,
+    /// Lateness of a native 7 ms timer on the same loop.
+    native: String,
 }
 
 /// `n` bench-sink plugins ticking every second three times (first ticks
@@ -317,6 +319,7 @@ fn idle_plugins(e: &PluginEngine, sink: &Path, n: usize, spread: bool) -> IdleRe
     struct D {
         got: Vec<Vec<u64>>,
         late: Vec<i64>,
+        native_late: Vec<Duration>,
         msgs: usize,
     }
     let mut ev: EventLoop<D> = EventLoop::try_new().unwrap();
@@ -334,6 +337,18 @@ fn idle_plugins(e: &PluginEngine, sink: &Path, n: usize, spread: bool) -> IdleRe
             }
         })
         .unwrap();
+    // A native timer every 7 ms on the same loop: the machine's own
+    // lateness, to compare the guests' with.
+    ev.handle()
+        .insert_source(
+            callop::timer::Timer::from_duration(Duration::from_millis(7)),
+            |deadline, _, d: &mut D| {
+                d.native_late
+                    .push(Instant::now().saturating_duration_since(deadline));
+                callop::timer::TimeoutAction::ToInstant(deadline + Duration::from_millis(7))
+            },
+        )
+        .unwrap();
     let c = e.load_file(sink).unwrap();
     let base = rss_bytes();
     let t = Instant::now();
@@ -349,6 +364,7 @@ fn idle_plugins(e: &PluginEngine, sink: &Path, n: usize, spread: bool) -> IdleRe
     let mut d = D {
         got: vec![Vec::new(); n],
         late: Vec::new(),
+        native_late: Vec::new(),
         msgs: 0,
     };
     let mut total = 0;
@@ -380,6 +396,16 @@ fn idle_plugins(e: &PluginEngine, sink: &Path, n: usize, spread: bool) -> IdleRe
         late_p50: pct(0.5),
         late_p99: pct(0.99),
         late_max: *late.last().unwrap(),
+        native: {
+            d.native_late.sort();
+            let n = &d.native_late;
+            format!(
+                "p50 {} / p99 {} / max {}",
+                us(n[n.len() / 2]),
+                us(n[(n.len() - 1) * 99 / 100]),
+                us(*n.last().unwrap())
+            )
+        },
         early,
     }
 }
@@ -480,11 +506,11 @@ fn main() {
         );
         row(
             &format!(
-                "guest timer lateness, {} plugins, ticks spread over each second",
+                "timer lateness, {} guest tickers spread over each second + 1 native 7 ms timer",
                 o.idle
             ),
             "-".into(),
-            "-".into(),
+            r.native.clone(),
             format!(
                 "p50 {} / p99 {} / max {}; early: {}",
                 us(r.late_p50),
@@ -509,11 +535,11 @@ fn main() {
         );
         row(
             &format!(
-                "guest timer lateness, {} plugins ticking in the same instant (burst)",
+                "timer lateness, {} guest tickers firing in the same instant (burst) + 1 native 7 ms timer",
                 o.idle.min(200)
             ),
             "-".into(),
-            "-".into(),
+            r.native.clone(),
             format!(
                 "p50 {} / p99 {} / max {}; early: {}",
                 us(r.late_p50),

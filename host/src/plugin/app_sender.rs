@@ -30,14 +30,11 @@ impl AppSender {
     /// then dropped. The application is trusted: it is not bound by
     /// `Limits::max_queued_messages`.
     pub fn send(&self, msg: Vec<u8>) -> Result<(), HostError> {
-        self.slot
-            .send(msg, usize::MAX)
-            .map_err(|e| match e {
-                SendError::Closed | SendError::Full => HostError::Closed(format!(
-                    "channel `{}` is closed",
-                    self.slot.full_name
-                )),
-            })
+        self.slot.send(msg, usize::MAX).map_err(|e| match e {
+            SendError::Closed | SendError::Full => {
+                HostError::Closed(format!("channel `{}` is closed", self.slot.full_name))
+            }
+        })
     }
 
     /// The channel's full name (`instance/name`).

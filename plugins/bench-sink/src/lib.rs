@@ -74,14 +74,17 @@ impl Plugin for Sink {
         match mode.as_deref() {
             Some("--messages") => {
                 handle
-                    .insert_source(Channel::open("in"), move |ev, _: &mut (), st: &mut State| {
-                        if let Event::Msg(_) = ev {
-                            if done(st) {
-                                callop_guest::stop(0);
+                    .insert_source(
+                        Channel::open("in"),
+                        move |ev, _: &mut (), st: &mut State| {
+                            if let Event::Msg(_) = ev {
+                                if done(st) {
+                                    callop_guest::stop(0);
+                                }
                             }
-                        }
-                        PostAction::Continue
-                    })
+                            PostAction::Continue
+                        },
+                    )
                     .map_err(|e| e.to_string())?;
             }
             Some("--pings") => {
@@ -98,27 +101,34 @@ impl Plugin for Sink {
             }
             Some(_) => {
                 handle
-                    .insert_source(Timer::from_duration(st.every + offset), |deadline, _: &mut (), st: &mut State| {
-                        st.seen += 1;
-                        if let Some(tx) = &st.report {
-                            // Lateness as the guest sees it (negative = early).
-                            let now = callop_guest::now();
-                            let late = match now.checked_duration_since(deadline) {
-                                Some(d) => d.as_nanos() as i64,
-                                None => -(deadline.duration_since(now).as_nanos() as i64),
-                            };
-                            let _ = tx.send(format!("{} {} {late}", st.name, st.seen));
-                        }
-                        if st.seen >= st.target {
-                            st.report = None;
-                            TimeoutAction::Drop
-                        } else {
-                            TimeoutAction::ToInstant(deadline + st.every)
-                        }
-                    })
+                    .insert_source(
+                        Timer::from_duration(st.every + offset),
+                        |deadline, _: &mut (), st: &mut State| {
+                            st.seen += 1;
+                            if let Some(tx) = &st.report {
+                                // Lateness as the guest sees it (negative = early).
+                                let now = callop_guest::now();
+                                let late = match now.checked_duration_since(deadline) {
+                                    Some(d) => d.as_nanos() as i64,
+                                    None => -(deadline.duration_since(now).as_nanos() as i64),
+                                };
+                                let _ = tx.send(format!("{} {} {late}", st.name, st.seen));
+                            }
+                            if st.seen >= st.target {
+                                st.report = None;
+                                TimeoutAction::Drop
+                            } else {
+                                TimeoutAction::ToInstant(deadline + st.every)
+                            }
+                        },
+                    )
                     .map_err(|e| e.to_string())?;
             }
-            None => return Err("usage: --messages N | --pings N | --tick MS --ticks N [--report]".into()),
+            None => {
+                return Err(
+                    "usage: --messages N | --pings N | --tick MS --ticks N [--report]".into(),
+                )
+            }
         }
         Ok(st)
     }
