@@ -353,12 +353,9 @@ fn idle_plugins(e: &PluginEngine, sink: &Path, n: usize, spread: bool) -> IdleRe
     let base = rss_bytes();
     let t = Instant::now();
     for i in 0..n {
-        h.load(
-            &c,
-            &format!("p{i}"),
-            &args("--tick 1000 --ticks 3 --report"),
-        )
-        .unwrap();
+        let offset = if spread { i * 1000 / n } else { 0 };
+        let a = format!("--tick 1000 --ticks 3 --report --offset {offset}");
+        h.load(&c, &format!("p{i}"), &args(&a)).unwrap();
     }
     let load_time = t.elapsed();
     let mut d = D {
