@@ -826,16 +826,6 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             }
             after
         };
-        // Hand the (now empty) buffer back for the next batch: growing a
-        // fresh vector for every batch costs more than the events themselves
-        // in a flood.
-        events.clear();
-        if let Ok(mut pd) = p.pending.try_borrow_mut()
-            && pd.events.is_empty()
-            && pd.events.capacity() < events.capacity()
-        {
-            pd.events = events;
-        }
         if let After::End(reason) = after {
             self.end(p, reason);
         }
