@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, OptLevel};
 
 use super::bindings::{Plugin as PluginWorld, PluginPre};
 use super::cache::CompileCache;
 use super::error::{chain, LoadError};
+use super::pooling::Allocator;
 use super::state::PluginState;
 use super::{GUEST_EXPORT, HOST_LOOP_IMPORT, IO_IMPORT, PACKAGE, PACKAGE_VERSION, TYPES_IMPORT};
 
@@ -38,6 +39,7 @@ struct EngineInner {
     engine: Engine,
     linker: Linker<PluginState>,
     cache: Option<CompileCache>,
+    allocator: Allocator,
 }
 
 /// A plugin component that passed the load-time checks and is ready to be
@@ -114,20 +116,12 @@ impl PluginEngine {
         config.epoch_interruption(true);
         config.cranelift_opt_level(OptLevel::Speed);
         config.parallel_compilation(true);
-        if let Some(n) = opts.pooling_instances {
-            let mem = opts
-                .pooling_max_memory
-                .unwrap_or(super::Limits::default().max_memory_bytes);
-            let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(n)
-                .total_core_instances(n.saturating_mul(8))
-                .total_memories(n.saturating_mul(2))
-                .total_tables(n.saturating_mul(4))
-                .max_memory_size(mem);
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
-        let engine =
-            Engine::new(&config).map_err(|e| LoadError::Link(format!("engine: {}", chain(&e))))?;
+        let max_memory = opts
+            .pooling_max_memory
+            .unwrap_or(super::Limits::default().max_memory_bytes);
+        let (engine, allocator) =
+            super::pooling::build_engine(&mut config, opts.pooling_instances, max_memory)
+                .map_err(|e| LoadError::Link(format!("engine: {}", chain(&e))))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| LoadError::Link(format!("WASI: {}", chain(&e))))?;
@@ -139,6 +133,7 @@ impl PluginEngine {
                 engine,
                 linker,
                 cache,
+                allocator,
             }),
         })
     }
@@ -146,6 +141,12 @@ impl PluginEngine {
     /// The underlying wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// The instance allocator in use (pooling may have fallen back to
+    /// on-demand allocation, see [`super::pooling`]).
+    pub fn allocator(&self) -> Allocator {
+        self.inner.allocator
     }
 
     /// The compile cache, if enabled.

@@ -51,6 +51,7 @@ use super::capabilities::Capabilities;
 use super::io::{from_signal, LoopFd};
 use crate::generic::Generic;
 use crate::signals::{Signal, Signals};
+use super::app_sender::AppSender;
 use super::bindings::Plugin as PluginBindings;
 use super::engine::{EngineOptions, PluginComponent, PluginEngine};
 use super::error::{chain, LoadError};
@@ -214,7 +215,7 @@ struct HostInner<'l, Data> {
     exit_rx: RefCell<Option<Channel<PluginExit>>>,
     waker: Ping,
     waker_token: Cell<Option<RegistrationToken>>,
-    /// Application-side registrations to remove on drop (forwarders, timers).
+    /// Application-side registrations to remove on drop (timers).
     aux_tokens: RefCell<Vec<RegistrationToken>>,
     /// Kept for its `Drop` (stops the thread).
     _ticker: Option<Ticker>,
@@ -469,9 +470,9 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// The channel need not be open yet (messages are buffered) but the
     /// instance must exist. The sender counts like a plugin's: when every
     /// sender of the channel is dropped, its owner gets a `closed` event.
-    /// Messages take one extra loop iteration (they are forwarded by a
-    /// source of this host).
-    pub fn sender(&self, target: &str) -> Result<Sender<Vec<u8>>, HostError> {
+    /// Messages go straight into the plugin's channel: the next loop
+    /// iteration delivers them.
+    pub fn sender(&self, target: &str) -> Result<AppSender, HostError> {
         self.inner.sender(target)
     }
 
@@ -1343,7 +1344,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         }
     }
 
-    fn sender(self: &Rc<Self>, target: &str) -> Result<Sender<Vec<u8>>, HostError> {
+    fn sender(self: &Rc<Self>, target: &str) -> Result<AppSender, HostError> {
         let (inst, local) = target
             .split_once('/')
             .ok_or_else(|| HostError::InvalidName(format!("`{target}` is not `instance/name`")))?;
@@ -1373,23 +1374,6 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         if slot.is_closed() {
             return Err(HostError::Closed(format!("channel `{full}` is closed")));
         }
-        slot.add_sender();
-        let (tx, rx) = channel::channel::<Vec<u8>>();
-        let r = self.handle.insert_source(rx, move |ev, _, _| match ev {
-            channel::Event::Msg(m) => {
-                if slot.send(m, usize::MAX).is_err() {
-                    tracing::debug!(target = %slot.full_name, "dropping application message to a closed channel");
-                }
-            }
-            channel::Event::Closed => slot.drop_sender(),
-        });
-        match r {
-            Ok(t) => {
-                let mut aux = self.aux_tokens.borrow_mut();
-                aux.push(t);
-                Ok(tx)
-            }
-            Err(e) => Err(HostError::Loop(e.error.to_string())),
-        }
+        Ok(AppSender::new(slot))
     }
 }

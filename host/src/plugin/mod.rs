@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod app_sender;
 pub mod cache;
 pub mod capabilities;
 pub mod engine;
@@ -29,16 +30,19 @@ mod host_loop;
 mod io;
 pub mod limits;
 pub mod policy;
+pub mod pooling;
 mod state;
 mod stdio;
 mod types;
 
 pub use capabilities::{Capabilities, CapabilitySpec, ConfigFile, DirGrant, NetDirection, NetRule};
+pub use app_sender::AppSender;
 pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
 pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec};
 pub use limits::Limits;
 pub use policy::Policy;
+pub use pooling::Allocator;
 pub use state::{PingHandle, PluginState, SenderHandle};
 
 /// The WIT package this host implements.

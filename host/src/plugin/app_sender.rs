@@ -1,0 +1,64 @@
+//! [`AppSender`]: the application's handle to a plugin channel.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::host::HostError;
+use super::state::{SendError, Slot};
+
+/// Sends messages from the application to a plugin channel
+/// (`instance/name`); made by [`Host::sender`](super::Host::sender).
+///
+/// Messages go straight into the plugin's channel (no forwarding hop): the
+/// owner's next loop iteration delivers them. The channel need not be open
+/// yet (messages are then buffered). The handle counts as one sender of the
+/// channel: when every sender (plugins' and the application's) is dropped,
+/// the owner gets a `closed` event. It can be cloned and sent to other
+/// threads.
+pub struct AppSender {
+    slot: Arc<Slot>,
+}
+
+impl AppSender {
+    pub(crate) fn new(slot: Arc<Slot>) -> Self {
+        slot.add_sender();
+        AppSender { slot }
+    }
+
+    /// Queues `msg` for the plugin. Fails with [`HostError::Closed`] once
+    /// the channel is closed (its owner removed it or ended); the message is
+    /// then dropped. The application is trusted: it is not bound by
+    /// `Limits::max_queued_messages`.
+    pub fn send(&self, msg: Vec<u8>) -> Result<(), HostError> {
+        self.slot.send(msg, usize::MAX).map_err(|e| match e {
+            SendError::Closed | SendError::Full => {
+                HostError::Closed(format!("channel `{}` is closed", self.slot.full_name))
+            }
+        })
+    }
+
+    /// The channel's full name (`instance/name`).
+    pub fn target(&self) -> &str {
+        &self.slot.full_name
+    }
+}
+
+impl Clone for AppSender {
+    fn clone(&self) -> Self {
+        AppSender::new(self.slot.clone())
+    }
+}
+
+impl Drop for AppSender {
+    fn drop(&mut self) {
+        self.slot.drop_sender();
+    }
+}
+
+impl fmt::Debug for AppSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppSender")
+            .field("target", &self.slot.full_name)
+            .finish()
+    }
+}

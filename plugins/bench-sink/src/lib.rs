@@ -1,0 +1,137 @@
+//! `bench-sink`: the guest side of the host's benchmarks and scale tests.
+//!
+//! Modes (one per instance):
+//!
+//! - `--messages N`: opens channel `in`, counts messages; after the N-th it
+//!   stops with code 0 (so the host sees the flood fully delivered).
+//! - `--pings N`: makes the named ping `p`, counts ping events; after the
+//!   N-th it stops with code 0.
+//! - `--tick <ms> --ticks N`: a repeating timer; on every tick it sends its
+//!   running count and how late the tick ran
+//!   (`<instance> <k> <late-ns>`) to the application endpoint
+//!   `@app/ticks`, and after N ticks drops its timer (the plugin then ends).
+//!   With `--report` omitted nothing is sent (pure idle ticking);
+//!   `--offset <ms>` delays the first tick (to spread many tickers).
+
+use std::time::Duration;
+
+use callop_guest::channel::{Channel, Event, Sender};
+use callop_guest::ping::make_named_ping;
+use callop_guest::timer::{TimeoutAction, Timer};
+use callop_guest::{LoopHandle, Plugin, PostAction};
+
+struct Sink;
+
+/// Plugin state.
+struct State {
+    target: u64,
+    seen: u64,
+    every: Duration,
+    report: Option<Sender>,
+    name: String,
+}
+
+impl Plugin for Sink {
+    type State = State;
+
+    fn init(handle: &LoopHandle<State>, args: Vec<String>) -> Result<State, String> {
+        let mut st = State {
+            target: 0,
+            seen: 0,
+            every: Duration::from_secs(1),
+            report: None,
+            name: callop_guest::instance_name(),
+        };
+        let mut mode = None;
+        let mut report = false;
+        let mut offset = Duration::ZERO;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut num = |name: &str| -> Result<u64, String> {
+                it.next()
+                    .ok_or_else(|| format!("{name} needs a value"))?
+                    .parse()
+                    .map_err(|e| format!("bad {name}: {e}"))
+            };
+            match arg.as_str() {
+                "--messages" | "--pings" | "--ticks" => {
+                    st.target = num(arg)?;
+                    mode.get_or_insert(arg.clone());
+                }
+                "--tick" => st.every = Duration::from_millis(num("--tick")?),
+                "--offset" => offset = Duration::from_millis(num("--offset")?),
+                "--report" => report = true,
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if report {
+            st.report = Some(Sender::to("@app/ticks").map_err(|e| e.to_string())?);
+        }
+        let done = |st: &mut State| {
+            st.seen += 1;
+            st.seen >= st.target
+        };
+        match mode.as_deref() {
+            Some("--messages") => {
+                handle
+                    .insert_source(
+                        Channel::open("in"),
+                        move |ev, _: &mut (), st: &mut State| {
+                            if let Event::Msg(_) = ev {
+                                if done(st) {
+                                    callop_guest::stop(0);
+                                }
+                            }
+                            PostAction::Continue
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+            Some("--pings") => {
+                let (ping, source) = make_named_ping("p").map_err(|e| e.to_string())?;
+                handle
+                    .insert_source(source, move |(), _: &mut (), st: &mut State| {
+                        let _keep = &ping;
+                        if done(st) {
+                            callop_guest::stop(0);
+                        }
+                        PostAction::Continue
+                    })
+                    .map_err(|e| e.to_string())?;
+            }
+            Some(_) => {
+                handle
+                    .insert_source(
+                        Timer::from_duration(st.every + offset),
+                        |deadline, _: &mut (), st: &mut State| {
+                            st.seen += 1;
+                            if let Some(tx) = &st.report {
+                                // Lateness as the guest sees it (negative = early).
+                                let now = callop_guest::now();
+                                let late = match now.checked_duration_since(deadline) {
+                                    Some(d) => d.as_nanos() as i64,
+                                    None => -(deadline.duration_since(now).as_nanos() as i64),
+                                };
+                                let _ = tx.send(format!("{} {} {late}", st.name, st.seen));
+                            }
+                            if st.seen >= st.target {
+                                st.report = None;
+                                TimeoutAction::Drop
+                            } else {
+                                TimeoutAction::ToInstant(deadline + st.every)
+                            }
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+            None => {
+                return Err(
+                    "usage: --messages N | --pings N | --tick MS --ticks N [--report]".into(),
+                )
+            }
+        }
+        Ok(st)
+    }
+}
+
+callop_guest::export_plugin!(Sink);
