@@ -503,42 +503,35 @@ fn cmd_run(run: RunArgs) -> ExitCode {
     let grace = Duration::from_millis(run.shutdown_timeout);
     let mut state = CliState::default();
     let mut handled_signals = 0;
-    let signal = event_loop.get_signal();
-    // Every plugin may already have ended in `init` (e.g. a plugin that only
-    // probes capabilities): the loop would then wait for an event forever.
-    let r = if host.is_empty() && !run.forever {
-        Ok(())
-    } else {
-        event_loop.run(None, &mut state, |st| {
-        for sig in std::mem::take(&mut st.routed) {
+    // The exit condition is checked before every (blocking) dispatch, so
+    // plugins that already ended inside `init` end the run at once.
+    loop {
+        for sig in std::mem::take(&mut state.routed) {
             let host_owned = matches!(sig, Signal::SIGINT | Signal::SIGTERM);
             let delivered = host.deliver_signal(sig);
             if host_owned && !delivered {
-                st.signals += 1;
+                state.signals += 1;
             } else if !delivered {
                 tracing::debug!("{sig:?}: no plugin subscribed");
             }
         }
-        if st.signals > handled_signals {
-            handled_signals = st.signals;
+        if state.signals > handled_signals {
+            handled_signals = state.signals;
             if handled_signals == 1 {
                 tracing::info!("shutting down (grace {grace:?})");
                 host.shutdown(grace);
-                if host.is_empty() {
-                    signal.stop();
-                }
             } else {
                 tracing::warn!("second signal: exiting now");
-                signal.stop();
+                break;
             }
-        } else if host.is_empty() && (!run.forever || st.signals > 0) {
-            signal.stop();
         }
-        })
-    };
-    if let Err(e) = r {
-        eprintln!("error: event loop: {e}");
-        return ExitCode::from(2);
+        if host.is_empty() && (!run.forever || state.signals > 0) {
+            break;
+        }
+        if let Err(e) = event_loop.dispatch(None, &mut state) {
+            eprintln!("error: event loop: {e}");
+            return ExitCode::from(2);
+        }
     }
     unload_rest(&host);
     let exits = host.exits();

@@ -775,6 +775,11 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         };
         self.exits.borrow_mut().push(exit.clone());
         let _ = self.exit_tx.send(exit);
+        // An embedder typically loops `while !host.is_empty()` or checks
+        // it after each dispatch. A plugin can end outside the loop (in
+        // `init`, during `load`) or late in an iteration; without a wake-up
+        // the next dispatch would block with nothing left to wake it.
+        self.waker.ping();
     }
 
     fn push_event(self: &Rc<Self>, p: &Rc<PluginRt>, ev: Event) {

@@ -4,6 +4,13 @@
 //! and `--count <n>` (default `5`). Prints `tick 1` … `tick N` on stdout, one
 //! per period, then drops its timer; with no source left the plugin ends
 //! (exit code 0).
+//!
+//! Explicit stops (used by the host's exit tests):
+//! `--stop-in-init <code>` registers the timer and then calls
+//! `stop(code)` inside `init`, so the plugin ends before its first tick;
+//! `--stop-at-end <code>` calls `stop(code)` in the callback of the last
+//! tick while keeping the timer armed (the stop, not a lack of sources,
+//! ends the plugin).
 
 use std::time::Duration;
 
@@ -17,6 +24,16 @@ struct State {
     every: Duration,
     count: u64,
     ticks: u64,
+    /// `--stop-at-end`: the code to stop with after the last tick.
+    stop_at_end: Option<i32>,
+}
+
+/// Parsed arguments.
+struct Args {
+    every: Duration,
+    count: u64,
+    stop_in_init: Option<i32>,
+    stop_at_end: Option<i32>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -32,9 +49,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn parse_args(args: &[String]) -> Result<(Duration, u64), String> {
+fn parse_code(name: &str, v: &str) -> Result<i32, String> {
+    v.parse().map_err(|e| format!("bad {name}: {e}"))
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut every = Duration::from_millis(100);
     let mut count = 5;
+    let (mut stop_in_init, mut stop_at_end) = (None, None);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
@@ -43,24 +65,33 @@ fn parse_args(args: &[String]) -> Result<(Duration, u64), String> {
             "--count" => {
                 count = value("--count")?.parse().map_err(|e| format!("bad --count: {e}"))?
             }
+            "--stop-in-init" => stop_in_init = Some(parse_code("--stop-in-init", &value("--stop-in-init")?)?),
+            "--stop-at-end" => stop_at_end = Some(parse_code("--stop-at-end", &value("--stop-at-end")?)?),
             other => return Err(format!("unknown argument {other:?} (usage: --every 10ms --count 5)")),
         }
     }
-    Ok((every, count))
+    Ok(Args { every, count, stop_in_init, stop_at_end })
 }
 
 impl Plugin for Ticker {
     type State = State;
 
     fn init(handle: &LoopHandle<State>, args: Vec<String>) -> Result<State, String> {
-        let (every, count) = parse_args(&args)?;
+        let Args { every, count, stop_in_init, stop_at_end } = parse_args(&args)?;
         if count > 0 {
             handle
                 .insert_source(Timer::from_duration(every), |deadline, _: &mut (), st: &mut State| {
                     st.ticks += 1;
                     println!("tick {}", st.ticks);
                     if st.ticks >= st.count {
-                        TimeoutAction::Drop
+                        match st.stop_at_end {
+                            Some(code) => {
+                                callop_guest::stop(code);
+                                // Still armed: the stop alone ends the plugin.
+                                TimeoutAction::ToInstant(deadline + st.every)
+                            }
+                            None => TimeoutAction::Drop,
+                        }
                     } else {
                         // Drift-free period, relative to the deadline that fired.
                         TimeoutAction::ToInstant(deadline + st.every)
@@ -68,7 +99,10 @@ impl Plugin for Ticker {
                 })
                 .map_err(|e| e.to_string())?;
         }
-        Ok(State { every, count, ticks: 0 })
+        if let Some(code) = stop_in_init {
+            callop_guest::stop(code);
+        }
+        Ok(State { every, count, ticks: 0, stop_at_end })
     }
 }
 

@@ -1,0 +1,458 @@
+//! End-to-end tests of the Python and JavaScript example plugins
+//! (`plugins/python`, `plugins/js`, built by `plugins/polyglot.sh`): the same
+//! behaviours as their Rust twins in `cli.rs` and `library.rs`, through
+//! `callop-host` and through the library API, plus a host running a Rust, a
+//! Python and a JavaScript plugin that pass messages along.
+//!
+//! The first test to run builds the plugins (installing the toolchains if
+//! needed) and fills the shared compile cache; a missing toolchain fails
+//! every test here with the reason.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use callop::EventLoop;
+use callop::channel::Event;
+use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig, LoadError, PluginSpec};
+use callop_tests::polyglot::{Lang, polyglot_plugin};
+use callop_tests::{cache_dir, host_bin, plugin};
+
+// ------------------------------------------------------------------ helpers
+
+fn config() -> HostConfig {
+    HostConfig {
+        engine: EngineOptions {
+            cache_dir: Some(cache_dir()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+/// `callop-host` with the shared compile cache.
+fn host_cmd() -> Command {
+    let mut c = Command::new(host_bin());
+    c.arg("--cache-dir")
+        .arg(cache_dir())
+        .env("RUST_LOG", "info");
+    c
+}
+
+fn run(c: &mut Command) -> Output {
+    c.output().expect("cannot run callop-host")
+}
+
+/// `PATH@NAME=ARG,...` for the CLI: the `lang` plugin `name`, with the
+/// instance name `name`.
+fn plugin_arg(lang: Lang, name: &str, a: &[&str]) -> String {
+    named_plugin_arg(lang, name, name, a)
+}
+
+/// `PATH@INSTANCE=ARG,...` for the CLI.
+fn named_plugin_arg(lang: Lang, name: &str, instance: &str, a: &[&str]) -> String {
+    let mut s = format!("{}@{instance}", polyglot_plugin(lang, name).display());
+    if !a.is_empty() {
+        s.push('=');
+        s.push_str(&a.join(","));
+    }
+    s
+}
+
+/// Runs the loop until the host has no plugin (panics after `limit`).
+fn run_until_empty<D>(
+    ev: &mut EventLoop<'_, D>,
+    host: &Host<'_, D>,
+    data: &mut D,
+    limit: Duration,
+) {
+    let start = Instant::now();
+    while !host.is_empty() {
+        assert!(
+            start.elapsed() < limit,
+            "plugins still alive after {limit:?}: {:?}",
+            host.plugins()
+        );
+        ev.dispatch(Some(Duration::from_millis(100)), data).unwrap();
+    }
+}
+
+/// What the application's `@app/out` endpoint received.
+#[derive(Debug, Default)]
+struct AppInbox {
+    messages: Vec<String>,
+    closed: bool,
+    /// A message arrived after `Closed`.
+    after_close: bool,
+}
+
+fn collect_app_out(ev: &EventLoop<'_, AppInbox>, host: &Host<'_, AppInbox>) {
+    let out = host.app_channel("out").unwrap();
+    ev.handle()
+        .insert_source(out, |e, _, inbox: &mut AppInbox| match e {
+            Event::Msg(m) => {
+                inbox.after_close |= inbox.closed;
+                inbox.messages.push(String::from_utf8(m).unwrap());
+            }
+            Event::Closed => inbox.closed = true,
+        })
+        .unwrap();
+}
+
+/// Dispatches until the app endpoint reported `Closed` (after the plugins
+/// ended, their last replies and the close may still be in flight).
+fn drain_until_closed(ev: &mut EventLoop<'_, AppInbox>, inbox: &mut AppInbox) {
+    let start = Instant::now();
+    while !inbox.closed {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "@app/out never reported Closed: {inbox:?}"
+        );
+        ev.dispatch(Some(Duration::from_millis(10)), inbox).unwrap();
+    }
+}
+
+/// Generates one `#[test]` per language calling `$body(lang)`.
+macro_rules! per_lang {
+    ($body:ident: $py:ident, $js:ident) => {
+        #[test]
+        fn $py() {
+            $body(Lang::Python)
+        }
+        #[test]
+        fn $js() {
+            $body(Lang::Js)
+        }
+    };
+}
+
+// ---------------------------------------------------------------- ticker
+
+/// Rust twin: `cli.rs::ticker_ticks_in_order_never_early_and_exits_zero`.
+fn cli_ticker(lang: Lang) {
+    let start = Instant::now();
+    let o = run(host_cmd().arg(plugin_arg(
+        lang,
+        "ticker",
+        &["--every", "10ms", "--count", "5"],
+    )));
+    let elapsed = start.elapsed();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let lines: Vec<String> = text(&o.stdout).lines().map(str::to_string).collect();
+    let want: Vec<String> = (1..=5).map(|i| format!("[ticker] tick {i}")).collect();
+    assert_eq!(lines, want, "{}", text(&o.stderr));
+    assert!(
+        elapsed >= Duration::from_millis(50),
+        "5 ticks of 10ms in {elapsed:?}"
+    );
+    assert!(text(&o.stderr).contains("finished (no sources left)"));
+}
+per_lang!(cli_ticker: python_ticker_cli_ticks_in_order_and_exits_zero, js_ticker_cli_ticks_in_order_and_exits_zero);
+
+/// Rust twin: `library.rs::ticker_never_fires_early`; the plugin clock
+/// (`Host::now`) is the clock its timers use.
+fn library_ticker(lang: Lang) {
+    let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    let c = host.compile_file(polyglot_plugin(lang, "ticker")).unwrap();
+    let start = host.now();
+    host.load(&c, "ticker", &args(&["--every", "10ms", "--count", "5"]))
+        .unwrap();
+    run_until_empty(&mut ev, &host, &mut (), Duration::from_secs(30));
+    let took = Duration::from_nanos(host.now() - start);
+    assert!(
+        took >= Duration::from_millis(50),
+        "5 ticks of 10ms ended after {took:?}"
+    );
+    let exits = host.exits();
+    assert_eq!(exits.len(), 1);
+    assert_eq!(exits[0].reason, ExitReason::Finished);
+}
+per_lang!(library_ticker: python_ticker_library_never_early_and_finishes, js_ticker_library_never_early_and_finishes);
+
+// ----------------------------------------------------------------- relay
+
+/// Rust twin: `library.rs::relay_answers_every_app_message_in_order_then_ends_on_close`.
+fn library_relay(lang: Lang) {
+    let mut ev: EventLoop<AppInbox> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    collect_app_out(&ev, &host);
+    let id = host
+        .load_file(
+            polyglot_plugin(lang, "relay"),
+            "relay",
+            &args(&["--prefix", "re: "]),
+        )
+        .unwrap();
+    let tx = host.sender("relay/in").unwrap();
+    tx.send(b"hello".to_vec()).unwrap();
+    tx.send(b"world".to_vec()).unwrap();
+    drop(tx); // the relay sees `closed` and ends
+    let mut inbox = AppInbox::default();
+    run_until_empty(&mut ev, &host, &mut inbox, Duration::from_secs(30));
+    drain_until_closed(&mut ev, &mut inbox);
+    assert_eq!(inbox.messages, ["re: hello", "re: world"]);
+    assert!(!inbox.after_close, "{inbox:?}");
+    let exits = host.exits();
+    assert_eq!(exits.len(), 1);
+    assert_eq!(exits[0].id, id);
+    assert_eq!(exits[0].reason, ExitReason::Finished);
+}
+per_lang!(library_relay: python_relay_answers_in_order_then_finishes_on_close, js_relay_answers_in_order_then_finishes_on_close);
+
+/// Many messages keep their order through a guest-language relay.
+fn library_relay_many(lang: Lang) {
+    let mut ev: EventLoop<AppInbox> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    collect_app_out(&ev, &host);
+    host.load_file(
+        polyglot_plugin(lang, "relay"),
+        "relay",
+        &args(&["--prefix", "re:"]),
+    )
+    .unwrap();
+    let tx = host.sender("relay/in").unwrap();
+    for i in 0..500 {
+        tx.send(format!("m{i}").into_bytes()).unwrap();
+    }
+    drop(tx);
+    let mut inbox = AppInbox::default();
+    run_until_empty(&mut ev, &host, &mut inbox, Duration::from_secs(30));
+    drain_until_closed(&mut ev, &mut inbox);
+    let want: Vec<String> = (0..500).map(|i| format!("re:m{i}")).collect();
+    assert_eq!(inbox.messages, want);
+    assert_eq!(host.exits()[0].reason, ExitReason::Finished);
+}
+per_lang!(library_relay_many: python_relay_keeps_the_order_of_500_messages, js_relay_keeps_the_order_of_500_messages);
+
+// -------------------------------------------------------------- selftest
+
+/// Rust twin: `cli.rs::selftest_and_idle_worker`.
+fn cli_selftest(lang: Lang) {
+    let o = run(host_cmd().arg(plugin_arg(lang, "selftest", &[])));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let out = text(&o.stdout);
+    assert!(out.contains("[selftest] selftest: ok"), "{out}");
+}
+per_lang!(cli_selftest: python_selftest_cli_passes, js_selftest_cli_passes);
+
+/// Rust twin: `library.rs::selftest_and_idle_worker_pass` (the selftest
+/// stops with code 1 on a failed check).
+fn library_selftest(lang: Lang) {
+    let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    let c = host
+        .compile_file(polyglot_plugin(lang, "selftest"))
+        .unwrap();
+    host.load(&c, "selftest", &[]).unwrap();
+    run_until_empty(&mut ev, &host, &mut (), Duration::from_secs(30));
+    let exits = host.exits();
+    assert_eq!(exits.len(), 1);
+    assert_eq!(exits[0].reason, ExitReason::Finished);
+}
+per_lang!(library_selftest: python_selftest_library_passes, js_selftest_library_passes);
+
+// ------------------------------------------------------------- bad args
+
+/// Rust twins: the init errors of `cli.rs::load_errors_exit_2_with_message`
+/// and `library.rs::init_error_and_duplicate_names`; the messages are the
+/// Rust plugins' word for word.
+fn bad_args(lang: Lang) {
+    let o = run(host_cmd().arg(plugin_arg(lang, "ticker", &["--bogus"])));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains(
+            r#"plugin init failed: unknown argument "--bogus" (usage: --every 10ms --count 5)"#
+        ),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(host_cmd().arg(plugin_arg(lang, "relay", &["--prefix"])));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("plugin init failed: --prefix needs a value"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    let ev: EventLoop<()> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    for (a, msg) in [
+        (
+            &["--count", "x"][..],
+            "bad --count: invalid digit found in string",
+        ),
+        (
+            &["--every", "10parsecs"][..],
+            r#"bad duration unit in "10parsecs" (use ns, us, ms or s)"#,
+        ),
+    ] {
+        let e = host
+            .load_file(polyglot_plugin(lang, "ticker"), "t", &args(a))
+            .unwrap_err();
+        assert!(matches!(e, LoadError::Init(_)), "{e}");
+        assert!(e.to_string().contains(msg), "{a:?}: {e}");
+        // The instance never started and released its name.
+        assert!(host.is_empty());
+    }
+}
+per_lang!(bad_args: python_bad_args_fail_init_with_the_message, js_bad_args_fail_init_with_the_message);
+
+// --------------------------------------------------------------- shutdown
+
+/// Rust twin: `cli.rs::sigterm_is_graceful` (without a `shutdown` function
+/// the helper libraries remove every source).
+fn sigterm(lang: Lang) {
+    let mut child = host_cmd()
+        .arg("--forever")
+        .arg(plugin_arg(
+            lang,
+            "ticker",
+            &["--every", "10ms", "--count", "100000"],
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "[ticker] tick 1");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "callop-host ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("shutting down"), "{err}");
+    assert!(err.contains("plugin finished"), "{err}");
+}
+per_lang!(sigterm: python_ticker_sigterm_is_graceful, js_ticker_sigterm_is_graceful);
+
+// ------------------------------------------------------------ mixed host
+
+/// One host, three languages: app → Rust relay → Python relay → JS relay →
+/// app. Each relay prefixes the message; closing the application's sender
+/// closes the chain link by link and every plugin finishes.
+#[test]
+fn rust_python_and_js_relays_chained_in_one_host() {
+    let mut ev: EventLoop<AppInbox> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    collect_app_out(&ev, &host);
+    let rs = host.compile_file(plugin("relay")).unwrap();
+    let py = host
+        .compile_file(polyglot_plugin(Lang::Python, "relay"))
+        .unwrap();
+    let js = host
+        .compile_file(polyglot_plugin(Lang::Js, "relay"))
+        .unwrap();
+    let (a_rs, a_py, a_js) = (
+        args(&["--reply-to", "py/in", "--prefix", "rs>"]),
+        args(&["--reply-to", "js/in", "--prefix", "py>"]),
+        args(&["--reply-to", "@app/out", "--prefix", "js>"]),
+    );
+    let r = host
+        .load_many(&[
+            PluginSpec {
+                component: &rs,
+                name: "rs",
+                args: &a_rs,
+            },
+            PluginSpec {
+                component: &py,
+                name: "py",
+                args: &a_py,
+            },
+            PluginSpec {
+                component: &js,
+                name: "js",
+                args: &a_js,
+            },
+        ])
+        .unwrap();
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    let tx = host.sender("rs/in").unwrap();
+    for i in 0..300 {
+        tx.send(format!("m{i}").into_bytes()).unwrap();
+    }
+    tx.send("héllo wörld".as_bytes().to_vec()).unwrap();
+    drop(tx);
+    let mut inbox = AppInbox::default();
+    run_until_empty(&mut ev, &host, &mut inbox, Duration::from_secs(30));
+    drain_until_closed(&mut ev, &mut inbox);
+    let mut want: Vec<String> = (0..300).map(|i| format!("js>py>rs>m{i}")).collect();
+    want.push("js>py>rs>héllo wörld".into());
+    assert_eq!(inbox.messages, want);
+    assert!(!inbox.after_close);
+    let exits = host.exits();
+    let order: Vec<&str> = exits.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        order,
+        ["rs", "py", "js"],
+        "closing propagates along the chain"
+    );
+    assert!(
+        exits.iter().all(|e| e.reason == ExitReason::Finished),
+        "{exits:?}"
+    );
+}
+
+/// The CLI runs plugins of the three languages side by side; the exit
+/// status is the first non-zero one.
+#[test]
+fn cli_runs_rust_python_and_js_plugins_together() {
+    let o = run(host_cmd()
+        .arg(format!(
+            "{}@rs=--every,5ms,--count,3",
+            plugin("ticker").display()
+        ))
+        .arg(named_plugin_arg(Lang::Python, "selftest", "py", &[]))
+        .arg(named_plugin_arg(Lang::Js, "selftest", "js", &[])));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let out = text(&o.stdout);
+    let ticks: Vec<&str> = out.lines().filter(|l| l.starts_with("[rs] ")).collect();
+    assert_eq!(ticks, ["[rs] tick 1", "[rs] tick 2", "[rs] tick 3"]);
+    assert!(out.contains("[py] selftest: ok"), "{out}");
+    assert!(out.contains("[js] selftest: ok"), "{out}");
+}
