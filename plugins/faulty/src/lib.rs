@@ -217,7 +217,7 @@ fn bad_handles(st: &mut State) {
         "make-ping(\"x y\")",
         show(host_loop::make_ping(Some("x y")).map(|(id, _)| id)),
     );
-    // A channel opened twice; an oversized message; a stale sender (its
+    // A channel opened twice; an oversized (2 MiB) message; a stale sender (its
     // channel removed).
     let chan = host_loop::open_channel("in");
     report("open-channel(\"in\")", show(chan.clone()));
@@ -226,7 +226,7 @@ fn bad_handles(st: &mut State) {
         show(host_loop::open_channel("in")),
     );
     if let Ok(s) = host_loop::connect("in") {
-        report("send(8 MiB)", show(s.send(&vec![0u8; 8 << 20])));
+        report("send(2 MiB)", show(s.send(&vec![0u8; 2 << 20])));
         if let Ok(id) = chan {
             report(
                 &format!("remove(channel {id})"),
