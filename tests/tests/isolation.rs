@@ -7,12 +7,12 @@
 
 use std::time::{Duration, Instant};
 
+use callop::EventLoop;
 use callop::channel::Event;
 use callop::plugin::{
     EngineOptions, ExitReason, FaultKind, Host, HostConfig, Limits, PluginExit, PluginSpec,
     RestartPolicy,
 };
-use callop::EventLoop;
 use callop_tests::{cache_dir, host_bin, plugin};
 
 const TICKS: usize = 40;
@@ -63,7 +63,11 @@ impl Outcome {
 
     fn assert_ticker_exact(&self) {
         let want: Vec<String> = (1..=TICKS).map(|i| format!("tick {i}")).collect();
-        assert_eq!(self.ticks(), want, "the healthy ticker lost or duplicated ticks");
+        assert_eq!(
+            self.ticks(),
+            want,
+            "the healthy ticker lost or duplicated ticks"
+        );
         let t = self.exits_of("ticker");
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].reason, ExitReason::Finished);
@@ -161,7 +165,11 @@ fn trap_in_a_callback_fails_only_that_plugin() {
 
 #[test]
 fn guest_panic_is_reported_with_its_message() {
-    let o = run_beside_ticker(&["--mode", "panic"], Limits::default(), RestartPolicy::Never);
+    let o = run_beside_ticker(
+        &["--mode", "panic"],
+        Limits::default(),
+        RestartPolicy::Never,
+    );
     o.assert_ticker_exact();
     let msg = assert_failed_once(&o, FaultKind::Panic);
     assert!(msg.contains("faulty: deliberate panic"), "{msg}");
@@ -176,7 +184,10 @@ fn infinite_loop_is_interrupted_at_the_default_callback_timeout() {
     let o = run_beside_ticker(&["--mode", "loop"], Limits::default(), RestartPolicy::Never);
     o.assert_ticker_exact();
     let msg = assert_failed_once(&o, FaultKind::Timeout);
-    assert!(msg.contains("100ms") && msg.contains("--callback-timeout"), "{msg}");
+    assert!(
+        msg.contains("100ms") && msg.contains("--callback-timeout"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -188,12 +199,19 @@ fn memory_bomb_hits_the_memory_cap() {
     let o = run_beside_ticker(&["--mode", "memory"], limits, RestartPolicy::Never);
     o.assert_ticker_exact();
     let msg = assert_failed_once(&o, FaultKind::OutOfMemory);
-    assert!(msg.contains("--max-memory") && msg.contains("33554432"), "{msg}");
+    assert!(
+        msg.contains("--max-memory") && msg.contains("33554432"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn unbounded_recursion_is_a_stack_overflow() {
-    let o = run_beside_ticker(&["--mode", "stack"], Limits::default(), RestartPolicy::Never);
+    let o = run_beside_ticker(
+        &["--mode", "stack"],
+        Limits::default(),
+        RestartPolicy::Never,
+    );
     o.assert_ticker_exact();
     assert_failed_once(&o, FaultKind::StackOverflow);
 }
@@ -212,25 +230,47 @@ fn bogus_stale_and_foreign_ids_get_errors_not_a_crash() {
     let notes = o.faulty_notes();
     let has = |needle: &str| notes.iter().any(|n| n.contains(needle));
     assert!(has("survived"), "{notes:#?}");
-    assert!(has("enable(999999) -> err ErrorCode::InvalidSource"), "{notes:#?}");
-    assert!(has("again -> err ErrorCode::InvalidSource"), "stale id: {notes:#?}");
+    assert!(
+        has("enable(999999) -> err ErrorCode::InvalidSource"),
+        "{notes:#?}"
+    );
+    assert!(
+        has("again -> err ErrorCode::InvalidSource"),
+        "stale id: {notes:#?}"
+    );
     assert!(has("disable(idle") && has("WrongKind"), "{notes:#?}");
     assert!(has("add-timer(u64::MAX) -> "), "{notes:#?}");
-    assert!(has("connect(\"nosuchplugin/in\") -> err ErrorCode::NotFound"), "{notes:#?}");
-    assert!(has("connect(\"bad name!\") -> err ErrorCode::InvalidArgument"), "{notes:#?}");
-    assert!(has("open-channel(\"in\") again -> err ErrorCode::AlreadyExists"), "{notes:#?}");
+    assert!(
+        has("connect(\"nosuchplugin/in\") -> err ErrorCode::NotFound"),
+        "{notes:#?}"
+    );
+    assert!(
+        has("connect(\"bad name!\") -> err ErrorCode::InvalidArgument"),
+        "{notes:#?}"
+    );
+    assert!(
+        has("open-channel(\"in\") again -> err ErrorCode::AlreadyExists"),
+        "{notes:#?}"
+    );
     assert!(
         has("send(2 MiB) -> err ErrorCode::LimitExceeded") && has("--max-message-size"),
         "{notes:#?}"
     );
-    assert!(has("to the removed channel -> err ErrorCode::Closed"), "{notes:#?}");
+    assert!(
+        has("to the removed channel -> err ErrorCode::Closed"),
+        "{notes:#?}"
+    );
     // Every call got an answer: no `ok` for a bogus id.
     assert!(!has("(0) -> ok"), "{notes:#?}");
 }
 
 #[test]
 fn registration_storm_gets_limit_exceeded_after_the_cap() {
-    let o = run_beside_ticker(&["--mode", "storm"], Limits::default(), RestartPolicy::Never);
+    let o = run_beside_ticker(
+        &["--mode", "storm"],
+        Limits::default(),
+        RestartPolicy::Never,
+    );
     o.assert_ticker_exact();
     let f = o.exits_of("faulty");
     assert_eq!(f.len(), 1);
@@ -348,14 +388,26 @@ fn cli_restart_policy_quarantines_and_reports_each_failure() {
         .arg(cache_dir())
         .env("RUST_LOG", "error")
         .args(["--restart", "on-failure:1/60s", "--callback-timeout", "50"])
-        .arg(format!("{}=--mode,loop,--after,1", plugin("faulty").display()))
+        .arg(format!(
+            "{}=--mode,loop,--after,1",
+            plugin("faulty").display()
+        ))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("error: plugin `faulty` failed (run 1): callback timeout"), "{stderr}");
-    assert!(stderr.contains("error: plugin `faulty` failed (run 2): callback timeout"), "{stderr}");
-    assert!(stderr.contains("error: plugin `faulty` quarantined: 2 failures"), "{stderr}");
+    assert!(
+        stderr.contains("error: plugin `faulty` failed (run 1): callback timeout"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: plugin `faulty` failed (run 2): callback timeout"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: plugin `faulty` quarantined: 2 failures"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -366,7 +418,10 @@ fn cli_rejects_a_bad_restart_policy_naming_the_flag() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--restart") && stderr.contains("on-failure"), "{stderr}");
+    assert!(
+        stderr.contains("--restart") && stderr.contains("on-failure"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -396,7 +451,10 @@ fn cli_config_file_sets_per_plugin_limits() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert_eq!(
-        stdout.lines().filter(|l| l.starts_with("[ticker] tick")).count(),
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("[ticker] tick"))
+            .count(),
         TICKS
     );
     assert!(
@@ -413,5 +471,8 @@ fn cli_config_file_sets_per_plugin_limits() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--config") && stderr.contains("max_sorces"), "{stderr}");
+    assert!(
+        stderr.contains("--config") && stderr.contains("max_sorces"),
+        "{stderr}"
+    );
 }

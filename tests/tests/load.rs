@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use callop::EventLoop;
 use callop::channel::Event;
 use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig};
-use callop::EventLoop;
 use callop_tests::{cache_dir, plugin};
 
 const THREADS: usize = 4;
@@ -44,7 +44,10 @@ fn four_threads_times_a_million_messages_arrive_exactly_once_in_order() {
         .insert_source(out, |e, _, t: &mut Tally| {
             if let Event::Msg(m) = e {
                 t.received += 1;
-                let (th, seq) = (m[0] as usize, u64::from_le_bytes(m[1..9].try_into().unwrap()));
+                let (th, seq) = (
+                    m[0] as usize,
+                    u64::from_le_bytes(m[1..9].try_into().unwrap()),
+                );
                 if th >= THREADS || t.next[th] != seq {
                     if t.errors.len() < 10 {
                         t.errors.push(format!(

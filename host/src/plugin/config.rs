@@ -175,7 +175,10 @@ impl ConfigFile {
         cli(&mut limits);
         let restart = match cli_restart {
             Some(r) => r,
-            None => self.limits.restart_policy("limits")?.unwrap_or(base_restart),
+            None => self
+                .limits
+                .restart_policy("limits")?
+                .unwrap_or(base_restart),
         };
         let mut plugins = BTreeMap::new();
         for (name, t) in &self.plugins {
@@ -228,7 +231,9 @@ mod tests {
         let e = ConfigFile::parse("[limits]\nmax_sorces = 3\n").unwrap_err();
         assert!(e.0.contains("max_sorces"), "{e}");
         let f = ConfigFile::parse("[plugins.x]\nrestart = \"sometimes\"\n").unwrap();
-        let e = f.resolve(&Limits::default(), RestartPolicy::Never).unwrap_err();
+        let e = f
+            .resolve(&Limits::default(), RestartPolicy::Never)
+            .unwrap_err();
         assert!(e.0.contains("plugins.x.restart"), "{e}");
         let f = ConfigFile::parse("[plugins.\"a b\"]\n").unwrap();
         assert!(f.resolve(&Limits::default(), RestartPolicy::Never).is_err());

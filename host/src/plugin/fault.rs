@@ -95,7 +95,11 @@ pub(crate) fn classify(e: &wasmtime::Error, cx: &Context<'_>) -> Fault {
             }
             acc
         });
-    let message = if message.is_empty() { chain(e) } else { message };
+    let message = if message.is_empty() {
+        chain(e)
+    } else {
+        message
+    };
     let (kind, message) = match trap {
         Some(wasmtime::Trap::Interrupt) => (
             FaultKind::Timeout,

@@ -132,7 +132,11 @@ fn limits() -> Limits {
 
 fn state(shared: &Arc<Shared>, name: &str) -> PluginState {
     shared.registry().instances.insert(name.to_string());
-    PluginState::new(Arc::from(name), shared.clone(), WasiCtxBuilder::new().build())
+    PluginState::new(
+        Arc::from(name),
+        shared.clone(),
+        WasiCtxBuilder::new().build(),
+    )
 }
 
 /// Runs one call sequence; panics (failing the case) on a broken invariant.
@@ -205,7 +209,10 @@ fn run(calls: &[Call]) {
                 assert!(r.is_ok(), "dropping a ping handle never traps");
             }
             Call::Send(h, n) => {
-                let r = st.send(Resource::<SenderHandle>::new_own(rep(&senders, h)), vec![7; n]);
+                let r = st.send(
+                    Resource::<SenderHandle>::new_own(rep(&senders, h)),
+                    vec![7; n],
+                );
                 if n > limits().max_message_bytes {
                     assert!(r.is_err(), "an oversized message is refused");
                 }

@@ -196,9 +196,19 @@ mod tests {
                 period: Duration::from_millis(500)
             })
         );
-        for bad in ["", "always", "on-failure:", "on-failure:x", "on-failure:3/9q", "on-failure3"] {
+        for bad in [
+            "",
+            "always",
+            "on-failure:",
+            "on-failure:x",
+            "on-failure:3/9q",
+            "on-failure3",
+        ] {
             let e = bad.parse::<RestartPolicy>().unwrap_err();
-            assert!(e.0.contains("on-failure") || e.0.contains("duration"), "{bad}: {e}");
+            assert!(
+                e.0.contains("on-failure") || e.0.contains("duration"),
+                "{bad}: {e}"
+            );
         }
     }
 
