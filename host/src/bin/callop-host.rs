@@ -10,9 +10,10 @@ use clap::{Args, Parser, Subcommand};
 
 use callop::plugin::{
     cache, EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine, PluginSpec,
-    Policy,
+    Policy, RestartPolicy,
 };
-use callop::plugin::{Capabilities, ConfigFile};
+use callop::plugin::config::ConfigFile;
+use callop::plugin::Capabilities;
 use callop::signals::{Signal, Signals};
 use callop::EventLoop;
 
@@ -30,6 +31,7 @@ Examples:
   callop-host ticker.wasm=--every,1s ticker.wasm@fast=--every,100ms,--count,20
   callop-host ping_pong.wasm@ping=--role,ping,--count,1000 ping_pong.wasm@pong=--role,pong
   callop-host --callback-timeout 100 --forever idle_worker.wasm
+  callop-host --restart on-failure:3/60s --max-memory 64 flaky.wasm
   callop-host compile ticker.wasm relay.wasm      # fill the compile cache
   callop-host inspect ticker.wasm                 # world, imports, exports
 
@@ -42,8 +44,13 @@ Capabilities (deny by default, per plugin; NAME= may be omitted with one plugin)
 Runs until no plugin has a live source (or, with --forever, until SIGINT/SIGTERM).
 On SIGINT/SIGTERM every plugin's `shutdown` is called and the host waits up to
 --shutdown-timeout for them to finish; a second signal exits at once.
+A plugin that fails (trap, panic, callback timeout, out of memory, stack
+overflow) is unloaded with all its sources; the others keep running. With
+--restart on-failure[:N[/PERIOD]] it is restarted (backoff 10ms, 20ms, ...)
+at most N times within PERIOD (default 3/60s), then quarantined. Each failure
+is reported on stderr with the plugin's name, the cause and the wasm backtrace.
 Exit status: 0 if every plugin finished; the first non-zero `stop` code of a
-plugin; 1 if a plugin trapped; 2 if a plugin could not be loaded.
+plugin; 1 if a plugin failed; 2 if a plugin could not be loaded.
 Logs go to stderr, filtered by RUST_LOG (default `info`); plugin stdout/stderr
 lines are prefixed with `[NAME] `.";
 
@@ -111,12 +118,25 @@ struct RunArgs {
     /// Milliseconds plugins get to finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     shutdown_timeout: u64,
-    /// Trap a plugin whose single callback runs longer than this (milliseconds).
+    /// Fail a plugin whose single callback runs longer than this (milliseconds; 0: no limit) [default: 100].
     #[arg(long, value_name = "MS")]
     callback_timeout: Option<u64>,
-    /// Maximum linear memory per plugin, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 256)]
-    max_memory: usize,
+    /// Maximum linear memory per plugin, in MiB [default: 256].
+    #[arg(long, value_name = "MIB")]
+    max_memory: Option<usize>,
+    /// Maximum number of live sources (timers, idles, pings, channels) per plugin [default: 4096].
+    #[arg(long, value_name = "N")]
+    max_sources: Option<usize>,
+    /// Maximum size of one channel message, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    max_message_size: Option<usize>,
+    /// What to do when a plugin fails: `never` or `on-failure[:N[/PERIOD]]` (e.g. `on-failure:3/60s`) [default: never].
+    #[arg(long, value_name = "POLICY")]
+    restart: Option<RestartPolicy>,
+    /// TOML file: `[limits]` and per-instance `[plugins.NAME]` tables (limits, restart), and
+    /// per-instance `[plugin.NAME]` tables (capabilities); flags given explicitly override its `[limits]`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Forbid plugins to talk to each other (they can still use their own sources).
     #[arg(long)]
     isolate: bool,
@@ -135,9 +155,6 @@ struct RunArgs {
     /// Allow subscribing to signals: [NAME=]HUP,USR1,...
     #[arg(long = "allow-signal", value_name = "[NAME=]SIGNALS")]
     allow_signal: Vec<String>,
-    /// TOML file of per-plugin capabilities ([plugin.NAME] tables).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -207,7 +224,7 @@ fn capabilities(run: &RunArgs, names: &[String]) -> Result<Vec<(String, Capabili
     };
     if let Some(path) = &run.config {
         let text = std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
-        let file = ConfigFile::parse(&text).map_err(|e| format!("--config {}: {e}", path.display()))?;
+        let file = callop::plugin::capabilities::ConfigFile::parse(&text).map_err(|e| format!("--config {}: {e}", path.display()))?;
         for (name, spec) in &file.plugin {
             if !names.contains(name) {
                 return Err(format!("--config {}: no plugin instance named `{name}`", path.display()));
@@ -428,11 +445,43 @@ fn cmd_run(run: RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let limits = Limits {
-        max_memory_bytes: run.max_memory.saturating_mul(1 << 20),
-        callback_timeout: run.callback_timeout.map(Duration::from_millis),
-        ..Limits::default()
+    let file = match &run.config {
+        Some(p) => match ConfigFile::read(p) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: --config: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => ConfigFile::default(),
     };
+    let resolved = file.resolve_with(
+        &Limits::default(),
+        RestartPolicy::Never,
+        |l| {
+            if let Some(m) = run.max_memory {
+                l.max_memory_bytes = m.saturating_mul(1 << 20);
+            }
+            if let Some(n) = run.max_sources {
+                l.max_sources = n;
+            }
+            if let Some(n) = run.max_message_size {
+                l.max_message_bytes = n;
+            }
+            if let Some(ms) = run.callback_timeout {
+                l.callback_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+            }
+        },
+        run.restart,
+    );
+    let resolved = match resolved {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: --config: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let limits = resolved.limits.clone();
     let policy = Policy {
         allow_plugin_to_plugin: !run.isolate,
         ..Policy::default()
@@ -455,6 +504,11 @@ fn cmd_run(run: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    host.set_restart_policy(None, resolved.restart);
+    for (name, (l, r)) in &resolved.plugins {
+        host.set_limits(name, l.clone());
+        host.set_restart_policy(Some(name), *r);
+    }
 
     host.watch_signals_externally(&watched);
     for (name, c) in caps {
@@ -537,6 +591,16 @@ fn cmd_run(run: RunArgs) -> ExitCode {
     let exits = host.exits();
     drop(host);
     let mut code = 0;
+    for e in exits.iter().filter(|e| e.reason.is_failure()) {
+        match (&e.fault, &e.reason) {
+            (Some(f), _) => eprintln!(
+                "error: plugin `{}` failed (run {}): {f}",
+                e.name,
+                e.restarts + 1
+            ),
+            (None, r) => eprintln!("error: plugin `{}` {r}", e.name),
+        }
+    }
     for e in &exits {
         let c = match &e.reason {
             ExitReason::Trapped(_) => 1,

@@ -492,9 +492,13 @@ impl CapabilitySpec {
     }
 }
 
-/// The `--config` file: capabilities per instance name.
+/// The capabilities part of the `--config` file: `[plugin.NAME]` tables.
+///
+/// The same file also holds limits and restart policies (`[limits]`, `[plugins.NAME]`, see
+/// [`config::ConfigFile`](super::config::ConfigFile)), so other top-level tables are left to that
+/// reader; unknown keys inside a `[plugin.NAME]` table are errors.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ConfigFile {
     /// `[plugin.NAME]` tables.
     pub plugin: BTreeMap<String, CapabilitySpec>,

@@ -54,11 +54,13 @@ use crate::signals::{Signal, Signals};
 use super::app_sender::AppSender;
 use super::bindings::Plugin as PluginBindings;
 use super::engine::{EngineOptions, PluginComponent, PluginEngine};
-use super::error::{chain, LoadError};
+use super::error::LoadError;
+use super::fault::{self, Fault};
 use super::limits::Limits;
 use super::policy::{self, Owner, Policy};
+use super::restart::{Decision, RestartPolicy, Tracker};
 use super::state::{Op, PluginState, Shared, Slot, SourceId};
-use super::stdio::{Tagged, Which};
+use super::stdio::{Tail, Tagged, Which};
 use super::types::kind_name;
 
 /// Identifies one loaded plugin instance within a [`Host`].
@@ -78,8 +80,14 @@ pub enum ExitReason {
     Finished,
     /// It called `host-loop.stop(code)`.
     Stopped(i32),
-    /// It trapped (or exceeded the callback timeout); the cause is included.
+    /// It failed: a trap, a guest panic, the callback timeout, out of memory
+    /// or stack overflow; the cause is included (one line; the full
+    /// [`Fault`], with the wasm backtrace, is in [`PluginExit::fault`]).
     Trapped(String),
+    /// It failed again after being restarted as often as its
+    /// [`RestartPolicy`] allows within the period; it is not restarted any
+    /// more. Reported after the `Trapped` exit of that last failure.
+    Quarantined(String),
     /// The embedder unloaded it.
     Unloaded,
     /// It was still alive when the shutdown deadline passed.
@@ -92,14 +100,14 @@ impl ExitReason {
     pub fn code(&self) -> i32 {
         match self {
             ExitReason::Stopped(c) => *c,
-            ExitReason::Trapped(_) => 1,
+            ExitReason::Trapped(_) | ExitReason::Quarantined(_) => 1,
             _ => 0,
         }
     }
 
-    /// Whether this is a failure (a trap).
+    /// Whether this is a failure (a fault, or the quarantine after faults).
     pub fn is_failure(&self) -> bool {
-        matches!(self, ExitReason::Trapped(_))
+        matches!(self, ExitReason::Trapped(_) | ExitReason::Quarantined(_))
     }
 }
 
@@ -109,6 +117,7 @@ impl fmt::Display for ExitReason {
             ExitReason::Finished => f.write_str("finished (no sources left)"),
             ExitReason::Stopped(c) => write!(f, "stopped with code {c}"),
             ExitReason::Trapped(c) => write!(f, "failed: {c}"),
+            ExitReason::Quarantined(c) => write!(f, "quarantined: {c}"),
             ExitReason::Unloaded => f.write_str("unloaded"),
             ExitReason::ShutdownTimeout => f.write_str("killed at the shutdown deadline"),
         }
@@ -125,6 +134,11 @@ pub struct PluginExit {
     pub name: String,
     /// Why it ended.
     pub reason: ExitReason,
+    /// For a failure: its kind, cause and wasm backtrace.
+    pub fault: Option<Fault>,
+    /// How many times this instance had been restarted before this exit
+    /// (0 for the first run).
+    pub restarts: u32,
 }
 
 /// One plugin to start with [`Host::load_many`].
@@ -181,6 +195,9 @@ pub struct HostConfig {
     /// Engine options (compile cache, pooling allocator). Ignored by
     /// [`Host::with_engine`].
     pub engine: EngineOptions,
+    /// What to do when a plugin fails (default: never restart); override it
+    /// per instance name with [`Host::set_restart_policy`].
+    pub restart: RestartPolicy,
 }
 
 /// A wasm plugin host living in an application's event loop.
@@ -219,13 +236,23 @@ struct HostInner<'l, Data> {
     aux_tokens: RefCell<Vec<RegistrationToken>>,
     /// Kept for its `Drop` (stops the thread).
     _ticker: Option<Ticker>,
-    /// Epoch ticks allowed per guest call (with a ticker).
-    deadline_ticks: u64,
     /// Capabilities granted to instance names not loaded yet.
     grants: RefCell<HashMap<String, Capabilities>>,
     /// Signals some source of the loop watches and routes to
     /// [`Host::deliver_signal`] (the embedder's or the host's own).
     watched_signals: RefCell<Vec<Signal>>,
+    /// Restart policy for instances without an override.
+    restart_default: Cell<RestartPolicy>,
+    /// Restart policies by instance name.
+    restart_overrides: RefCell<HashMap<String, RestartPolicy>>,
+    /// Failure history by instance name.
+    trackers: RefCell<HashMap<String, Tracker>>,
+    /// Restarts scheduled but not yet done (the host is not empty meanwhile).
+    pending_restarts: Cell<usize>,
+    /// Set by `shutdown`: no more restarts.
+    shutting_down: Cell<bool>,
+    /// Limits by instance name (overriding the host's).
+    limit_overrides: RefCell<HashMap<String, Arc<Limits>>>,
 }
 
 /// Increments the engine epoch periodically (for callback timeouts).
@@ -250,6 +277,12 @@ const TICK: Duration = Duration::from_millis(5);
 struct PluginRt {
     id: PluginId,
     name: Arc<str>,
+    /// What is needed to start it again.
+    spec: Rc<StartSpec>,
+    /// Restarts before this run.
+    restarts: u32,
+    /// The fault that ends it, set when a guest call fails.
+    fault: RefCell<Option<Fault>>,
     live: RefCell<Option<Live>>,
     pending: RefCell<Pending>,
     flush_scheduled: Cell<bool>,
@@ -261,6 +294,16 @@ struct PluginRt {
 struct Live {
     store: Store<PluginState>,
     bindings: PluginBindings,
+    /// The end of the guest's stderr (for panic messages).
+    stderr_tail: Tail,
+    /// The deadline of the current guest call, and what it is called.
+    armed: Option<(Duration, &'static str)>,
+}
+
+/// The component and arguments of an instance, kept for restarts.
+struct StartSpec {
+    component: PluginComponent,
+    args: Vec<String>,
 }
 
 #[derive(Default)]
@@ -281,7 +324,36 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// Creates a host (and a new engine) on `handle`.
     pub fn new(handle: LoopHandle<'l, Data>, config: HostConfig) -> Result<Self, LoadError> {
         let engine = PluginEngine::new(&config.engine)?;
-        Self::with_engine(handle, engine, config.policy, config.limits)
+        let host = Self::with_engine(handle, engine, config.policy, config.limits)?;
+        host.inner.restart_default.set(config.restart);
+        Ok(host)
+    }
+
+    /// Sets the limits of instances named `name` started from now on
+    /// (overriding the host's [`HostConfig::limits`]). A callback timeout
+    /// override is honoured only if the host itself has a callback timeout
+    /// (which starts the epoch ticker); it is then rounded up to the ticker's
+    /// period of 5 ms.
+    pub fn set_limits(&self, name: &str, limits: Limits) {
+        self.inner
+            .limit_overrides
+            .borrow_mut()
+            .insert(name.to_string(), Arc::new(limits));
+    }
+
+    /// Sets the restart policy of instance `name`, or (with `None`) the
+    /// default of every instance without its own. Takes effect at the next
+    /// failure.
+    pub fn set_restart_policy(&self, name: Option<&str>, policy: RestartPolicy) {
+        match name {
+            Some(n) => {
+                self.inner
+                    .restart_overrides
+                    .borrow_mut()
+                    .insert(n.to_string(), policy);
+            }
+            None => self.inner.restart_default.set(policy),
+        }
     }
 
     /// Creates a host sharing an existing engine (and its compile cache).
@@ -297,7 +369,7 @@ impl<'l, Data: 'l> Host<'l, Data> {
             .insert_source(waker_source, |_, _, _| {})
             .map_err(|e| LoadError::Link(format!("cannot register waker: {}", e.error)))?;
         let (exit_tx, exit_rx) = channel::channel();
-        let (ticker, deadline_ticks) = match limits.callback_timeout {
+        let (ticker, _ticks) = match limits.callback_timeout {
             Some(t) => {
                 let stop = Arc::new(AtomicBool::new(false));
                 let (s, e) = (stop.clone(), engine.engine().clone());
@@ -335,9 +407,14 @@ impl<'l, Data: 'l> Host<'l, Data> {
                 waker_token: Cell::new(Some(waker_token)),
                 aux_tokens: RefCell::new(Vec::new()),
                 _ticker: ticker,
-                deadline_ticks,
                 grants: RefCell::new(HashMap::new()),
                 watched_signals: RefCell::new(Vec::new()),
+                restart_default: Cell::new(RestartPolicy::Never),
+                restart_overrides: RefCell::new(HashMap::new()),
+                trackers: RefCell::new(HashMap::new()),
+                pending_restarts: Cell::new(0),
+                shutting_down: Cell::new(false),
+                limit_overrides: RefCell::new(HashMap::new()),
             }),
         })
     }
@@ -432,9 +509,9 @@ impl<'l, Data: 'l> Host<'l, Data> {
         self.inner.shutdown(grace);
     }
 
-    /// Whether no plugin is alive.
+    /// Whether no plugin is alive and no restart is pending.
     pub fn is_empty(&self) -> bool {
-        self.inner.plugins.borrow().is_empty()
+        self.inner.plugins.borrow().is_empty() && self.inner.pending_restarts.get() == 0
     }
 
     /// The live plugins (id and instance name), in load order.
@@ -623,7 +700,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         let mut prepared = Vec::new();
         for s in specs {
             let name: Arc<str> = Arc::from(s.name);
-            match self.instantiate(s.component, &name) {
+            match self.instantiate(s.component, &name, 0) {
                 Ok(live) => prepared.push((name, live)),
                 Err(e) => {
                     let mut reg = self.shared.registry();
@@ -637,7 +714,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         // 3. init, in order.
         let mut out = Vec::new();
         for (s, (name, mut live)) in specs.iter().zip(prepared) {
-            live.store.set_epoch_deadline(self.deadline_ticks);
+            self.arm(&mut live, true);
             let r = match live
                 .bindings
                 .callop_plugin_guest()
@@ -645,7 +722,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(msg)) => Err(LoadError::Init(msg)),
-                Err(e) => Err(LoadError::Trap(self.trap_message(&e))),
+                Err(e) => Err(LoadError::Trap(self.classify(&live, &e).to_string())),
             };
             if let Err(e) = r {
                 tracing::error!(plugin = s.name, "{e}");
@@ -659,6 +736,12 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             let p = Rc::new(PluginRt {
                 id,
                 name,
+                spec: Rc::new(StartSpec {
+                    component: s.component.clone(),
+                    args: s.args.to_vec(),
+                }),
+                restarts: 0,
+                fault: RefCell::new(None),
                 live: RefCell::new(Some(live)),
                 pending: RefCell::new(Pending::default()),
                 flush_scheduled: Cell::new(false),
@@ -682,51 +765,120 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         Ok(out)
     }
 
-    fn instantiate(&self, component: &PluginComponent, name: &Arc<str>) -> Result<Live, LoadError> {
+    fn instantiate(
+        &self,
+        component: &PluginComponent,
+        name: &Arc<str>,
+        restarts: u32,
+    ) -> Result<Live, LoadError> {
         let policy = &self.shared.policy;
         let mut wasi = WasiCtxBuilder::new();
         // WASI args carry only the instance name: plugin arguments go to
-        // `init`. No env, no preopens, no network, stdin closed.
+        // `init`. The only environment variable is CALLOP_RESTARTS (how
+        // often this instance was restarted after a failure). No preopens,
+        // no network, stdin closed.
         wasi.args(&[name.to_string()])
+            .env("CALLOP_RESTARTS", restarts.to_string())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         if policy.forward_stdout {
             wasi.stdout(Tagged::new(name, Which::Stdout));
         }
-        if policy.forward_stderr {
-            wasi.stderr(Tagged::new(name, Which::Stderr));
-        }
+        let stderr_tail = Tail::default();
+        let which = if policy.forward_stderr {
+            Which::Stderr
+        } else {
+            Which::Discard
+        };
+        wasi.stderr(Tagged::with_tail(name, which, Some(stderr_tail.clone())));
+        let limits = self
+            .limit_overrides
+            .borrow()
+            .get(&**name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(self.shared.limits.clone()));
         let caps = self.grants.borrow_mut().remove(&**name).unwrap_or_default();
-        let state = PluginState::new(name.clone(), self.shared.clone(), wasi.build(), caps);
+        let state = PluginState::with_limits(
+            name.clone(),
+            self.shared.clone(),
+            limits,
+            wasi.build(),
+            caps,
+        );
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.store_limits);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.deadline_ticks);
+        let init_timeout = store.data().limits.init_timeout;
+        store.set_epoch_deadline(self.ticks(init_timeout));
         let bindings = component
             .pre
             .instantiate(&mut store)
-            .map_err(|e| LoadError::Instantiate(chain(&e)))?;
-        Ok(Live { store, bindings })
+            .map_err(|e| LoadError::Instantiate(super::error::chain(&e)))?;
+        Ok(Live {
+            store,
+            bindings,
+            stderr_tail,
+            armed: None,
+        })
     }
 
     /// How a failed guest call ends the plugin: WASI `exit(code)` (e.g.
-    /// `std::process::exit`) counts as `stop(code)`, anything else is a trap.
-    fn failure(&self, e: &wasmtime::Error) -> ExitReason {
+    /// `std::process::exit`) counts as `stop(code)`, anything else is a
+    /// fault (kept in `p.fault` for the exit report).
+    fn failure(&self, p: &PluginRt, live: &Live, e: &wasmtime::Error) -> ExitReason {
         match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
             Some(x) => ExitReason::Stopped(x.0),
-            None => ExitReason::Trapped(self.trap_message(e)),
+            None => {
+                let f = self.classify(live, e);
+                let reason = ExitReason::Trapped(format!("{}: {}", f.kind, f.message));
+                *p.fault.borrow_mut() = Some(f);
+                reason
+            }
         }
     }
 
-    fn trap_message(&self, e: &wasmtime::Error) -> String {
-        let msg = chain(e);
-        if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-            if let Some(t) = self.shared.limits.callback_timeout {
-                return format!("callback exceeded the timeout of {t:?}: {msg}");
-            }
+    /// Epoch ticks a guest call with `timeout` may take.
+    fn ticks(&self, timeout: Option<Duration>) -> u64 {
+        match (&self._ticker, timeout) {
+            (Some(_), Some(t)) => (t.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1,
+            _ => u64::MAX / 2,
         }
-        msg
+    }
+
+    /// Sets the deadline of the next guest call (`init`: the init timeout,
+    /// otherwise the callback timeout) and remembers it for fault reports.
+    fn arm(&self, live: &mut Live, init: bool) {
+        let l = &live.store.data().limits;
+        let (timeout, what) = if init {
+            (l.init_timeout, "init timeout (limits.init_timeout)")
+        } else {
+            (
+                l.callback_timeout,
+                "callback timeout (--callback-timeout / limits.callback_timeout)",
+            )
+        };
+        live.armed = timeout.map(|t| (t, what));
+        let ticks = self.ticks(timeout);
+        live.store.set_epoch_deadline(ticks);
+    }
+
+    /// Classifies a failed guest call of `live`.
+    fn classify(&self, live: &Live, e: &wasmtime::Error) -> Fault {
+        let tail = live
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        fault::classify(
+            e,
+            &fault::Context {
+                timeout: live.armed,
+                max_memory: live.store.data().limits.max_memory_bytes,
+                memory_denied: live.store.data().store_limits.memory_denied,
+                stderr_tail: &tail,
+            },
+        )
     }
 
     /// Decides whether a plugin ends after a guest call.
@@ -762,17 +914,30 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         p.idle_queue.borrow_mut().clear();
         drop(live); // drops the store: sender handles release their channels
         self.plugins.borrow_mut().remove(&p.id);
-        match &reason {
-            ExitReason::Trapped(c) => {
+        let fault = p.fault.borrow_mut().take();
+        match (&reason, &fault) {
+            (ExitReason::Trapped(_), Some(f)) => {
+                tracing::error!(plugin = %p.name, id = %p.id, "plugin failed: {f}")
+            }
+            (ExitReason::Trapped(c), None) => {
                 tracing::error!(plugin = %p.name, id = %p.id, "plugin failed: {c}")
             }
-            r => tracing::info!(plugin = %p.name, id = %p.id, "plugin {r}"),
+            (r, _) => tracing::info!(plugin = %p.name, id = %p.id, "plugin {r}"),
         }
-        let exit = PluginExit {
+        let failed = matches!(reason, ExitReason::Trapped(_));
+        self.record_exit(PluginExit {
             id: p.id,
             name: p.name.to_string(),
             reason,
-        };
+            fault,
+            restarts: p.restarts,
+        });
+        if failed {
+            self.after_failure(p);
+        }
+    }
+
+    fn record_exit(&self, exit: PluginExit) {
         self.exits.borrow_mut().push(exit.clone());
         let _ = self.exit_tx.send(exit);
         // An embedder typically loops `while !host.is_empty()` or checks
@@ -780,6 +945,132 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         // `init`, during `load`) or late in an iteration; without a wake-up
         // the next dispatch would block with nothing left to wake it.
         self.waker.ping();
+    }
+
+    /// Applies the restart policy after `p` failed.
+    fn after_failure(self: &Rc<Self>, p: &Rc<PluginRt>) {
+        if self.shutting_down.get() {
+            return;
+        }
+        let policy = self
+            .restart_overrides
+            .borrow()
+            .get(&*p.name)
+            .copied()
+            .unwrap_or(self.restart_default.get());
+        let decision = self
+            .trackers
+            .borrow_mut()
+            .entry(p.name.to_string())
+            .or_default()
+            .on_failure(policy, Instant::now());
+        match decision {
+            Decision::Stay => {}
+            Decision::Quarantine { failures } => {
+                let why = format!("{failures} failures within the period of its restart policy `{policy}`; not restarted");
+                tracing::error!(plugin = %p.name, id = %p.id, "plugin quarantined: {why}");
+                self.record_exit(PluginExit {
+                    id: p.id,
+                    name: p.name.to_string(),
+                    reason: ExitReason::Quarantined(why),
+                    fault: None,
+                    restarts: p.restarts,
+                });
+            }
+            Decision::Restart(delay) => {
+                tracing::warn!(plugin = %p.name, id = %p.id, "restarting in {delay:?} (restart {} under `{policy}`)", p.restarts + 1);
+                self.pending_restarts.set(self.pending_restarts.get() + 1);
+                let w = Rc::downgrade(self);
+                let (id, name, spec, restarts) =
+                    (p.id, p.name.clone(), p.spec.clone(), p.restarts + 1);
+                let r = self.handle.insert_source(
+                    Timer::from_duration(delay),
+                    move |_, _, _| {
+                        if let Some(inner) = w.upgrade() {
+                            inner.pending_restarts.set(inner.pending_restarts.get().saturating_sub(1));
+                            inner.restart(id, &name, &spec, restarts);
+                        }
+                        TimeoutAction::Drop
+                    },
+                );
+                match r {
+                    Ok(t) => self.aux_tokens.borrow_mut().push(t),
+                    Err(e) => {
+                        self.pending_restarts.set(self.pending_restarts.get().saturating_sub(1));
+                        tracing::error!(plugin = %p.name, "cannot schedule the restart: {}", e.error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a failed instance again, under the same id and name.
+    fn restart(self: &Rc<Self>, id: PluginId, name: &Arc<str>, spec: &Rc<StartSpec>, restarts: u32) {
+        if self.shutting_down.get() {
+            return;
+        }
+        let fail = |reason: String| {
+            tracing::error!(plugin = %name, %id, "restart failed: {reason}");
+            self.record_exit(PluginExit {
+                id,
+                name: name.to_string(),
+                reason: ExitReason::Trapped(reason),
+                fault: None,
+                restarts,
+            });
+        };
+        {
+            let mut reg = self.shared.registry();
+            if reg.instances.contains(&**name) {
+                drop(reg);
+                fail(format!("the instance name `{name}` was taken meanwhile"));
+                return;
+            }
+            reg.instances.insert(name.to_string());
+        }
+        let mut live = match self.instantiate(&spec.component, name, restarts) {
+            Ok(l) => l,
+            Err(e) => {
+                self.shared.registry().remove_instance(name);
+                fail(e.to_string());
+                return;
+            }
+        };
+        self.arm(&mut live, true);
+        let p = Rc::new(PluginRt {
+            id,
+            name: name.clone(),
+            spec: spec.clone(),
+            restarts,
+            fault: RefCell::new(None),
+            live: RefCell::new(None),
+            pending: RefCell::new(Pending::default()),
+            flush_scheduled: Cell::new(false),
+            idle_queue: RefCell::new(Vec::new()),
+            idle_runner_scheduled: Cell::new(false),
+            shutdown_called: Cell::new(false),
+        });
+        self.plugins.borrow_mut().insert(id, p.clone());
+        tracing::info!(plugin = %name, %id, restarts, "plugin restarted");
+        let after = {
+            let r = live
+                .bindings
+                .callop_plugin_guest()
+                .call_init(&mut live.store, &spec.args);
+            let after = match r {
+                Ok(Ok(())) => {
+                    self.apply_ops(&p, &mut live);
+                    self.check_after(&live)
+                }
+                Ok(Err(msg)) => After::End(ExitReason::Trapped(format!("init failed: {msg}"))),
+                Err(e) => After::End(self.failure(&p, &live, &e)),
+            };
+            *p.live.borrow_mut() = Some(live);
+            after
+        };
+        if let After::End(reason) = after {
+            self.end(&p, reason);
+        }
     }
 
     fn push_event(self: &Rc<Self>, p: &Rc<PluginRt>, ev: Event) {
@@ -981,9 +1272,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 }
             }
             let mut after = After::Continue;
-            let max = self.shared.limits.max_batch.max(1);
+            let max = live.store.data().limits.max_batch.max(1);
             for chunk in events.chunks(max) {
-                live.store.set_epoch_deadline(self.deadline_ticks);
+                self.arm(live, false);
                 match live
                     .bindings
                     .callop_plugin_guest()
@@ -994,7 +1285,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         self.apply_ops(p, live);
                         after = self.check_after(live);
                     }
-                    Err(e) => after = After::End(self.failure(&e)),
+                    Err(e) => after = After::End(self.failure(p, live, &e)),
                 }
                 if matches!(after, After::End(_)) {
                     break;
@@ -1057,17 +1348,17 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                                 }
                                 Err(e) => {
                                     tracing::error!(plugin = %p.name, "cannot re-arm timer: {e}");
-                                    st.sources.remove(&id);
+                                    st.forget(id);
                                 }
                             }
                         }
                         None => {
-                            st.sources.remove(&id);
+                            st.forget(id);
                         }
                     }
                 }
                 EventKind::Idle => {
-                    st.sources.remove(&id);
+                    st.forget(id);
                 }
                 _ => {
                     let action = match res {
@@ -1095,7 +1386,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         }
                         PostAction::Remove => {
                             st.release(id);
-                            if let Some(rec) = st.sources.remove(&id) {
+                            if let Some(rec) = st.forget(id) {
                                 if let Some(t) = rec.token {
                                     self.handle.remove(t);
                                 }
@@ -1267,7 +1558,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     }
                 }
                 Op::Remove(id) => {
-                    if let Some(rec) = st.sources.remove(&id) {
+                    if let Some(rec) = st.forget(id) {
                         if let Some(t) = rec.token {
                             self.handle.remove(t);
                         }
@@ -1289,10 +1580,12 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         let kind = st.sources.get(&id).map_or("source", |r| r.kind.as_str());
         tracing::error!(plugin = %p.name, source = id, "cannot register {kind}: {e}");
         st.release(id);
-        st.sources.remove(&id);
+        st.forget(id);
     }
 
     fn shutdown(self: &Rc<Self>, grace: Duration) {
+        self.shutting_down.set(true);
+        self.pending_restarts.set(0);
         let deadline = Instant::now() + grace;
         let deadline_ns = self.shared.instant_to_ns(deadline);
         let all: Vec<Rc<PluginRt>> = self.plugins.borrow().values().cloned().collect();
@@ -1305,7 +1598,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     continue;
                 };
                 let Some(live) = guard.as_mut() else { continue };
-                live.store.set_epoch_deadline(self.deadline_ticks);
+                self.arm(live, false);
                 match live
                     .bindings
                     .callop_plugin_guest()
@@ -1315,7 +1608,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         self.apply_ops(&p, live);
                         self.check_after(live)
                     }
-                    Err(e) => After::End(self.failure(&e)),
+                    Err(e) => After::End(self.failure(&p, live, &e)),
                 }
             };
             if let After::End(reason) = after {

@@ -101,7 +101,7 @@ impl Host for PluginState {
         let handle = match self.push_handle(PingHandle { ping: ping.clone() }) {
             Ok(h) => h,
             Err(e) => {
-                self.sources.remove(&id);
+                self.forget(id);
                 return Err(e);
             }
         };
@@ -280,8 +280,8 @@ impl HostPing for PluginState {
 
 impl HostSender for PluginState {
     fn send(&mut self, self_: Resource<SenderHandle>, data: Vec<u8>) -> Result<(), Error> {
-        let max_msg = self.shared.limits.max_message_bytes;
-        let max_q = self.shared.limits.max_queued_messages;
+        let max_msg = self.limits.max_message_bytes;
+        let max_q = self.limits.max_queued_messages;
         let h = self.table.get(&self_).map_err(|e| {
             wit_err(
                 ErrorCode::InvalidArgument,
@@ -292,17 +292,24 @@ impl HostSender for PluginState {
             return Err(wit_err(
                 ErrorCode::LimitExceeded,
                 format!(
-                    "message of {} bytes exceeds the limit of {max_msg} bytes",
+                    "message of {} bytes exceeds the limit of {max_msg} bytes \
+                     (--max-message-size / limits.max_message_bytes)",
                     data.len()
                 ),
             ));
         }
+        // Nothing counts deliveries to an `@app` endpoint (the application
+        // drains its own channel), so the queue limit applies to plugin
+        // channels only; otherwise a long-lived sender to `@app/...` would
+        // hit `limit-exceeded` after `max_queued_messages` messages.
+        let max_q = if h.app { usize::MAX } else { max_q };
         match h.slot.send(data, max_q) {
             Ok(()) => Ok(()),
             Err(SendError::Full) => Err(wit_err(
                 ErrorCode::LimitExceeded,
                 format!(
-                    "channel `{}` already has {max_q} queued messages",
+                    "channel `{}` already has {max_q} queued messages \
+                     (limits.max_queued_messages)",
                     h.slot.full_name
                 ),
             )),

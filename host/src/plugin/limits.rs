@@ -1,21 +1,27 @@
-//! Resource limits applied to every plugin instance.
+//! Resource limits applied to every plugin instance, and the store's
+//! [`ResourceLimiter`] enforcing the memory/table/instance caps.
 
 use std::time::Duration;
 
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::ResourceLimiter;
 
 /// Host-configured limits. Hitting one of the counting limits makes the
 /// offending host import return `error-code.limit-exceeded`; hitting the
-/// memory limit makes the guest's `memory.grow` fail; exceeding the callback
-/// timeout traps the guest (the plugin then fails).
+/// memory limit makes the guest's `memory.grow` fail (a Rust guest then
+/// aborts, and the plugin fails with [`FaultKind::OutOfMemory`]);
+/// exceeding the callback timeout interrupts the guest (the plugin fails with
+/// [`FaultKind::Timeout`]).
+///
+/// [`FaultKind::OutOfMemory`]: super::FaultKind::OutOfMemory
+/// [`FaultKind::Timeout`]: super::FaultKind::Timeout
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Maximum linear memory of one instance, in bytes.
+    /// Maximum linear memory of one instance, in bytes (`--max-memory`).
     pub max_memory_bytes: usize,
     /// Maximum number of live sources (timers, idles, pings, channels) per
-    /// plugin instance.
+    /// plugin instance (`--max-sources`).
     pub max_sources: usize,
-    /// Maximum size of one channel message, in bytes.
+    /// Maximum size of one channel message, in bytes (`--max-message-size`).
     pub max_message_bytes: usize,
     /// Maximum number of messages queued for one channel (sent but not yet
     /// delivered to its owner), including messages buffered before the
@@ -26,10 +32,28 @@ pub struct Limits {
     /// Maximum number of events delivered in one `dispatch` call; larger
     /// batches are split into several calls.
     pub max_batch: usize,
-    /// Maximum wall time of one guest call (`init`, `dispatch`, `shutdown`),
-    /// enforced with epoch interruption. `None` means unlimited.
+    /// Maximum number of core wasm instances in one plugin's store.
+    pub max_instances: usize,
+    /// Maximum number of wasm tables in one plugin's store.
+    pub max_tables: usize,
+    /// Maximum number of elements of one wasm table.
+    pub max_table_elements: usize,
+    /// Maximum CPU (wall) time of one guest call (`init`, `dispatch`,
+    /// `shutdown`), enforced with epoch interruption (`--callback-timeout`,
+    /// default 100 ms). `None` means unlimited.
     pub callback_timeout: Option<Duration>,
+    /// Maximum time of a plugin's `init` call (and of its instantiation),
+    /// default 1 s: initialisation may legitimately take longer than one
+    /// callback (e.g. an interpreter-based plugin). Enforced only when
+    /// `callback_timeout` is set (it starts the epoch ticker).
+    pub init_timeout: Option<Duration>,
 }
+
+/// Default [`Limits::init_timeout`].
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Default [`Limits::callback_timeout`].
+pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_millis(100);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -40,20 +64,114 @@ impl Default for Limits {
             max_queued_messages: 4096,
             max_handles: 4096,
             max_batch: 1024,
-            callback_timeout: None,
+            max_instances: 64,
+            max_tables: 64,
+            max_table_elements: 1 << 20,
+            callback_timeout: Some(DEFAULT_CALLBACK_TIMEOUT),
+            init_timeout: Some(DEFAULT_INIT_TIMEOUT),
         }
     }
 }
 
 impl Limits {
     /// The wasmtime store limiter for these limits.
-    pub(crate) fn store_limits(&self) -> StoreLimits {
-        StoreLimitsBuilder::new()
-            .memory_size(self.max_memory_bytes)
-            .instances(64)
-            .tables(64)
-            .memories(16)
-            .trap_on_grow_failure(false)
-            .build()
+    pub(crate) fn limiter(&self) -> PluginLimiter {
+        PluginLimiter {
+            max_memory: self.max_memory_bytes,
+            max_table_elements: self.max_table_elements,
+            instances: self.max_instances,
+            tables: self.max_tables,
+            memories: self.max_instances,
+            memory_denied: None,
+        }
+    }
+}
+
+/// The per-store [`ResourceLimiter`]: denies growth beyond the limits and
+/// remembers a denied memory growth, so that the trap that usually follows
+/// (a Rust guest aborts when allocation fails) is reported as running out of
+/// memory rather than as a bare `unreachable`.
+#[derive(Debug)]
+pub(crate) struct PluginLimiter {
+    max_memory: usize,
+    max_table_elements: usize,
+    instances: usize,
+    tables: usize,
+    memories: usize,
+    /// Set when a `memory.grow` was refused: the size asked for, in bytes.
+    pub(crate) memory_denied: Option<usize>,
+}
+
+impl ResourceLimiter for PluginLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allow = desired <= self.max_memory && maximum.is_none_or(|m| desired <= m);
+        if !allow {
+            self.memory_denied = Some(desired);
+        }
+        Ok(allow)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_table_elements && maximum.is_none_or(|m| desired <= m))
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_refuses_growth_past_the_memory_cap_and_remembers_it() {
+        let mut l = Limits {
+            max_memory_bytes: 1 << 20,
+            ..Limits::default()
+        }
+        .limiter();
+        assert!(l.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(l.memory_denied, None);
+        assert!(!l.memory_growing(1 << 20, 2 << 20, None).unwrap());
+        assert_eq!(l.memory_denied, Some(2 << 20));
+    }
+
+    #[test]
+    fn limiter_respects_the_table_cap_and_the_module_maximum() {
+        let mut l = Limits {
+            max_table_elements: 10,
+            ..Limits::default()
+        }
+        .limiter();
+        assert!(l.table_growing(0, 10, None).unwrap());
+        assert!(!l.table_growing(0, 11, None).unwrap());
+        assert!(!l.table_growing(0, 5, Some(4)).unwrap());
+    }
+
+    #[test]
+    fn default_callback_timeout_is_100ms() {
+        assert_eq!(
+            Limits::default().callback_timeout,
+            Some(Duration::from_millis(100))
+        );
     }
 }

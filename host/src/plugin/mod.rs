@@ -16,21 +16,29 @@
 //! * `host_loop`, `types` — the host side of the WIT interfaces
 //!   `callop:plugin/host-loop` and `callop:plugin/types` (the guest side,
 //!   `callop:plugin/guest`, is called from [`host`]);
-//! * [`policy`], [`limits`] — naming rules, permissions and limits.
+//! * [`policy`], [`limits`] — naming rules, permissions and limits;
+//! * [`fault`], [`restart`] — classifying plugin failures and restarting
+//!   failed plugins (see "Isolation" in the README).
 
 #![warn(missing_docs)]
 
 pub mod app_sender;
 pub mod cache;
 pub mod capabilities;
+#[cfg(feature = "config")]
+pub mod config;
 pub mod engine;
 mod error;
+pub mod fault;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod host;
 mod host_loop;
 mod io;
 pub mod limits;
 pub mod policy;
 pub mod pooling;
+pub mod restart;
 mod state;
 mod stdio;
 mod types;
@@ -39,10 +47,12 @@ pub use capabilities::{Capabilities, CapabilitySpec, ConfigFile, DirGrant, NetDi
 pub use app_sender::AppSender;
 pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
+pub use fault::{Fault, FaultKind};
 pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec};
 pub use limits::Limits;
 pub use policy::Policy;
 pub use pooling::Allocator;
+pub use restart::RestartPolicy;
 pub use state::{PingHandle, PluginState, SenderHandle};
 
 /// The WIT package this host implements.

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::channel::{Channel, Sender};
@@ -317,9 +316,11 @@ impl Drop for SenderHandle {
 pub struct PluginState {
     pub(crate) name: Arc<str>,
     pub(crate) shared: Arc<Shared>,
+    /// This instance's limits (the host's, or a per-instance override).
+    pub(crate) limits: Arc<Limits>,
     pub(crate) table: ResourceTable,
     pub(crate) wasi: WasiCtx,
-    pub(crate) store_limits: StoreLimits,
+    pub(crate) store_limits: super::limits::PluginLimiter,
     pub(crate) sources: HashMap<SourceId, SourceRec>,
     pub(crate) next_id: SourceId,
     pub(crate) ops: Vec<Op>,
@@ -328,14 +329,31 @@ pub struct PluginState {
     pub(crate) handles: usize,
     /// Capabilities and state of the `io` interface.
     pub(crate) io: IoState,
+    /// Entries of `sources` marked `removed` (so that counting live sources
+    /// is O(1): a registration storm must not cost O(n) per call).
+    removed_count: usize,
 }
 
 impl PluginState {
-    pub(crate) fn new(name: Arc<str>, shared: Arc<Shared>, wasi: WasiCtx, caps: Capabilities) -> Self {
-        let store_limits = shared.limits.store_limits();
+    #[cfg(test)]
+    pub(crate) fn new(name: Arc<str>, shared: Arc<Shared>, wasi: WasiCtx) -> Self {
+        let limits = Arc::new(shared.limits.clone());
+        Self::with_limits(name, shared, limits, wasi, Capabilities::default())
+    }
+
+    /// A plugin's store state, with this instance's own limits and capabilities.
+    pub(crate) fn with_limits(
+        name: Arc<str>,
+        shared: Arc<Shared>,
+        limits: Arc<Limits>,
+        wasi: WasiCtx,
+        caps: Capabilities,
+    ) -> Self {
+        let store_limits = limits.limiter();
         PluginState {
             name,
             shared,
+            limits,
             table: ResourceTable::new(),
             wasi,
             store_limits,
@@ -345,22 +363,32 @@ impl PluginState {
             stop: None,
             handles: 0,
             io: IoState::new(caps),
+            removed_count: 0,
         }
     }
 
     /// Number of sources that are not (being) removed.
     pub(crate) fn live_sources(&self) -> usize {
-        self.sources.values().filter(|r| !r.removed).count()
+        self.sources.len() - self.removed_count
+    }
+
+    /// Removes a source record (whatever its state) and returns it.
+    pub(crate) fn forget(&mut self, id: SourceId) -> Option<SourceRec> {
+        let rec = self.sources.remove(&id)?;
+        if rec.removed {
+            self.removed_count -= 1;
+        }
+        Some(rec)
     }
 
     /// Allocates a new source id after checking the source limit.
     pub(crate) fn alloc_source(&mut self, kind: SourceKind) -> Result<SourceId, WitError> {
-        if self.live_sources() >= self.shared.limits.max_sources {
+        if self.live_sources() >= self.limits.max_sources {
             return Err(wit_err(
                 ErrorCode::LimitExceeded,
                 format!(
-                    "at most {} sources per plugin",
-                    self.shared.limits.max_sources
+                    "at most {} sources per plugin (--max-sources / limits.max_sources)",
+                    self.limits.max_sources
                 ),
             ));
         }
@@ -402,7 +430,10 @@ impl PluginState {
         let Some(rec) = self.sources.get_mut(&id) else {
             return;
         };
-        rec.removed = true;
+        if !rec.removed {
+            rec.removed = true;
+            self.removed_count += 1;
+        }
         let full_name = rec.full_name.take();
         let slot = rec.slot.clone();
         let kind = rec.kind;
@@ -433,12 +464,12 @@ impl PluginState {
 
     /// Checks the handle limit before creating a resource.
     pub(crate) fn check_handles(&self) -> Result<(), WitError> {
-        if self.handles >= self.shared.limits.max_handles {
+        if self.handles >= self.limits.max_handles {
             Err(wit_err(
                 ErrorCode::LimitExceeded,
                 format!(
-                    "at most {} handles (pings, senders, I/O objects) per plugin",
-                    self.shared.limits.max_handles
+                    "at most {} handles (pings, senders, I/O objects) per plugin (limits.max_handles)",
+                    self.limits.max_handles
                 ),
             ))
         } else {

@@ -17,7 +17,16 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 pub(crate) enum Which {
     Stdout,
     Stderr,
+    /// Not forwarded (only kept in the tail, if any).
+    Discard,
 }
+
+/// The last bytes a plugin wrote to a stream (for fault reports: a Rust
+/// guest prints its panic message to stderr just before it aborts).
+pub(crate) type Tail = Arc<Mutex<Vec<u8>>>;
+
+/// How many bytes a [`Tail`] keeps.
+const TAIL_BYTES: usize = 4096;
 
 /// Longest partial line kept before it is forwarded anyway.
 const MAX_LINE: usize = 64 * 1024;
@@ -32,15 +41,22 @@ struct Inner {
     prefix: String,
     which: Which,
     buf: Mutex<Vec<u8>>,
+    tail: Option<Tail>,
 }
 
 impl Tagged {
     pub fn new(name: &str, which: Which) -> Self {
+        Self::with_tail(name, which, None)
+    }
+
+    /// Like [`Tagged::new`], also keeping the last bytes written in `tail`.
+    pub fn with_tail(name: &str, which: Which, tail: Option<Tail>) -> Self {
         Tagged {
             inner: Arc::new(Inner {
                 prefix: format!("[{name}] "),
                 which,
                 buf: Mutex::new(Vec::new()),
+                tail,
             }),
         }
     }
@@ -50,6 +66,15 @@ impl Tagged {
     }
 
     fn write_bytes(&self, data: &[u8]) {
+        if let Some(tail) = &self.inner.tail {
+            let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+            t.extend_from_slice(&data[data.len().saturating_sub(TAIL_BYTES)..]);
+            let excess = t.len().saturating_sub(TAIL_BYTES);
+            t.drain(..excess);
+        }
+        if self.inner.which == Which::Discard {
+            return;
+        }
         let ready = {
             let mut buf = self.inner.buf.lock().unwrap_or_else(|e| e.into_inner());
             buf.extend_from_slice(data);
@@ -85,6 +110,7 @@ fn emit(prefix: &str, which: Which, lines: &[u8]) {
     let _ = match which {
         Which::Stdout => std::io::stdout().lock().write_all(&out),
         Which::Stderr => std::io::stderr().lock().write_all(&out),
+        Which::Discard => Ok(()),
     };
 }
 

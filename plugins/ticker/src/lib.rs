@@ -3,7 +3,8 @@
 //! Args: `--every <duration>` (default `100ms`; units `ns`, `us`, `ms`, `s`)
 //! and `--count <n>` (default `5`). Prints `tick 1` … `tick N` on stdout, one
 //! per period, then drops its timer; with no source left the plugin ends
-//! (exit code 0).
+//! (exit code 0). `--notify <target>` (optional) also sends each `tick N`
+//! line as a message to that channel, e.g. `@app/ticks`.
 //!
 //! Explicit stops (used by the host's exit tests):
 //! `--stop-in-init <code>` registers the timer and then calls
@@ -14,6 +15,7 @@
 
 use std::time::Duration;
 
+use callop_guest::channel::Sender;
 use callop_guest::timer::{TimeoutAction, Timer};
 use callop_guest::{LoopHandle, Plugin};
 
@@ -26,6 +28,8 @@ struct State {
     ticks: u64,
     /// `--stop-at-end`: the code to stop with after the last tick.
     stop_at_end: Option<i32>,
+    /// `--notify`: where to send each tick line too.
+    notify: Option<Sender>,
 }
 
 /// Parsed arguments.
@@ -34,6 +38,7 @@ struct Args {
     count: u64,
     stop_in_init: Option<i32>,
     stop_at_end: Option<i32>,
+    notify: Option<String>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -57,6 +62,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut every = Duration::from_millis(100);
     let mut count = 5;
     let (mut stop_in_init, mut stop_at_end) = (None, None);
+    let mut notify = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
@@ -67,22 +73,32 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             "--stop-in-init" => stop_in_init = Some(parse_code("--stop-in-init", &value("--stop-in-init")?)?),
             "--stop-at-end" => stop_at_end = Some(parse_code("--stop-at-end", &value("--stop-at-end")?)?),
+            "--notify" => notify = Some(value("--notify")?),
             other => return Err(format!("unknown argument {other:?} (usage: --every 10ms --count 5)")),
         }
     }
-    Ok(Args { every, count, stop_in_init, stop_at_end })
+    Ok(Args { every, count, stop_in_init, stop_at_end, notify })
 }
 
 impl Plugin for Ticker {
     type State = State;
 
     fn init(handle: &LoopHandle<State>, args: Vec<String>) -> Result<State, String> {
-        let Args { every, count, stop_in_init, stop_at_end } = parse_args(&args)?;
+        let Args { every, count, stop_in_init, stop_at_end, notify } = parse_args(&args)?;
+        let notify = match notify {
+            Some(t) => Some(Sender::to(&t).map_err(|e| format!("--notify {t}: {e}"))?),
+            None => None,
+        };
         if count > 0 {
             handle
                 .insert_source(Timer::from_duration(every), |deadline, _: &mut (), st: &mut State| {
                     st.ticks += 1;
                     println!("tick {}", st.ticks);
+                    if let Some(s) = &st.notify {
+                        if let Err(e) = s.send(format!("tick {}", st.ticks)) {
+                            eprintln!("ticker: cannot notify: {e}");
+                        }
+                    }
                     if st.ticks >= st.count {
                         match st.stop_at_end {
                             Some(code) => {
@@ -102,7 +118,7 @@ impl Plugin for Ticker {
         if let Some(code) = stop_in_init {
             callop_guest::stop(code);
         }
-        Ok(State { every, count, ticks: 0, stop_at_end })
+        Ok(State { every, count, ticks: 0, stop_at_end, notify })
     }
 }
 
