@@ -14,10 +14,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use callop::EventLoop;
 use callop::channel::Event;
 use callop::plugin::{Host, HostConfig};
 use callop::timer::{TimeoutAction, Timer};
-use callop::EventLoop;
 
 /// The application's state, passed to every callback.
 #[derive(Default)]

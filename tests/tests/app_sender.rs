@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig, HostError};
 use callop::EventLoop;
+use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig, HostError};
 use callop_tests::{cache_dir, plugin};
 
 fn host<'l>(ev: &EventLoop<'l, ()>) -> Host<'l, ()> {
@@ -22,8 +22,12 @@ fn host<'l>(ev: &EventLoop<'l, ()>) -> Host<'l, ()> {
 fn a_message_sent_before_dispatch_is_delivered_in_that_dispatch() {
     let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
     let host = host(&ev);
-    host.load_file(plugin("bench-sink"), "sink", &["--messages".into(), "2".into()])
-        .unwrap();
+    host.load_file(
+        plugin("bench-sink"),
+        "sink",
+        &["--messages".into(), "2".into()],
+    )
+    .unwrap();
     let tx = host.sender("sink/in").unwrap();
     let tx2 = tx.clone();
     assert_eq!(tx2.target(), "sink/in");
@@ -32,7 +36,11 @@ fn a_message_sent_before_dispatch_is_delivered_in_that_dispatch() {
     // One wake-up: the channel batch, then the plugin's flush in the same
     // iteration's idle phase; the sink stops at its 2nd message.
     ev.dispatch(Some(Duration::from_secs(5)), &mut ()).unwrap();
-    assert!(host.is_empty(), "the sink should have stopped: {:?}", host.plugins());
+    assert!(
+        host.is_empty(),
+        "the sink should have stopped: {:?}",
+        host.plugins()
+    );
     assert_eq!(host.exits()[0].reason, ExitReason::Stopped(0));
 }
 
@@ -40,13 +48,21 @@ fn a_message_sent_before_dispatch_is_delivered_in_that_dispatch() {
 fn sending_to_an_ended_plugin_reports_closed() {
     let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
     let host = host(&ev);
-    host.load_file(plugin("bench-sink"), "sink", &["--messages".into(), "1".into()])
-        .unwrap();
+    host.load_file(
+        plugin("bench-sink"),
+        "sink",
+        &["--messages".into(), "1".into()],
+    )
+    .unwrap();
     let tx = host.sender("sink/in").unwrap();
     tx.send(b"x".to_vec()).unwrap();
     while !host.is_empty() {
-        ev.dispatch(Some(Duration::from_millis(100)), &mut ()).unwrap();
+        ev.dispatch(Some(Duration::from_millis(100)), &mut ())
+            .unwrap();
     }
     let e = tx.send(b"late".to_vec()).unwrap_err();
-    assert!(matches!(e, HostError::Closed(ref m) if m.contains("sink/in")), "{e}");
+    assert!(
+        matches!(e, HostError::Closed(ref m) if m.contains("sink/in")),
+        "{e}"
+    );
 }

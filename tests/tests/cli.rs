@@ -92,11 +92,13 @@ fn sigterm_is_graceful() {
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "[ticker] tick 1");
     let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -136,7 +138,10 @@ fn load_errors_exit_2_with_message() {
         (dir.join("missing.wasm"), "cannot read"),
         (garbage, "not a WebAssembly binary"),
         (core, "core WebAssembly module, not a component"),
-        (other, "exports `callop:plugin/guest@0.2.0` but this host supports `callop:plugin/guest@0.1.0`"),
+        (
+            other,
+            "exports `callop:plugin/guest@0.2.0` but this host supports `callop:plugin/guest@0.1.0`",
+        ),
     ];
     for (path, msg) in cases {
         let o = run(host().arg(&path));

@@ -10,12 +10,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Once};
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use callop::plugin::{Capabilities, ExitReason, Host, HostConfig, PluginExit};
 use callop::EventLoop;
+use callop::plugin::{Capabilities, ExitReason, Host, HostConfig, PluginExit};
 
 // ---------------------------------------------------------------- helpers
 
@@ -30,11 +30,19 @@ fn plugin(name: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A host running one plugin in its own thread (the host is not `Send`).
@@ -45,7 +53,11 @@ struct HostThread {
 }
 
 impl HostThread {
-    fn start(plugin_name: &str, caps: impl FnOnce() -> Capabilities + Send + 'static, args: &[&str]) -> HostThread {
+    fn start(
+        plugin_name: &str,
+        caps: impl FnOnce() -> Capabilities + Send + 'static,
+        args: &[&str],
+    ) -> HostThread {
         build();
         let path = plugin(plugin_name);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -58,18 +70,25 @@ impl HostThread {
             let host = Host::new(ev.handle(), HostConfig::default()).unwrap();
             host.grant("p", caps());
             let id = host.load_file(&path, "p", &args);
-            ready_tx.send(id.as_ref().map(|_| ()).map_err(|e| e.to_string())).unwrap();
+            ready_tx
+                .send(id.as_ref().map(|_| ()).map_err(|e| e.to_string()))
+                .unwrap();
             let id = id.unwrap();
             while !s2.load(Ordering::Relaxed) && !host.is_empty() {
                 if u2.swap(false, Ordering::Relaxed) {
                     host.unload(id);
                 }
-                ev.dispatch(Some(Duration::from_millis(20)), &mut ()).unwrap();
+                ev.dispatch(Some(Duration::from_millis(20)), &mut ())
+                    .unwrap();
             }
             host.exits()
         });
         ready_rx.recv().unwrap().expect("plugin loads");
-        HostThread { stop, unload, thread: Some(thread) }
+        HostThread {
+            stop,
+            unload,
+            thread: Some(thread),
+        }
     }
 
     /// Waits for the plugin to end by itself.
@@ -117,7 +136,11 @@ fn tcp_echo_load(extra: &'static [&'static str]) {
     let mut args = vec!["--listen", listen.as_str(), "--exit-after", "500"];
     args.extend_from_slice(extra);
     let grant = listen.clone();
-    let h = HostThread::start("echo-server", move || Capabilities::new().allow_net(&grant).unwrap(), &args);
+    let h = HostThread::start(
+        "echo-server",
+        move || Capabilities::new().allow_net(&grant).unwrap(),
+        &args,
+    );
     let barrier = Arc::new(Barrier::new(CONNS));
     let clients: Vec<_> = (0..CONNS)
         .map(|c| {
@@ -131,7 +154,9 @@ fn tcp_echo_load(extra: &'static [&'static str]) {
                     let mut total = 0;
                     for m in 0..MSGS {
                         // Distinct content and length per message.
-                        let msg: Vec<u8> = format!("conn {c} msg {m} ").repeat(1 + (c + m) % 7).into_bytes();
+                        let msg: Vec<u8> = format!("conn {c} msg {m} ")
+                            .repeat(1 + (c + m) % 7)
+                            .into_bytes();
                         s.write_all(&msg).unwrap();
                         let mut back = vec![0u8; msg.len()];
                         s.read_exact(&mut back).unwrap();
@@ -151,7 +176,14 @@ fn tcp_echo_load(extra: &'static [&'static str]) {
     assert!(total > CONNS * MSGS * 10);
     let exits = h.join(Duration::from_secs(30));
     assert_eq!(exits.len(), 1);
-    assert!(matches!(exits[0].reason, ExitReason::Finished | ExitReason::Stopped(0)), "{:?}", exits[0]);
+    assert!(
+        matches!(
+            exits[0].reason,
+            ExitReason::Finished | ExitReason::Stopped(0)
+        ),
+        "{:?}",
+        exits[0]
+    );
 }
 
 // ------------------------------------------------------------------ TCP
@@ -173,7 +205,10 @@ fn tcp_echo_edge_mode_drains_large_writes() {
     let listen = addr.to_string();
     let _h = HostThread::start(
         "echo-server",
-        { let l = listen.clone(); move || Capabilities::new().allow_net(&l).unwrap() },
+        {
+            let l = listen.clone();
+            move || Capabilities::new().allow_net(&l).unwrap()
+        },
         &["--listen", &listen, "--edge"],
     );
     let mut s = connect_retry(addr);
@@ -198,11 +233,15 @@ fn tcp_echo_edge_mode_without_draining_stalls_until_new_data() {
     let listen = addr.to_string();
     let _h = HostThread::start(
         "echo-server",
-        { let l = listen.clone(); move || Capabilities::new().allow_net(&l).unwrap() },
+        {
+            let l = listen.clone();
+            move || Capabilities::new().allow_net(&l).unwrap()
+        },
         &["--listen", &listen, "--edge-no-drain", "--chunk", "16"],
     );
     let mut s = connect_retry(addr);
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     s.write_all(&[b'a'; 1000]).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -227,7 +266,10 @@ fn unloading_a_plugin_closes_its_sockets() {
     let listen = addr.to_string();
     let h = HostThread::start(
         "echo-server",
-        { let l = listen.clone(); move || Capabilities::new().allow_net(&l).unwrap() },
+        {
+            let l = listen.clone();
+            move || Capabilities::new().allow_net(&l).unwrap()
+        },
         &["--listen", &listen],
     );
     let mut s = connect_retry(addr);
@@ -237,7 +279,11 @@ fn unloading_a_plugin_closes_its_sockets() {
     h.unload.store(true, Ordering::Relaxed);
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut rest = Vec::new();
-    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "the connection is closed by the host");
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap(),
+        0,
+        "the connection is closed by the host"
+    );
     // And the listener is gone.
     let exits = h.join(Duration::from_secs(10));
     assert_eq!(exits[0].reason, ExitReason::Unloaded);
@@ -264,10 +310,13 @@ fn udp_echo_every_datagram_comes_back() {
         .map(|c| {
             thread::spawn(move || {
                 let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-                s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
                 let mut buf = [0u8; 2048];
                 for m in 0..MSGS {
-                    let msg = format!("client {c} datagram {m} ").repeat(1 + m % 20).into_bytes();
+                    let msg = format!("client {c} datagram {m} ")
+                        .repeat(1 + m % 20)
+                        .into_bytes();
                     // Stop-and-wait with retransmission (UDP may drop).
                     let mut tries = 0;
                     loop {
@@ -325,7 +374,11 @@ fn line_counter_counts_a_million_lines_of_stdin() {
         let mut bytes = 0u64;
         let mut words = 0u64;
         for i in 0..1_000_000u64 {
-            let line = if i % 3 == 0 { format!("line {i} has five words\n") } else { format!("{i}\n") };
+            let line = if i % 3 == 0 {
+                format!("line {i} has five words\n")
+            } else {
+                format!("{i}\n")
+            };
             words += line.split_whitespace().count() as u64;
             bytes += line.len() as u64;
             w.write_all(line.as_bytes()).unwrap();
@@ -337,7 +390,10 @@ fn line_counter_counts_a_million_lines_of_stdin() {
     let (ok, out, err) = output_of(child);
     assert!(ok, "{err}");
     let expected = format!("lines=1000000 words={words} bytes={bytes}");
-    assert!(out.contains(&expected), "expected `{expected}` in {out:?}\n{err}");
+    assert!(
+        out.contains(&expected),
+        "expected `{expected}` in {out:?}\n{err}"
+    );
 }
 
 /// A regular file cannot be polled by the OS; the host reports it always
@@ -354,10 +410,16 @@ fn line_counter_reads_a_regular_file_as_stdin() {
         if let Some(m) = mode {
             args.extend(["--", m]);
         }
-        let (ok, out, err) = output_of(run_cli(&args, Stdio::from(std::fs::File::open(&f).unwrap())));
+        let (ok, out, err) = output_of(run_cli(
+            &args,
+            Stdio::from(std::fs::File::open(&f).unwrap()),
+        ));
         assert!(ok, "{err}");
         let expected = format!("lines=10000 words=20000 bytes={}", text.len());
-        assert!(out.contains(&expected), "{mode:?}: expected `{expected}` in {out:?}");
+        assert!(
+            out.contains(&expected),
+            "{mode:?}: expected `{expected}` in {out:?}"
+        );
     }
 }
 
@@ -370,13 +432,28 @@ fn unix_sockets_work_inside_a_read_write_dir_only() {
     let rw = format!("{}::/rw", tmp.join("rw").display());
     let ro = format!("{}::/ro:ro", tmp.join("ro").display());
     let (ok, out, err) = output_of(run_cli(
-        &[probe.to_str().unwrap(), "--dir", &rw, "--dir", &ro, "--", "unix-pair:/rw/s.sock", "unix-bind:/ro/s.sock", "unix-bind:/rw/../x.sock"],
+        &[
+            probe.to_str().unwrap(),
+            "--dir",
+            &rw,
+            "--dir",
+            &ro,
+            "--",
+            "unix-pair:/rw/s.sock",
+            "unix-bind:/ro/s.sock",
+            "unix-bind:/rw/../x.sock",
+        ],
         Stdio::null(),
     ));
     assert!(ok, "{err}");
     assert!(out.contains("ALLOWED unix-pair:/rw/s.sock"), "{out}");
     assert!(tmp.join("rw/s.sock").exists());
-    assert!(out.contains("DENIED unix-bind:/ro/s.sock: bind /ro/s.sock denied: /ro is granted read-only"), "{out}");
+    assert!(
+        out.contains(
+            "DENIED unix-bind:/ro/s.sock: bind /ro/s.sock denied: /ro is granted read-only"
+        ),
+        "{out}"
+    );
     assert!(out.contains("DENIED unix-bind:/rw/../x.sock"), "{out}");
     assert!(!tmp.join("x.sock").exists());
 }
@@ -423,7 +500,13 @@ fn escape_attempts_are_denied_with_the_flag_that_grants_them() {
         &stale,
     ];
     let mut args = vec![probe.to_str().unwrap().to_string(), "--dir".into(), dir];
-    args.extend(["--allow-net".into(), format!("127.0.0.1:{port}"), "--fd".into(), "input=0".into(), "--".into()]);
+    args.extend([
+        "--allow-net".into(),
+        format!("127.0.0.1:{port}"),
+        "--fd".into(),
+        "input=0".into(),
+        "--".into(),
+    ]);
     args.extend(probes.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (ok, out, err) = output_of(run_cli(&args, Stdio::null()));
@@ -436,19 +519,46 @@ fn escape_attempts_are_denied_with_the_flag_that_grants_them() {
     };
     let denied = |p: &str, msg: &str| {
         let l = line(p);
-        assert!(l.contains(&format!("DENIED {p}: ")) && l.contains(msg), "{p}: expected DENIED with `{msg}`, got `{l}`");
+        assert!(
+            l.contains(&format!("DENIED {p}: ")) && l.contains(msg),
+            "{p}: expected DENIED with `{msg}`, got `{l}`"
+        );
     };
-    denied("connect:10.0.0.1:80", "connect to 10.0.0.1:80 denied: grant it with --allow-net 10.0.0.1:80");
-    denied(&format!("connect:127.0.0.1:{}", port + 1), &format!("grant it with --allow-net 127.0.0.1:{}", port + 1));
-    denied("bind:0.0.0.0:8080", "bind to 0.0.0.0:8080 denied: grant it with --allow-net 0.0.0.0:8080");
+    denied(
+        "connect:10.0.0.1:80",
+        "connect to 10.0.0.1:80 denied: grant it with --allow-net 10.0.0.1:80",
+    );
+    denied(
+        &format!("connect:127.0.0.1:{}", port + 1),
+        &format!("grant it with --allow-net 127.0.0.1:{}", port + 1),
+    );
+    denied(
+        "bind:0.0.0.0:8080",
+        "bind to 0.0.0.0:8080 denied: grant it with --allow-net 0.0.0.0:8080",
+    );
     assert!(line(&bind_ok).contains("ALLOWED"));
-    denied(&udp_send, "connect to 10.1.2.3:53 denied: grant it with --allow-net 10.1.2.3:53");
+    denied(
+        &udp_send,
+        "connect to 10.1.2.3:53 denied: grant it with --allow-net 10.1.2.3:53",
+    );
     assert!(line("read:/data/ok.txt").contains("ALLOWED"));
-    denied("read:/data/../secret.txt", "outside the granted directory /data");
-    denied("read:/data/sub/../../secret.txt", "outside the granted directory /data");
+    denied(
+        "read:/data/../secret.txt",
+        "outside the granted directory /data",
+    );
+    denied(
+        "read:/data/sub/../../secret.txt",
+        "outside the granted directory /data",
+    );
     denied("read:/data/link", "outside the granted directory /data");
-    denied("read:/data/sub/rel-link", "outside the granted directory /data");
-    denied("read:/etc/passwd", "not inside a granted directory; grant one with --dir");
+    denied(
+        "read:/data/sub/rel-link",
+        "outside the granted directory /data",
+    );
+    denied(
+        "read:/etc/passwd",
+        "not inside a granted directory; grant one with --dir",
+    );
     denied("list:/", "--dir");
     denied("unix-connect:/data/sock-link", "symbolic link");
     denied("unix-bind:/data/../evil.sock", "--dir");
@@ -467,7 +577,10 @@ fn sighup_reload_rereads_its_config_on_sighup() {
     std::fs::write(tmp.join("app.conf"), "version one\n").unwrap();
     let dir = format!("{}::/config:ro", tmp.display());
     let p = plugin("sighup-reload");
-    let mut child = run_cli(&[p.to_str().unwrap(), "--dir", &dir, "--allow-signal", "HUP"], Stdio::null());
+    let mut child = run_cli(
+        &[p.to_str().unwrap(), "--dir", &dir, "--allow-signal", "HUP"],
+        Stdio::null(),
+    );
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut next = || lines.next().expect("output").unwrap();
     assert!(next().contains("loaded generation 1: version one"));
@@ -475,10 +588,22 @@ fn sighup_reload_rereads_its_config_on_sighup() {
     let pid = child.id().to_string();
     // The subscription is active once init returned; give the host a moment.
     thread::sleep(Duration::from_millis(300));
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert!(next().contains("loaded generation 2: version two"));
     // SIGHUP did not kill the host; SIGTERM shuts it down cleanly.
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
@@ -488,13 +613,26 @@ fn config_file_grants_capabilities_per_plugin() {
     let tmp = tempdir("config");
     let port = free_port();
     let cfg = tmp.join("callop.toml");
-    std::fs::write(&cfg, format!("[plugin.probe]\nallow-net = [\"bind:127.0.0.1:{port}\"]\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[plugin.probe]\nallow-net = [\"bind:127.0.0.1:{port}\"]\n"),
+    )
+    .unwrap();
     let probe = plugin("io-probe");
     let spec = format!("{}@probe", probe.display());
     let bind = format!("bind:127.0.0.1:{port}");
     let connect = format!("connect:127.0.0.1:{port}");
-    let (ok, out, err) =
-        output_of(run_cli(&[&spec, "--config", cfg.to_str().unwrap(), "--", &bind, &connect], Stdio::null()));
+    let (ok, out, err) = output_of(run_cli(
+        &[
+            &spec,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--",
+            &bind,
+            &connect,
+        ],
+        Stdio::null(),
+    ));
     assert!(ok, "{err}");
     assert!(out.contains(&format!("ALLOWED {bind}")), "{out}");
     assert!(out.contains(&format!("DENIED {connect}")), "{out}");

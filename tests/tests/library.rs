@@ -4,9 +4,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use callop::EventLoop;
 use callop::channel::Event;
 use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig, Limits, LoadError, PluginSpec};
-use callop::EventLoop;
 use callop_tests::{cache_dir, plugin};
 
 fn config() -> HostConfig {

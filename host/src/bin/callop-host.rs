@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use callop::plugin::{
-    cache, EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine, PluginSpec,
-    Policy, RestartPolicy,
-};
-use callop::plugin::config::ConfigFile;
-use callop::plugin::Capabilities;
-use callop::signals::{Signal, Signals};
 use callop::EventLoop;
+use callop::plugin::Capabilities;
+use callop::plugin::config::ConfigFile;
+use callop::plugin::{
+    EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine, PluginSpec, Policy,
+    RestartPolicy, cache,
+};
+use callop::signals::{Signal, Signals};
 
 const EXAMPLES: &str = "\
 PLUGIN syntax:
@@ -198,11 +198,15 @@ fn parse_plugin_arg(s: &str) -> Result<PluginArg, String> {
 
 /// Splits `NAME=REST` if NAME is one of `names`; otherwise the value
 /// belongs to the only plugin.
-fn target_of<'a>(flag: &str, value: &'a str, names: &[String]) -> Result<(String, &'a str), String> {
-    if let Some((n, rest)) = value.split_once('=') {
-        if names.iter().any(|x| x == n) {
-            return Ok((n.to_string(), rest));
-        }
+fn target_of<'a>(
+    flag: &str,
+    value: &'a str,
+    names: &[String],
+) -> Result<(String, &'a str), String> {
+    if let Some((n, rest)) = value.split_once('=')
+        && names.iter().any(|x| x == n)
+    {
+        return Ok((n.to_string(), rest));
     }
     match names {
         [only] => Ok((only.clone(), value)),
@@ -214,8 +218,10 @@ fn target_of<'a>(flag: &str, value: &'a str, names: &[String]) -> Result<(String
 
 /// Builds every plugin's capabilities from the config file and the flags.
 fn capabilities(run: &RunArgs, names: &[String]) -> Result<Vec<(String, Capabilities)>, String> {
-    let mut caps: Vec<(String, Capabilities)> =
-        names.iter().map(|n| (n.clone(), Capabilities::new())).collect();
+    let mut caps: Vec<(String, Capabilities)> = names
+        .iter()
+        .map(|n| (n.clone(), Capabilities::new()))
+        .collect();
     let mut add = |name: &str, c: Capabilities| {
         if let Some(slot) = caps.iter_mut().find(|(n, _)| n == name) {
             let old = std::mem::take(&mut slot.1);
@@ -223,11 +229,16 @@ fn capabilities(run: &RunArgs, names: &[String]) -> Result<Vec<(String, Capabili
         }
     };
     if let Some(path) = &run.config {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
-        let file = callop::plugin::capabilities::ConfigFile::parse(&text).map_err(|e| format!("--config {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--config {}: {e}", path.display()))?;
+        let file = callop::plugin::capabilities::ConfigFile::parse(&text)
+            .map_err(|e| format!("--config {}: {e}", path.display()))?;
         for (name, spec) in &file.plugin {
             if !names.contains(name) {
-                return Err(format!("--config {}: no plugin instance named `{name}`", path.display()));
+                return Err(format!(
+                    "--config {}: no plugin instance named `{name}`",
+                    path.display()
+                ));
             }
             add(name, spec.build()?);
         }
@@ -243,7 +254,9 @@ fn capabilities(run: &RunArgs, names: &[String]) -> Result<Vec<(String, Capabili
     for v in &run.fds {
         // `db=3` is NAME=N for the only plugin; `echo=db=3` names the plugin.
         let (n, spec) = match v.split_once('=') {
-            Some((p, rest)) if rest.contains('=') && names.iter().any(|x| x == p) => (p.to_string(), rest),
+            Some((p, rest)) if rest.contains('=') && names.iter().any(|x| x == p) => {
+                (p.to_string(), rest)
+            }
             _ => target_of("--fd", "", names).map(|(n, _)| (n, v.as_str()))?,
         };
         add(&n, Capabilities::new().inherited_fd(spec)?);

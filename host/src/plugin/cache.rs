@@ -14,8 +14,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 use wasmtime::Engine;
+use wasmtime::component::Component;
 
 /// Version of wasmtime this host is built against (pinned in Cargo.toml).
 pub const WASMTIME_VERSION: &str = "48.0.8";

@@ -95,9 +95,13 @@ fn parse_ports(s: &str) -> Result<(u16, u16), String> {
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
     if s.contains('/') {
-        s.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| format!("bad network `{s}`"))
+        s.parse::<IpNet>()
+            .map(|n| n.trunc())
+            .map_err(|_| format!("bad network `{s}`"))
     } else {
-        s.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("bad address `{s}`"))
+        s.parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("bad address `{s}`"))
     }
 }
 
@@ -120,7 +124,9 @@ impl FromStr for NetRule {
             let (inside, after) = r.split_once(']').ok_or_else(|| err("missing `]`".into()))?;
             let ports = match after {
                 "" => "*",
-                a => a.strip_prefix(':').ok_or_else(|| err(format!("unexpected `{a}`")))?,
+                a => a
+                    .strip_prefix(':')
+                    .ok_or_else(|| err(format!("unexpected `{a}`")))?,
             };
             (inside, ports)
         } else if rest.matches(':').count() > 1 {
@@ -133,7 +139,12 @@ impl FromStr for NetRule {
         };
         let net = parse_net(net).map_err(err)?;
         let (port_min, port_max) = parse_ports(ports).map_err(err)?;
-        Ok(NetRule { direction, net, port_min, port_max })
+        Ok(NetRule {
+            direction,
+            net,
+            port_min,
+            port_max,
+        })
     }
 }
 
@@ -189,10 +200,13 @@ impl FromStr for DirGrant {
         if host.is_empty() || guest.is_empty() {
             return Err(format!("--dir `{spec}`: expected HOST[::GUEST][:ro]"));
         }
-        let guest = normalize_guest(guest).ok_or_else(|| {
-            format!("--dir `{spec}`: the guest path must not contain `..`")
-        })?;
-        Ok(DirGrant { host: PathBuf::from(host), guest, read_only })
+        let guest = normalize_guest(guest)
+            .ok_or_else(|| format!("--dir `{spec}`: the guest path must not contain `..`"))?;
+        Ok(DirGrant {
+            host: PathBuf::from(host),
+            guest,
+            read_only,
+        })
     }
 }
 
@@ -209,7 +223,13 @@ fn normalize_guest(p: &str) -> Option<String> {
         }
     }
     let joined = parts.join("/");
-    Some(if abs { format!("/{joined}") } else if joined.is_empty() { ".".into() } else { joined })
+    Some(if abs {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".into()
+    } else {
+        joined
+    })
 }
 
 /// A granted descriptor, taken at most once.
@@ -238,7 +258,10 @@ pub struct Capabilities {
 impl fmt::Debug for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Capabilities")
-            .field("net", &self.net.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+            .field(
+                "net",
+                &self.net.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            )
             .field("dirs", &self.dirs)
             .field("fds", &self.fds.keys().collect::<Vec<_>>())
             .field("stdin", &self.stdin)
@@ -266,7 +289,11 @@ pub fn parse_signal(s: &str) -> Result<Signal, String> {
         "TTIN" => Signal::SIGTTIN,
         "TTOU" => Signal::SIGTTOU,
         "WINCH" => Signal::SIGWINCH,
-        _ => return Err(format!("--allow-signal: unknown or unsupported signal `{s}`")),
+        _ => {
+            return Err(format!(
+                "--allow-signal: unknown or unsupported signal `{s}`"
+            ));
+        }
     })
 }
 
@@ -329,11 +356,14 @@ impl Capabilities {
             .split_once('=')
             .ok_or_else(|| format!("--fd `{spec}`: expected NAME=N"))?;
         super::policy::check_name(name).map_err(|e| format!("--fd `{spec}`: {e}"))?;
-        let n: i32 = n.parse().map_err(|_| format!("--fd `{spec}`: `{n}` is not a descriptor number"))?;
+        let n: i32 = n
+            .parse()
+            .map_err(|_| format!("--fd `{spec}`: `{n}` is not a descriptor number"))?;
         // SAFETY: the descriptor is only borrowed for the duration of the
         // dup; `fcntl_getfd` first checks it is open.
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
-        rustix::io::fcntl_getfd(borrowed).map_err(|e| format!("--fd `{spec}`: descriptor {n}: {e}"))?;
+        rustix::io::fcntl_getfd(borrowed)
+            .map_err(|e| format!("--fd `{spec}`: descriptor {n}: {e}"))?;
         let owned = rustix::io::fcntl_dupfd_cloexec(borrowed, 3)
             .map_err(|e| format!("--fd `{spec}`: cannot duplicate descriptor {n}: {e}"))?;
         Ok(self.fd(name, owned))
@@ -358,16 +388,26 @@ impl Capabilities {
         if self.net.iter().any(|r| r.allows(NetDirection::Bind, addr)) {
             Ok(())
         } else {
-            Err(format!("bind to {addr} denied: grant it with --allow-net {}", flag_addr(addr)))
+            Err(format!(
+                "bind to {addr} denied: grant it with --allow-net {}",
+                flag_addr(addr)
+            ))
         }
     }
 
     /// Whether connecting (or sending) to `addr` is allowed.
     pub fn check_connect(&self, addr: SocketAddr) -> Result<(), String> {
-        if self.net.iter().any(|r| r.allows(NetDirection::Connect, addr)) {
+        if self
+            .net
+            .iter()
+            .any(|r| r.allows(NetDirection::Connect, addr))
+        {
             Ok(())
         } else {
-            Err(format!("connect to {addr} denied: grant it with --allow-net {}", flag_addr(addr)))
+            Err(format!(
+                "connect to {addr} denied: grant it with --allow-net {}",
+                flag_addr(addr)
+            ))
         }
     }
 
@@ -382,7 +422,9 @@ impl Capabilities {
             } else {
                 ""
             };
-            Err(format!("signal SIG{n} denied{extra}: grant it with --allow-signal {n}"))
+            Err(format!(
+                "signal SIG{n} denied{extra}: grant it with --allow-signal {n}"
+            ))
         }
     }
 
@@ -390,14 +432,21 @@ impl Capabilities {
     /// and the path relative to it (`.` for the grant itself).
     pub fn resolve(&self, guest_path: &str) -> Result<(usize, PathBuf), String> {
         let norm_abs = guest_path.starts_with('/');
-        let parts: Vec<&str> = guest_path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        let parts: Vec<&str> = guest_path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
         let mut best: Option<(usize, usize)> = None;
         for (i, g) in self.dirs.iter().enumerate() {
             let g_abs = g.guest.starts_with('/');
             if g_abs != norm_abs && g.guest != "." {
                 continue;
             }
-            let gparts: Vec<&str> = g.guest.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+            let gparts: Vec<&str> = g
+                .guest
+                .split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .collect();
             if g.guest == "." && norm_abs {
                 continue;
             }
@@ -560,24 +609,41 @@ mod tests {
             c.check_signal(Signal::SIGUSR2).unwrap_err(),
             "signal SIGUSR2 denied: grant it with --allow-signal USR2"
         );
-        assert!(c.check_signal(Signal::SIGTERM).unwrap_err().contains("belongs to the host"));
-        assert!(c.resolve("/etc/passwd").unwrap_err().contains("--dir HOST::/etc"));
+        assert!(
+            c.check_signal(Signal::SIGTERM)
+                .unwrap_err()
+                .contains("belongs to the host")
+        );
+        assert!(
+            c.resolve("/etc/passwd")
+                .unwrap_err()
+                .contains("--dir HOST::/etc")
+        );
     }
 
     #[test]
     fn dir_grants_resolve_longest_prefix() {
         let c = Capabilities::new()
-            .dir("/tmp/a::/data").unwrap()
-            .dir("/tmp/b::/data/sub:ro").unwrap()
-            .dir("rel").unwrap();
+            .dir("/tmp/a::/data")
+            .unwrap()
+            .dir("/tmp/b::/data/sub:ro")
+            .unwrap()
+            .dir("rel")
+            .unwrap();
         assert!(c.dirs[1].read_only);
-        assert_eq!(c.resolve("/data/x.txt").unwrap(), (0, PathBuf::from("x.txt")));
+        assert_eq!(
+            c.resolve("/data/x.txt").unwrap(),
+            (0, PathBuf::from("x.txt"))
+        );
         assert_eq!(c.resolve("/data/sub/y").unwrap(), (1, PathBuf::from("y")));
         assert_eq!(c.resolve("/data//./sub").unwrap(), (1, PathBuf::from(".")));
         assert_eq!(c.resolve("/data").unwrap(), (0, PathBuf::from(".")));
         assert_eq!(c.resolve("rel/f").unwrap(), (2, PathBuf::from("f")));
         // `..` is kept in the relative path: cap-std refuses the escape.
-        assert_eq!(c.resolve("/data/../etc").unwrap(), (0, PathBuf::from("../etc")));
+        assert_eq!(
+            c.resolve("/data/../etc").unwrap(),
+            (0, PathBuf::from("../etc"))
+        );
         assert!(c.resolve("/datax/f").is_err());
         assert!("/x::/a/../b".parse::<DirGrant>().is_err());
     }

@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine, OptLevel};
 
 use super::bindings::{Plugin as PluginWorld, PluginPre};
 use super::cache::CompileCache;
-use super::error::{chain, LoadError};
+use super::error::{LoadError, chain};
 use super::pooling::Allocator;
 use super::state::PluginState;
 use super::{GUEST_EXPORT, HOST_LOOP_IMPORT, IO_IMPORT, PACKAGE, PACKAGE_VERSION, TYPES_IMPORT};
@@ -33,6 +33,12 @@ pub struct EngineOptions {
 #[derive(Clone)]
 pub struct PluginEngine {
     inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for PluginEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginEngine").finish_non_exhaustive()
+    }
 }
 
 struct EngineInner {
@@ -318,17 +324,20 @@ pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<Stri
 
     // Imports: of our package only `host-loop@0.1.0`; others go to the linker.
     for (name, _) in ty.imports(engine) {
-        if let Some((pkg, iface, ver)) = split_iface(name) {
-            if pkg == PACKAGE && name != HOST_LOOP_IMPORT && name != TYPES_IMPORT && name != IO_IMPORT {
-                if iface == "host-loop" || iface == "types" || iface == "io" {
-                    problems.push(format!(
-                        "imports `{name}` but this host provides `{PACKAGE}/{iface}@{PACKAGE_VERSION}` \
+        if let Some((pkg, iface, ver)) = split_iface(name)
+            && pkg == PACKAGE
+            && name != HOST_LOOP_IMPORT
+            && name != TYPES_IMPORT
+            && name != IO_IMPORT
+        {
+            if iface == "host-loop" || iface == "types" || iface == "io" {
+                problems.push(format!(
+                    "imports `{name}` but this host provides `{PACKAGE}/{iface}@{PACKAGE_VERSION}` \
                          (plugin built for {PACKAGE}@{})",
-                        ver.unwrap_or("<unversioned>")
-                    ));
-                } else {
-                    problems.push(format!("imports unknown interface `{name}`"));
-                }
+                    ver.unwrap_or("<unversioned>")
+                ));
+            } else {
+                problems.push(format!("imports unknown interface `{name}`"));
             }
         }
     }

@@ -32,8 +32,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -44,24 +44,25 @@ use crate::ping::Ping;
 use crate::timer::{TimeoutAction, Timer};
 use crate::{LoopHandle, RegistrationToken};
 
-use super::bindings::callop::plugin::types::{
-    Event, EventKind, EventResult, PostAction, Readiness as WitReadiness, TimeoutAction as WitTimeout,
-};
-use super::capabilities::Capabilities;
-use super::io::{from_signal, LoopFd};
-use crate::generic::Generic;
-use crate::signals::{Signal, Signals};
 use super::app_sender::AppSender;
 use super::bindings::Plugin as PluginBindings;
+use super::bindings::callop::plugin::types::{
+    Event, EventKind, EventResult, PostAction, Readiness as WitReadiness,
+    TimeoutAction as WitTimeout,
+};
+use super::capabilities::Capabilities;
 use super::engine::{EngineOptions, PluginComponent, PluginEngine};
 use super::error::LoadError;
 use super::fault::{self, Fault};
+use super::io::{LoopFd, from_signal};
 use super::limits::Limits;
 use super::policy::{self, Owner, Policy};
 use super::restart::{Decision, RestartPolicy, Tracker};
 use super::state::{Op, PluginState, Shared, Slot, SourceId};
-use super::stdio::{Tail, Tagged, Which};
+use super::stdio::{Tagged, Tail, Which};
 use super::types::kind_name;
+use crate::generic::Generic;
+use crate::signals::{Signal, Signals};
 
 /// Identifies one loaded plugin instance within a [`Host`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -219,6 +220,14 @@ pub struct HostConfig {
 /// ```
 pub struct Host<'l, Data: 'l> {
     inner: Rc<HostInner<'l, Data>>,
+}
+
+impl<Data> std::fmt::Debug for Host<'_, Data> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("plugins", &self.plugins())
+            .finish_non_exhaustive()
+    }
 }
 
 struct HostInner<'l, Data> {
@@ -611,7 +620,10 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// plugin gets no capability at all. Grants are consumed when the
     /// instance is created; granting again replaces a pending grant.
     pub fn grant(&self, name: &str, caps: Capabilities) {
-        self.inner.grants.borrow_mut().insert(name.to_string(), caps);
+        self.inner
+            .grants
+            .borrow_mut()
+            .insert(name.to_string(), caps);
     }
 
     /// Tells the host that the embedder watches these signals itself and
@@ -640,9 +652,11 @@ impl<'l, Data: 'l> Host<'l, Data> {
         self.inner.plugins.borrow().values().any(|p| {
             p.live.try_borrow().ok().is_some_and(|l| {
                 l.as_ref().is_some_and(|l| {
-                    l.store.data().sources.values().any(|r| {
-                        r.active && !r.removed && r.enabled && r.signals.contains(&signal)
-                    })
+                    l.store
+                        .data()
+                        .sources
+                        .values()
+                        .any(|r| r.active && !r.removed && r.enabled && r.signals.contains(&signal))
                 })
             })
         })
@@ -967,7 +981,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         match decision {
             Decision::Stay => {}
             Decision::Quarantine { failures } => {
-                let why = format!("{failures} failures within the period of its restart policy `{policy}`; not restarted");
+                let why = format!(
+                    "{failures} failures within the period of its restart policy `{policy}`; not restarted"
+                );
                 tracing::error!(plugin = %p.name, id = %p.id, "plugin quarantined: {why}");
                 self.record_exit(PluginExit {
                     id: p.id,
@@ -983,20 +999,22 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 let w = Rc::downgrade(self);
                 let (id, name, spec, restarts) =
                     (p.id, p.name.clone(), p.spec.clone(), p.restarts + 1);
-                let r = self.handle.insert_source(
-                    Timer::from_duration(delay),
-                    move |_, _, _| {
+                let r = self
+                    .handle
+                    .insert_source(Timer::from_duration(delay), move |_, _, _| {
                         if let Some(inner) = w.upgrade() {
-                            inner.pending_restarts.set(inner.pending_restarts.get().saturating_sub(1));
+                            inner
+                                .pending_restarts
+                                .set(inner.pending_restarts.get().saturating_sub(1));
                             inner.restart(id, &name, &spec, restarts);
                         }
                         TimeoutAction::Drop
-                    },
-                );
+                    });
                 match r {
                     Ok(t) => self.aux_tokens.borrow_mut().push(t),
                     Err(e) => {
-                        self.pending_restarts.set(self.pending_restarts.get().saturating_sub(1));
+                        self.pending_restarts
+                            .set(self.pending_restarts.get().saturating_sub(1));
                         tracing::error!(plugin = %p.name, "cannot schedule the restart: {}", e.error);
                     }
                 }
@@ -1005,7 +1023,13 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     }
 
     /// Starts a failed instance again, under the same id and name.
-    fn restart(self: &Rc<Self>, id: PluginId, name: &Arc<str>, spec: &Rc<StartSpec>, restarts: u32) {
+    fn restart(
+        self: &Rc<Self>,
+        id: PluginId,
+        name: &Arc<str>,
+        spec: &Rc<StartSpec>,
+        restarts: u32,
+    ) {
         if self.shutting_down.get() {
             return;
         }
@@ -1083,13 +1107,16 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         {
             let mut pd = p.pending.borrow_mut();
             let pd = &mut *pd;
-            if let Some(&i) = pd.readiness.get(&id) {
-                if let Some(Event { kind: EventKind::Readiness(old), .. }) = pd.events.get_mut(i) {
-                    old.readable |= r.readable;
-                    old.writable |= r.writable;
-                    old.error |= r.error;
-                    return;
-                }
+            if let Some(&i) = pd.readiness.get(&id)
+                && let Some(Event {
+                    kind: EventKind::Readiness(old),
+                    ..
+                }) = pd.events.get_mut(i)
+            {
+                old.readable |= r.readable;
+                old.writable |= r.writable;
+                old.error |= r.error;
+                return;
             }
             pd.readiness.insert(id, pd.events.len());
             pd.events.push(plugin_of(id, EventKind::Readiness(r)));
@@ -1098,18 +1125,24 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     }
 
     fn deliver_signal(self: &Rc<Self>, signal: Signal) -> bool {
-        let Some(wit_sig) = from_signal(signal) else { return false };
+        let Some(wit_sig) = from_signal(signal) else {
+            return false;
+        };
         let all: Vec<Rc<PluginRt>> = self.plugins.borrow().values().cloned().collect();
         let mut any = false;
         for p in all {
             let ids: Vec<SourceId> = {
-                let Ok(guard) = p.live.try_borrow() else { continue };
+                let Ok(guard) = p.live.try_borrow() else {
+                    continue;
+                };
                 let Some(live) = guard.as_ref() else { continue };
                 live.store
                     .data()
                     .sources
                     .iter()
-                    .filter(|(_, r)| r.active && !r.removed && r.enabled && r.signals.contains(&signal))
+                    .filter(|(_, r)| {
+                        r.active && !r.removed && r.enabled && r.signals.contains(&signal)
+                    })
                     .map(|(id, _)| *id)
                     .collect()
             };
@@ -1130,7 +1163,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         if self.watched_signals.borrow().contains(&signal) {
             return Ok(());
         }
-        let source = Signals::new(&[signal]).map_err(|e| format!("cannot watch {signal:?}: {e}"))?;
+        let source =
+            Signals::new(&[signal]).map_err(|e| format!("cannot watch {signal:?}: {e}"))?;
         let w = Rc::downgrade(self);
         let t = self
             .handle
@@ -1147,17 +1181,30 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
 
     /// Inserts the loop source of an I/O registration: a `Generic` over the
     /// object, or a ping for objects the OS cannot poll.
-    fn insert_io(self: &Rc<Self>, p: &Rc<PluginRt>, id: SourceId, reg: &mut super::io::IoReg) -> Result<RegistrationToken, String> {
+    fn insert_io(
+        self: &Rc<Self>,
+        p: &Rc<PluginRt>,
+        id: SourceId,
+        reg: &mut super::io::IoReg,
+    ) -> Result<RegistrationToken, String> {
         let w = Rc::downgrade(self);
         let p2 = p.clone();
         if reg.obj.always_ready {
             let (ping, source) = crate::ping::make_ping().map_err(|e| e.to_string())?;
-            let (interest, level, again) = (reg.interest, matches!(reg.mode, crate::Mode::Level), ping.clone());
+            let (interest, level, again) = (
+                reg.interest,
+                matches!(reg.mode, crate::Mode::Level),
+                ping.clone(),
+            );
             let t = self
                 .handle
                 .insert_source(source, move |(), _, _| {
                     if let Some(inner) = w.upgrade() {
-                        let r = WitReadiness { readable: interest.readable, writable: interest.writable, error: false };
+                        let r = WitReadiness {
+                            readable: interest.readable,
+                            writable: interest.writable,
+                            error: false,
+                        };
                         inner.push_readiness(&p2, id, r);
                     }
                     if level {
@@ -1173,7 +1220,11 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self.handle
             .insert_source(source, move |r, _, _| {
                 if let Some(inner) = w.upgrade() {
-                    let r = WitReadiness { readable: r.readable, writable: r.writable, error: r.error };
+                    let r = WitReadiness {
+                        readable: r.readable,
+                        writable: r.writable,
+                        error: r.error,
+                    };
                     inner.push_readiness(&p2, id, r);
                 }
                 Ok(crate::PostAction::Continue)
@@ -1183,8 +1234,12 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
 
     /// Re-applies an I/O registration (re-arms a oneshot one).
     fn rearm_io(&self, p: &PluginRt, st: &mut PluginState, id: SourceId) {
-        let Some(rec) = st.sources.get(&id) else { return };
-        let (Some(t), false) = (rec.token, rec.loop_disabled) else { return };
+        let Some(rec) = st.sources.get(&id) else {
+            return;
+        };
+        let (Some(t), false) = (rec.token, rec.loop_disabled) else {
+            return;
+        };
         if let Some(ping) = rec.io.as_ref().and_then(|r| r.ping.as_ref()) {
             ping.ping();
         } else if let Err(e) = self.handle.update(&t) {
@@ -1378,18 +1433,19 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         }
                         PostAction::Disable => {
                             rec.enabled = false;
-                            if let Some(t) = rec.token {
-                                if !rec.loop_disabled && self.handle.disable(&t).is_ok() {
-                                    rec.loop_disabled = true;
-                                }
+                            if let Some(t) = rec.token
+                                && !rec.loop_disabled
+                                && self.handle.disable(&t).is_ok()
+                            {
+                                rec.loop_disabled = true;
                             }
                         }
                         PostAction::Remove => {
                             st.release(id);
-                            if let Some(rec) = st.forget(id) {
-                                if let Some(t) = rec.token {
-                                    self.handle.remove(t);
-                                }
+                            if let Some(rec) = st.forget(id)
+                                && let Some(t) = rec.token
+                            {
+                                self.handle.remove(t);
                             }
                         }
                     }
@@ -1424,7 +1480,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         for op in ops {
             match op {
                 Op::AddTimer { id, deadline } => {
-                    if !st.sources.get(&id).is_some_and(|r| !r.removed) {
+                    if st.sources.get(&id).is_none_or(|r| r.removed) {
                         continue;
                     }
                     match self.insert_timer(p, id, deadline) {
@@ -1439,7 +1495,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     }
                 }
                 Op::AddPing { id, source } => {
-                    if !st.sources.get(&id).is_some_and(|r| !r.removed) {
+                    if st.sources.get(&id).is_none_or(|r| r.removed) {
                         continue;
                     }
                     let w = Rc::downgrade(self);
@@ -1486,25 +1542,25 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     }
                 }
                 Op::Enable(id) => {
-                    if let Some(rec) = st.sources.get_mut(&id) {
-                        if let (Some(t), true) = (rec.token, rec.loop_disabled) {
-                            match self.handle.enable(&t) {
-                                Ok(()) => rec.loop_disabled = false,
-                                Err(e) => {
-                                    tracing::warn!(plugin = %p.name, source = id, "enable failed: {e}")
-                                }
+                    if let Some(rec) = st.sources.get_mut(&id)
+                        && let (Some(t), true) = (rec.token, rec.loop_disabled)
+                    {
+                        match self.handle.enable(&t) {
+                            Ok(()) => rec.loop_disabled = false,
+                            Err(e) => {
+                                tracing::warn!(plugin = %p.name, source = id, "enable failed: {e}")
                             }
                         }
                     }
                 }
                 Op::Disable(id) => {
-                    if let Some(rec) = st.sources.get_mut(&id) {
-                        if let (Some(t), false) = (rec.token, rec.loop_disabled) {
-                            match self.handle.disable(&t) {
-                                Ok(()) => rec.loop_disabled = true,
-                                Err(e) => {
-                                    tracing::warn!(plugin = %p.name, source = id, "disable failed: {e}")
-                                }
+                    if let Some(rec) = st.sources.get_mut(&id)
+                        && let (Some(t), false) = (rec.token, rec.loop_disabled)
+                    {
+                        match self.handle.disable(&t) {
+                            Ok(()) => rec.loop_disabled = true,
+                            Err(e) => {
+                                tracing::warn!(plugin = %p.name, source = id, "disable failed: {e}")
                             }
                         }
                     }
@@ -1520,7 +1576,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         self.handle.remove(t);
                         rec.loop_disabled = false;
                     }
-                    let Some(mut reg) = rec.io.take() else { continue };
+                    let Some(mut reg) = rec.io.take() else {
+                        continue;
+                    };
                     let r = self.insert_io(p, id, &mut reg);
                     st.sources.get_mut(&id).expect("checked above").io = Some(reg);
                     match r {
@@ -1549,19 +1607,18 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     }
                 }
                 Op::Update(id) => {
-                    if let Some(rec) = st.sources.get(&id) {
-                        if let (Some(t), false) = (rec.token, rec.loop_disabled) {
-                            if let Err(e) = self.handle.update(&t) {
-                                tracing::warn!(plugin = %p.name, source = id, "update failed: {e}");
-                            }
-                        }
+                    if let Some(rec) = st.sources.get(&id)
+                        && let (Some(t), false) = (rec.token, rec.loop_disabled)
+                        && let Err(e) = self.handle.update(&t)
+                    {
+                        tracing::warn!(plugin = %p.name, source = id, "update failed: {e}");
                     }
                 }
                 Op::Remove(id) => {
-                    if let Some(rec) = st.forget(id) {
-                        if let Some(t) = rec.token {
-                            self.handle.remove(t);
-                        }
+                    if let Some(rec) = st.forget(id)
+                        && let Some(t) = rec.token
+                    {
+                        self.handle.remove(t);
                     }
                 }
             }

@@ -13,7 +13,7 @@ use super::bindings::callop::plugin::host_loop::{Host, HostPing, HostSender};
 use super::bindings::callop::plugin::types::{Error, ErrorCode, Instant, LogLevel, SourceId};
 use super::policy::{self, Owner};
 use super::state::{
-    wit_err, Op, PingHandle, PluginState, SendError, SenderHandle, Slot, SourceKind,
+    Op, PingHandle, PluginState, SendError, SenderHandle, Slot, SourceKind, wit_err,
 };
 use super::types::tracing_level;
 
@@ -148,7 +148,7 @@ impl Host for PluginState {
                     return Err(wit_err(
                         ErrorCode::AlreadyExists,
                         format!("channel `{full}` is already open"),
-                    ))
+                    ));
                 }
                 Some(s) => s.clone(),
                 None => {
@@ -192,7 +192,7 @@ impl Host for PluginState {
                     return Err(wit_err(
                         ErrorCode::NotFound,
                         format!("the application has no endpoint `{full}`"),
-                    ))
+                    ));
                 }
                 (None, Owner::Plugin(p)) => {
                     if !reg.instances.contains(p) {

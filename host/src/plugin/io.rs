@@ -18,16 +18,16 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cap_std::fs::{Dir as CapDir, OpenOptions as CapOpenOptions};
 use wasmtime::component::Resource;
 
 use super::bindings::callop::plugin::io as wit;
 use super::bindings::callop::plugin::types::{Error, ErrorCode, Signal as WitSignal, SourceId};
-use super::capabilities::{is_plain_name, Capabilities, FdGrant};
-use super::state::{wit_err, Op, PluginState, SourceKind};
+use super::capabilities::{Capabilities, FdGrant, is_plain_name};
+use super::state::{Op, PluginState, SourceKind, wit_err};
 use crate::signals::Signal;
 use crate::{Interest, Mode};
 
@@ -59,7 +59,13 @@ pub(crate) struct IoObj {
 
 impl IoObj {
     fn new(obj: Obj) -> Arc<IoObj> {
-        Arc::new(IoObj { obj, always_ready: false, reg: AtomicU64::new(0), restore: None, name: String::new() })
+        Arc::new(IoObj {
+            obj,
+            always_ready: false,
+            reg: AtomicU64::new(0),
+            restore: None,
+            name: String::new(),
+        })
     }
 }
 
@@ -147,14 +153,21 @@ pub(crate) struct IoState {
 impl IoState {
     pub fn new(caps: Capabilities) -> IoState {
         let n = caps.dirs.len();
-        IoState { caps, dirs: (0..n).map(|_| None).collect(), stdin_taken: false }
+        IoState {
+            caps,
+            dirs: (0..n).map(|_| None).collect(),
+            stdin_taken: false,
+        }
     }
 }
 
 // ------------------------------------------------------------------ errors
 
 fn failure(kind: wit::IoErrorKind, message: impl Into<String>) -> wit::IoFailure {
-    wit::IoFailure { kind, message: message.into() }
+    wit::IoFailure {
+        kind,
+        message: message.into(),
+    }
 }
 
 fn denied(message: impl Into<String>) -> wit::IoFailure {
@@ -211,7 +224,12 @@ fn path_err(op: &str, guest: &str, grant: &str, e: io::Error) -> wit::IoFailure 
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, wit::IoFailure> {
-    s.parse().map_err(|_| failure(wit::IoErrorKind::InvalidInput, format!("`{s}` is not an `ip:port` socket address")))
+    s.parse().map_err(|_| {
+        failure(
+            wit::IoErrorKind::InvalidInput,
+            format!("`{s}` is not an `ip:port` socket address"),
+        )
+    })
 }
 
 fn closed(what: &str) -> wit::IoFailure {
@@ -271,9 +289,20 @@ pub(crate) fn to_signal(s: WitSignal) -> Signal {
 
 pub(crate) fn from_signal(s: Signal) -> Option<WitSignal> {
     [
-        WitSignal::Hup, WitSignal::Int, WitSignal::Quit, WitSignal::Usr1, WitSignal::Usr2,
-        WitSignal::Pipe, WitSignal::Alrm, WitSignal::Term, WitSignal::Chld, WitSignal::Cont,
-        WitSignal::Tstp, WitSignal::Ttin, WitSignal::Ttou, WitSignal::Winch,
+        WitSignal::Hup,
+        WitSignal::Int,
+        WitSignal::Quit,
+        WitSignal::Usr1,
+        WitSignal::Usr2,
+        WitSignal::Pipe,
+        WitSignal::Alrm,
+        WitSignal::Term,
+        WitSignal::Chld,
+        WitSignal::Cont,
+        WitSignal::Tstp,
+        WitSignal::Ttin,
+        WitSignal::Ttou,
+        WitSignal::Winch,
     ]
     .into_iter()
     .find(|w| to_signal(*w) == s)
@@ -292,7 +321,10 @@ fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<rustix::fs::OFlags> {
 fn fd_object(fd: OwnedFd, name: &str, restore_flags: bool) -> io::Result<Arc<IoObj>> {
     let stat = rustix::fs::fstat(&fd)?;
     let ft = rustix::fs::FileType::from_raw_mode(stat.st_mode);
-    let always_ready = matches!(ft, rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory);
+    let always_ready = matches!(
+        ft,
+        rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory
+    );
     let old = set_nonblocking(fd.as_fd())?;
     Ok(Arc::new(IoObj {
         obj: Obj::Fd(StdFile::from(fd)),
@@ -306,8 +338,17 @@ fn fd_object(fd: OwnedFd, name: &str, restore_flags: bool) -> io::Result<Arc<IoO
 /// A non-blocking connect (EINPROGRESS is success: writability tells).
 fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType};
-    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
-    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC, None)?;
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
     match rustix::net::connect(&fd, &addr) {
         Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
         Err(e) => return Err(e.into()),
@@ -326,7 +367,8 @@ fn proc_path(dir: &CapDir, name: &Path) -> PathBuf {
 
 impl PluginState {
     fn push_io<T: Send + 'static>(&mut self, v: T) -> Result<Resource<T>, wit::IoFailure> {
-        self.check_handles().map_err(|e| failure(wit::IoErrorKind::Other, e.message))?;
+        self.check_handles()
+            .map_err(|e| failure(wit::IoErrorKind::Other, e.message))?;
         let r = self
             .table
             .push(v)
@@ -353,18 +395,33 @@ impl PluginState {
     fn grant_dir(&mut self, i: usize) -> Result<&CapDir, wit::IoFailure> {
         if self.io.dirs[i].is_none() {
             let g = &self.io.caps.dirs[i];
-            let d = CapDir::open_ambient_dir(&g.host, cap_std::ambient_authority()).map_err(|e| {
-                failure(kind_of(&e), format!("granted directory {} ({}): {e}", g.guest, g.host.display()))
-            })?;
+            let d =
+                CapDir::open_ambient_dir(&g.host, cap_std::ambient_authority()).map_err(|e| {
+                    failure(
+                        kind_of(&e),
+                        format!("granted directory {} ({}): {e}", g.guest, g.host.display()),
+                    )
+                })?;
             self.io.dirs[i] = Some(d);
         }
         Ok(self.io.dirs[i].as_ref().expect("just opened"))
     }
 
     /// Resolves a guest path: (grant dir, relative path, guest grant path, read-only).
-    fn resolve_path(&mut self, op: &str, path: &str) -> Result<(CapDir, PathBuf, String, bool), wit::IoFailure> {
-        let (i, rel) = self.io.caps.resolve(path).map_err(|m| denied(format!("{op} {m}")))?;
-        let (guest, ro) = (self.io.caps.dirs[i].guest.clone(), self.io.caps.dirs[i].read_only);
+    fn resolve_path(
+        &mut self,
+        op: &str,
+        path: &str,
+    ) -> Result<(CapDir, PathBuf, String, bool), wit::IoFailure> {
+        let (i, rel) = self
+            .io
+            .caps
+            .resolve(path)
+            .map_err(|m| denied(format!("{op} {m}")))?;
+        let (guest, ro) = (
+            self.io.caps.dirs[i].guest.clone(),
+            self.io.caps.dirs[i].read_only,
+        );
         let d = self
             .grant_dir(i)?
             .try_clone()
@@ -372,14 +429,27 @@ impl PluginState {
         Ok((d, rel, guest, ro))
     }
 
-    fn register_obj(&mut self, obj: Arc<IoObj>, interest: wit::Interest, mode: wit::Mode) -> Result<SourceId, Error> {
+    fn register_obj(
+        &mut self,
+        obj: Arc<IoObj>,
+        interest: wit::Interest,
+        mode: wit::Mode,
+    ) -> Result<SourceId, Error> {
         if obj.reg.load(Ordering::Relaxed) != 0 {
-            return Err(wit_err(ErrorCode::AlreadyExists, "this object is already registered"));
+            return Err(wit_err(
+                ErrorCode::AlreadyExists,
+                "this object is already registered",
+            ));
         }
         let id = self.alloc_source(SourceKind::Io)?;
         obj.reg.store(id, Ordering::Relaxed);
         let rec = self.sources.get_mut(&id).expect("just allocated");
-        rec.io = Some(IoReg { obj, interest: interest_of(interest), mode: mode_of(mode), ping: None });
+        rec.io = Some(IoReg {
+            obj,
+            interest: interest_of(interest),
+            mode: mode_of(mode),
+            ping: None,
+        });
         self.ops.push(Op::AddIo(id));
         Ok(id)
     }
@@ -441,7 +511,11 @@ fn metadata_of(m: &cap_std::fs::Metadata) -> wit::Metadata {
         .ok()
         .and_then(|t| t.into_std().duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|d| u64::try_from(d.as_nanos()).ok());
-    wit::Metadata { kind: entry_kind(m.file_type()), size: m.len(), modified }
+    wit::Metadata {
+        kind: entry_kind(m.file_type()),
+        size: m.len(),
+        modified,
+    }
 }
 
 fn std_metadata(m: &std::fs::Metadata) -> wit::Metadata {
@@ -459,7 +533,11 @@ fn std_metadata(m: &std::fs::Metadata) -> wit::Metadata {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|d| u64::try_from(d.as_nanos()).ok());
-    wit::Metadata { kind, size: m.len(), modified }
+    wit::Metadata {
+        kind,
+        size: m.len(),
+        modified,
+    }
 }
 
 /// Joins a guest path for messages.
@@ -492,7 +570,8 @@ impl wit::Host for PluginState {
         let addr = parse_addr(&address)?;
         self.io.caps.check_bind(addr).map_err(denied)?;
         let l = TcpListener::bind(addr).map_err(|e| os(&format!("bind to {addr}"), e))?;
-        l.set_nonblocking(true).map_err(|e| os("set non-blocking", e))?;
+        l.set_nonblocking(true)
+            .map_err(|e| os("set non-blocking", e))?;
         self.push_io(TcpListenerRes(IoObj::new(Obj::TcpListener(l))))
     }
 
@@ -507,7 +586,8 @@ impl wit::Host for PluginState {
         let addr = parse_addr(&address)?;
         self.io.caps.check_bind(addr).map_err(denied)?;
         let s = UdpSocket::bind(addr).map_err(|e| os(&format!("bind to {addr}"), e))?;
-        s.set_nonblocking(true).map_err(|e| os("set non-blocking", e))?;
+        s.set_nonblocking(true)
+            .map_err(|e| os("set non-blocking", e))?;
         self.push_io(UdpSocketRes(IoObj::new(Obj::Udp(s))))
     }
 
@@ -517,24 +597,34 @@ impl wit::Host for PluginState {
             return Err(ro_denied("bind", &path, &grant));
         }
         let (parent, name) = split_parent(&rel, &path)?;
-        let dir = root.open_dir(&parent).map_err(|e| path_err("bind", &path, &grant, e))?;
-        let l = UnixListener::bind(proc_path(&dir, &name)).map_err(|e| os(&format!("bind {path}"), e))?;
-        l.set_nonblocking(true).map_err(|e| os("set non-blocking", e))?;
+        let dir = root
+            .open_dir(&parent)
+            .map_err(|e| path_err("bind", &path, &grant, e))?;
+        let l = UnixListener::bind(proc_path(&dir, &name))
+            .map_err(|e| os(&format!("bind {path}"), e))?;
+        l.set_nonblocking(true)
+            .map_err(|e| os("set non-blocking", e))?;
         self.push_io(UnixListenerRes(IoObj::new(Obj::UnixListener(l))))
     }
 
     fn connect_unix(&mut self, path: String) -> Result<Resource<UnixStreamRes>, wit::IoFailure> {
         let (root, rel, grant, _) = self.resolve_path("connect to", &path)?;
         let (parent, name) = split_parent(&rel, &path)?;
-        let dir = root.open_dir(&parent).map_err(|e| path_err("connect to", &path, &grant, e))?;
-        let meta = dir.symlink_metadata(&name).map_err(|e| path_err("connect to", &path, &grant, e))?;
+        let dir = root
+            .open_dir(&parent)
+            .map_err(|e| path_err("connect to", &path, &grant, e))?;
+        let meta = dir
+            .symlink_metadata(&name)
+            .map_err(|e| path_err("connect to", &path, &grant, e))?;
         if meta.file_type().is_symlink() {
             return Err(denied(format!(
                 "connect to {path} denied: it is a symbolic link, which may lead outside the granted directory {grant} (--dir)"
             )));
         }
-        let s = UnixStream::connect(proc_path(&dir, &name)).map_err(|e| os(&format!("connect to {path}"), e))?;
-        s.set_nonblocking(true).map_err(|e| os("set non-blocking", e))?;
+        let s = UnixStream::connect(proc_path(&dir, &name))
+            .map_err(|e| os(&format!("connect to {path}"), e))?;
+        s.set_nonblocking(true)
+            .map_err(|e| os("set non-blocking", e))?;
         self.push_io(UnixStreamRes(IoObj::new(Obj::UnixStream(s))))
     }
 
@@ -543,12 +633,14 @@ impl wit::Host for PluginState {
             None => {
                 return Err(denied(format!(
                     "fd `{name}` denied: it was not granted; grant it with --fd {name}=N"
-                )))
+                )));
             }
             Some(g) => std::mem::replace(g, FdGrant::Taken),
         };
         let FdGrant::Available(fd) = grant else {
-            return Err(closed(&format!("fd `{name}` (a granted descriptor can be taken once; it was already taken)")));
+            return Err(closed(&format!(
+                "fd `{name}` (a granted descriptor can be taken once; it was already taken)"
+            )));
         };
         let obj = fd_object(fd, &name, false).map_err(|e| os(&format!("fd `{name}`"), e))?;
         self.push_io(FdRes(obj))
@@ -561,7 +653,8 @@ impl wit::Host for PluginState {
         if std::mem::replace(&mut self.io.stdin_taken, true) {
             return Err(closed("stdin (it can be taken once; it was already taken)"));
         }
-        let fd = rustix::io::fcntl_dupfd_cloexec(std::io::stdin().as_fd(), 3).map_err(|e| os("stdin", e.into()))?;
+        let fd = rustix::io::fcntl_dupfd_cloexec(std::io::stdin().as_fd(), 3)
+            .map_err(|e| os("stdin", e.into()))?;
         let obj = fd_object(fd, "stdin", true).map_err(|e| os("stdin", e))?;
         self.push_io(FdRes(obj))
     }
@@ -571,23 +664,41 @@ impl wit::Host for PluginState {
         let dir = if rel == Path::new(".") {
             root
         } else {
-            root.open_dir(&rel).map_err(|e| path_err("open", &path, &grant, e))?
+            root.open_dir(&rel)
+                .map_err(|e| path_err("open", &path, &grant, e))?
         };
-        self.push_io(DirRes { dir, guest: path, read_only: ro })
+        self.push_io(DirRes {
+            dir,
+            guest: path,
+            read_only: ro,
+        })
     }
 
-    fn open_file(&mut self, path: String, flags: wit::OpenFlags) -> Result<Resource<FileRes>, wit::IoFailure> {
+    fn open_file(
+        &mut self,
+        path: String,
+        flags: wit::OpenFlags,
+    ) -> Result<Resource<FileRes>, wit::IoFailure> {
         let (root, rel, grant, ro) = self.resolve_path("open", &path)?;
         let (opts, mutating) = open_options(flags);
         if mutating && ro {
             return Err(ro_denied("write to", &path, &grant));
         }
-        let f = root.open_with(&rel, &opts).map_err(|e| path_err("open", &path, &grant, e))?;
+        let f = root
+            .open_with(&rel, &opts)
+            .map_err(|e| path_err("open", &path, &grant, e))?;
         self.push_io(FileRes(f.into_std()))
     }
 
-    fn register(&mut self, object: wit::Pollable, interest: wit::Interest, mode: wit::Mode) -> Result<SourceId, Error> {
-        let bad = |e: wasmtime::component::ResourceTableError| wit_err(ErrorCode::InvalidArgument, format!("bad handle: {e}"));
+    fn register(
+        &mut self,
+        object: wit::Pollable,
+        interest: wit::Interest,
+        mode: wit::Mode,
+    ) -> Result<SourceId, Error> {
+        let bad = |e: wasmtime::component::ResourceTableError| {
+            wit_err(ErrorCode::InvalidArgument, format!("bad handle: {e}"))
+        };
         let obj = match object {
             wit::Pollable::TcpListener(r) => self.table.get(&r).map_err(bad)?.0.clone(),
             wit::Pollable::TcpStream(r) => self.table.get(&r).map_err(bad)?.0.clone(),
@@ -599,10 +710,18 @@ impl wit::Host for PluginState {
         self.register_obj(obj, interest, mode)
     }
 
-    fn set_interest(&mut self, id: SourceId, interest: wit::Interest, mode: wit::Mode) -> Result<(), Error> {
+    fn set_interest(
+        &mut self,
+        id: SourceId,
+        interest: wit::Interest,
+        mode: wit::Mode,
+    ) -> Result<(), Error> {
         let rec = self.live(id)?;
         let Some(reg) = rec.io.as_mut() else {
-            return Err(wit_err(ErrorCode::WrongKind, format!("source {id} is not an I/O registration")));
+            return Err(wit_err(
+                ErrorCode::WrongKind,
+                format!("source {id} is not an I/O registration"),
+            ));
         };
         reg.interest = interest_of(interest);
         reg.mode = mode_of(mode);
@@ -617,7 +736,10 @@ impl wit::Host for PluginState {
         let mut list = Vec::new();
         for s in signals {
             let sig = to_signal(s);
-            self.io.caps.check_signal(sig).map_err(|m| wit_err(ErrorCode::NotPermitted, m))?;
+            self.io
+                .caps
+                .check_signal(sig)
+                .map_err(|m| wit_err(ErrorCode::NotPermitted, m))?;
             if !list.contains(&sig) {
                 list.push(sig);
             }
@@ -630,9 +752,16 @@ impl wit::Host for PluginState {
 }
 
 fn split_parent(rel: &Path, guest: &str) -> Result<(PathBuf, PathBuf), wit::IoFailure> {
-    let name = rel.file_name().map(PathBuf::from).filter(|n| is_plain_name(n)).ok_or_else(|| {
-        failure(wit::IoErrorKind::InvalidInput, format!("{guest}: not a socket path inside a granted directory"))
-    })?;
+    let name = rel
+        .file_name()
+        .map(PathBuf::from)
+        .filter(|n| is_plain_name(n))
+        .ok_or_else(|| {
+            failure(
+                wit::IoErrorKind::InvalidInput,
+                format!("{guest}: not a socket path inside a granted directory"),
+            )
+        })?;
     let parent = match rel.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -641,19 +770,40 @@ fn split_parent(rel: &Path, guest: &str) -> Result<(PathBuf, PathBuf), wit::IoFa
 }
 
 impl wit::HostTcpListener for PluginState {
-    fn accept(&mut self, self_: Resource<TcpListenerRes>) -> Result<(Resource<TcpStreamRes>, String), wit::IoError> {
-        let obj = self.table.get(&self_).map_err(|_| wit::IoError::Failed(closed("tcp-listener")))?.0.clone();
-        let Obj::TcpListener(l) = &obj.obj else { unreachable!("a tcp-listener resource holds a listener") };
+    fn accept(
+        &mut self,
+        self_: Resource<TcpListenerRes>,
+    ) -> Result<(Resource<TcpStreamRes>, String), wit::IoError> {
+        let obj = self
+            .table
+            .get(&self_)
+            .map_err(|_| wit::IoError::Failed(closed("tcp-listener")))?
+            .0
+            .clone();
+        let Obj::TcpListener(l) = &obj.obj else {
+            unreachable!("a tcp-listener resource holds a listener")
+        };
         let (s, peer) = l.accept().map_err(|e| nb("accept", e))?;
-        s.set_nonblocking(true).map_err(|e| wit::IoError::Failed(os("set non-blocking", e)))?;
-        let r = self.push_io(TcpStreamRes(IoObj::new(Obj::TcpStream(s)))).map_err(wit::IoError::Failed)?;
+        s.set_nonblocking(true)
+            .map_err(|e| wit::IoError::Failed(os("set non-blocking", e)))?;
+        let r = self
+            .push_io(TcpStreamRes(IoObj::new(Obj::TcpStream(s))))
+            .map_err(wit::IoError::Failed)?;
         Ok((r, peer.to_string()))
     }
 
     fn local_address(&mut self, self_: Resource<TcpListenerRes>) -> Result<String, wit::IoError> {
-        let obj = &self.table.get(&self_).map_err(|_| wit::IoError::Failed(closed("tcp-listener")))?.0;
-        let Obj::TcpListener(l) = &obj.obj else { unreachable!() };
-        l.local_addr().map(|a| a.to_string()).map_err(|e| nb("local address", e))
+        let obj = &self
+            .table
+            .get(&self_)
+            .map_err(|_| wit::IoError::Failed(closed("tcp-listener")))?
+            .0;
+        let Obj::TcpListener(l) = &obj.obj else {
+            unreachable!()
+        };
+        l.local_addr()
+            .map(|a| a.to_string())
+            .map_err(|e| nb("local address", e))
     }
 
     fn drop(&mut self, rep: Resource<TcpListenerRes>) -> wasmtime::Result<()> {
@@ -665,7 +815,12 @@ impl wit::HostTcpListener for PluginState {
 /// Gets the stream of a tcp-stream resource.
 macro_rules! stream_of {
     ($self:ident, $res:expr, $variant:ident, $what:expr) => {{
-        let obj = $self.table.get(&$res).map_err(|_| wit::IoError::Failed(closed($what)))?.0.clone();
+        let obj = $self
+            .table
+            .get(&$res)
+            .map_err(|_| wit::IoError::Failed(closed($what)))?
+            .0
+            .clone();
         obj
     }};
 }
@@ -673,25 +828,37 @@ macro_rules! stream_of {
 impl wit::HostTcpStream for PluginState {
     fn read(&mut self, self_: Resource<TcpStreamRes>, max: u32) -> Result<Vec<u8>, wit::IoError> {
         let obj = stream_of!(self, self_, TcpStream, "tcp-stream");
-        let Obj::TcpStream(s) = &obj.obj else { unreachable!() };
+        let Obj::TcpStream(s) = &obj.obj else {
+            unreachable!()
+        };
         read_from(&mut &*s, max, "read")
     }
 
     fn write(&mut self, self_: Resource<TcpStreamRes>, data: Vec<u8>) -> Result<u32, wit::IoError> {
         let obj = stream_of!(self, self_, TcpStream, "tcp-stream");
-        let Obj::TcpStream(s) = &obj.obj else { unreachable!() };
+        let Obj::TcpStream(s) = &obj.obj else {
+            unreachable!()
+        };
         write_to(&mut &*s, &data, "write")
     }
 
-    fn shutdown(&mut self, self_: Resource<TcpStreamRes>, h: wit::ShutdownHow) -> Result<(), wit::IoError> {
+    fn shutdown(
+        &mut self,
+        self_: Resource<TcpStreamRes>,
+        h: wit::ShutdownHow,
+    ) -> Result<(), wit::IoError> {
         let obj = stream_of!(self, self_, TcpStream, "tcp-stream");
-        let Obj::TcpStream(s) = &obj.obj else { unreachable!() };
+        let Obj::TcpStream(s) = &obj.obj else {
+            unreachable!()
+        };
         s.shutdown(how(h)).map_err(|e| nb("shutdown", e))
     }
 
     fn take_error(&mut self, self_: Resource<TcpStreamRes>) -> Option<wit::IoFailure> {
         let obj = self.table.get(&self_).ok()?.0.clone();
-        let Obj::TcpStream(s) = &obj.obj else { unreachable!() };
+        let Obj::TcpStream(s) = &obj.obj else {
+            unreachable!()
+        };
         match s.take_error() {
             Ok(None) => None,
             Ok(Some(e)) | Err(e) => Some(os("connect", e)),
@@ -700,19 +867,33 @@ impl wit::HostTcpStream for PluginState {
 
     fn local_address(&mut self, self_: Resource<TcpStreamRes>) -> Result<String, wit::IoError> {
         let obj = stream_of!(self, self_, TcpStream, "tcp-stream");
-        let Obj::TcpStream(s) = &obj.obj else { unreachable!() };
-        s.local_addr().map(|a| a.to_string()).map_err(|e| nb("local address", e))
+        let Obj::TcpStream(s) = &obj.obj else {
+            unreachable!()
+        };
+        s.local_addr()
+            .map(|a| a.to_string())
+            .map_err(|e| nb("local address", e))
     }
 
     fn peer_address(&mut self, self_: Resource<TcpStreamRes>) -> Result<String, wit::IoError> {
         let obj = stream_of!(self, self_, TcpStream, "tcp-stream");
-        let Obj::TcpStream(s) = &obj.obj else { unreachable!() };
-        s.peer_addr().map(|a| a.to_string()).map_err(|e| nb("peer address", e))
+        let Obj::TcpStream(s) = &obj.obj else {
+            unreachable!()
+        };
+        s.peer_addr()
+            .map(|a| a.to_string())
+            .map_err(|e| nb("peer address", e))
     }
 
-    fn set_nodelay(&mut self, self_: Resource<TcpStreamRes>, enabled: bool) -> Result<(), wit::IoError> {
+    fn set_nodelay(
+        &mut self,
+        self_: Resource<TcpStreamRes>,
+        enabled: bool,
+    ) -> Result<(), wit::IoError> {
         let obj = stream_of!(self, self_, TcpStream, "tcp-stream");
-        let Obj::TcpStream(s) = &obj.obj else { unreachable!() };
+        let Obj::TcpStream(s) = &obj.obj else {
+            unreachable!()
+        };
         s.set_nodelay(enabled).map_err(|e| nb("set nodelay", e))
     }
 
@@ -723,17 +904,35 @@ impl wit::HostTcpStream for PluginState {
 }
 
 impl wit::HostUdpSocket for PluginState {
-    fn send_to(&mut self, self_: Resource<UdpSocketRes>, data: Vec<u8>, to: String) -> Result<u32, wit::IoError> {
+    fn send_to(
+        &mut self,
+        self_: Resource<UdpSocketRes>,
+        data: Vec<u8>,
+        to: String,
+    ) -> Result<u32, wit::IoError> {
         let addr = parse_addr(&to).map_err(wit::IoError::Failed)?;
-        self.io.caps.check_connect(addr).map_err(|m| wit::IoError::Failed(denied(m)))?;
+        self.io
+            .caps
+            .check_connect(addr)
+            .map_err(|m| wit::IoError::Failed(denied(m)))?;
         let obj = stream_of!(self, self_, Udp, "udp-socket");
-        let Obj::Udp(s) = &obj.obj else { unreachable!() };
-        s.send_to(&data, addr).map(|n| n as u32).map_err(|e| nb(&format!("send to {addr}"), e))
+        let Obj::Udp(s) = &obj.obj else {
+            unreachable!()
+        };
+        s.send_to(&data, addr)
+            .map(|n| n as u32)
+            .map_err(|e| nb(&format!("send to {addr}"), e))
     }
 
-    fn recv_from(&mut self, self_: Resource<UdpSocketRes>, max: u32) -> Result<(Vec<u8>, String), wit::IoError> {
+    fn recv_from(
+        &mut self,
+        self_: Resource<UdpSocketRes>,
+        max: u32,
+    ) -> Result<(Vec<u8>, String), wit::IoError> {
         let obj = stream_of!(self, self_, Udp, "udp-socket");
-        let Obj::Udp(s) = &obj.obj else { unreachable!() };
+        let Obj::Udp(s) = &obj.obj else {
+            unreachable!()
+        };
         let mut buf = vec![0u8; max.min(MAX_READ) as usize];
         let (n, from) = s.recv_from(&mut buf).map_err(|e| nb("receive", e))?;
         buf.truncate(n);
@@ -742,8 +941,12 @@ impl wit::HostUdpSocket for PluginState {
 
     fn local_address(&mut self, self_: Resource<UdpSocketRes>) -> Result<String, wit::IoError> {
         let obj = stream_of!(self, self_, Udp, "udp-socket");
-        let Obj::Udp(s) = &obj.obj else { unreachable!() };
-        s.local_addr().map(|a| a.to_string()).map_err(|e| nb("local address", e))
+        let Obj::Udp(s) = &obj.obj else {
+            unreachable!()
+        };
+        s.local_addr()
+            .map(|a| a.to_string())
+            .map_err(|e| nb("local address", e))
     }
 
     fn drop(&mut self, rep: Resource<UdpSocketRes>) -> wasmtime::Result<()> {
@@ -753,12 +956,19 @@ impl wit::HostUdpSocket for PluginState {
 }
 
 impl wit::HostUnixListener for PluginState {
-    fn accept(&mut self, self_: Resource<UnixListenerRes>) -> Result<Resource<UnixStreamRes>, wit::IoError> {
+    fn accept(
+        &mut self,
+        self_: Resource<UnixListenerRes>,
+    ) -> Result<Resource<UnixStreamRes>, wit::IoError> {
         let obj = stream_of!(self, self_, UnixListener, "unix-listener");
-        let Obj::UnixListener(l) = &obj.obj else { unreachable!() };
+        let Obj::UnixListener(l) = &obj.obj else {
+            unreachable!()
+        };
         let (s, _) = l.accept().map_err(|e| nb("accept", e))?;
-        s.set_nonblocking(true).map_err(|e| wit::IoError::Failed(os("set non-blocking", e)))?;
-        self.push_io(UnixStreamRes(IoObj::new(Obj::UnixStream(s)))).map_err(wit::IoError::Failed)
+        s.set_nonblocking(true)
+            .map_err(|e| wit::IoError::Failed(os("set non-blocking", e)))?;
+        self.push_io(UnixStreamRes(IoObj::new(Obj::UnixStream(s))))
+            .map_err(wit::IoError::Failed)
     }
 
     fn drop(&mut self, rep: Resource<UnixListenerRes>) -> wasmtime::Result<()> {
@@ -770,19 +980,33 @@ impl wit::HostUnixListener for PluginState {
 impl wit::HostUnixStream for PluginState {
     fn read(&mut self, self_: Resource<UnixStreamRes>, max: u32) -> Result<Vec<u8>, wit::IoError> {
         let obj = stream_of!(self, self_, UnixStream, "unix-stream");
-        let Obj::UnixStream(s) = &obj.obj else { unreachable!() };
+        let Obj::UnixStream(s) = &obj.obj else {
+            unreachable!()
+        };
         read_from(&mut &*s, max, "read")
     }
 
-    fn write(&mut self, self_: Resource<UnixStreamRes>, data: Vec<u8>) -> Result<u32, wit::IoError> {
+    fn write(
+        &mut self,
+        self_: Resource<UnixStreamRes>,
+        data: Vec<u8>,
+    ) -> Result<u32, wit::IoError> {
         let obj = stream_of!(self, self_, UnixStream, "unix-stream");
-        let Obj::UnixStream(s) = &obj.obj else { unreachable!() };
+        let Obj::UnixStream(s) = &obj.obj else {
+            unreachable!()
+        };
         write_to(&mut &*s, &data, "write")
     }
 
-    fn shutdown(&mut self, self_: Resource<UnixStreamRes>, h: wit::ShutdownHow) -> Result<(), wit::IoError> {
+    fn shutdown(
+        &mut self,
+        self_: Resource<UnixStreamRes>,
+        h: wit::ShutdownHow,
+    ) -> Result<(), wit::IoError> {
         let obj = stream_of!(self, self_, UnixStream, "unix-stream");
-        let Obj::UnixStream(s) = &obj.obj else { unreachable!() };
+        let Obj::UnixStream(s) = &obj.obj else {
+            unreachable!()
+        };
         s.shutdown(how(h)).map_err(|e| nb("shutdown", e))
     }
 
@@ -794,7 +1018,10 @@ impl wit::HostUnixStream for PluginState {
 
 impl wit::HostFd for PluginState {
     fn name(&mut self, self_: Resource<FdRes>) -> String {
-        self.table.get(&self_).map(|r| r.0.name.clone()).unwrap_or_default()
+        self.table
+            .get(&self_)
+            .map(|r| r.0.name.clone())
+            .unwrap_or_default()
     }
 
     fn read(&mut self, self_: Resource<FdRes>, max: u32) -> Result<Vec<u8>, wit::IoError> {
@@ -829,7 +1056,11 @@ impl wit::HostFile for PluginState {
         f.write_all(&data).map_err(|e| os("write", e))
     }
 
-    fn seek(&mut self, self_: Resource<FileRes>, pos: wit::SeekFrom) -> Result<u64, wit::IoFailure> {
+    fn seek(
+        &mut self,
+        self_: Resource<FileRes>,
+        pos: wit::SeekFrom,
+    ) -> Result<u64, wit::IoFailure> {
         let f = &mut self.table.get_mut(&self_).map_err(|_| closed("file"))?.0;
         let pos = match pos {
             wit::SeekFrom::Start(n) => io::SeekFrom::Start(n),
@@ -841,7 +1072,9 @@ impl wit::HostFile for PluginState {
 
     fn metadata(&mut self, self_: Resource<FileRes>) -> Result<wit::Metadata, wit::IoFailure> {
         let f = &self.table.get(&self_).map_err(|_| closed("file"))?.0;
-        f.metadata().map(|m| std_metadata(&m)).map_err(|e| os("metadata", e))
+        f.metadata()
+            .map(|m| std_metadata(&m))
+            .map_err(|e| os("metadata", e))
     }
 
     fn set_size(&mut self, self_: Resource<FileRes>, size: u64) -> Result<(), wit::IoFailure> {
@@ -862,23 +1095,42 @@ impl wit::HostFile for PluginState {
 
 impl wit::HostDir for PluginState {
     fn path(&mut self, self_: Resource<DirRes>) -> String {
-        self.table.get(&self_).map(|d| d.guest.clone()).unwrap_or_default()
+        self.table
+            .get(&self_)
+            .map(|d| d.guest.clone())
+            .unwrap_or_default()
     }
 
-    fn open_file(&mut self, self_: Resource<DirRes>, path: String, flags: wit::OpenFlags) -> Result<Resource<FileRes>, wit::IoFailure> {
+    fn open_file(
+        &mut self,
+        self_: Resource<DirRes>,
+        path: String,
+        flags: wit::OpenFlags,
+    ) -> Result<Resource<FileRes>, wit::IoFailure> {
         let d = self.table.get(&self_).map_err(|_| closed("dir"))?;
         let (opts, mutating) = open_options(flags);
         if mutating {
             d.check_write("write to", &path)?;
         }
-        let f = d.dir.open_with(&path, &opts).map_err(|e| d.err("open", &path, e))?;
+        let f = d
+            .dir
+            .open_with(&path, &opts)
+            .map_err(|e| d.err("open", &path, e))?;
         self.push_io(FileRes(f.into_std()))
     }
 
-    fn open_dir(&mut self, self_: Resource<DirRes>, path: String) -> Result<Resource<DirRes>, wit::IoFailure> {
+    fn open_dir(
+        &mut self,
+        self_: Resource<DirRes>,
+        path: String,
+    ) -> Result<Resource<DirRes>, wit::IoFailure> {
         let d = self.table.get(&self_).map_err(|_| closed("dir"))?;
         let sub = d.dir.open_dir(&path).map_err(|e| d.err("open", &path, e))?;
-        let res = DirRes { dir: sub, guest: join_guest(&d.guest, &path), read_only: d.read_only };
+        let res = DirRes {
+            dir: sub,
+            guest: join_guest(&d.guest, &path),
+            read_only: d.read_only,
+        };
         self.push_io(res)
     }
 
@@ -887,40 +1139,66 @@ impl wit::HostDir for PluginState {
         let mut out = Vec::new();
         for e in d.dir.entries().map_err(|e| d.err("list", ".", e))? {
             let e = e.map_err(|e| d.err("list", ".", e))?;
-            let kind = e.file_type().map(entry_kind).unwrap_or(wit::EntryKind::Other);
-            out.push(wit::DirEntry { name: e.file_name().to_string_lossy().into_owned(), kind });
+            let kind = e
+                .file_type()
+                .map(entry_kind)
+                .unwrap_or(wit::EntryKind::Other);
+            out.push(wit::DirEntry {
+                name: e.file_name().to_string_lossy().into_owned(),
+                kind,
+            });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
-    fn metadata(&mut self, self_: Resource<DirRes>, path: String) -> Result<wit::Metadata, wit::IoFailure> {
+    fn metadata(
+        &mut self,
+        self_: Resource<DirRes>,
+        path: String,
+    ) -> Result<wit::Metadata, wit::IoFailure> {
         let d = self.table.get(&self_).map_err(|_| closed("dir"))?;
-        d.dir.symlink_metadata(&path).map(|m| metadata_of(&m)).map_err(|e| d.err("stat", &path, e))
+        d.dir
+            .symlink_metadata(&path)
+            .map(|m| metadata_of(&m))
+            .map_err(|e| d.err("stat", &path, e))
     }
 
     fn create_dir(&mut self, self_: Resource<DirRes>, path: String) -> Result<(), wit::IoFailure> {
         let d = self.table.get(&self_).map_err(|_| closed("dir"))?;
         d.check_write("create", &path)?;
-        d.dir.create_dir(&path).map_err(|e| d.err("create", &path, e))
+        d.dir
+            .create_dir(&path)
+            .map_err(|e| d.err("create", &path, e))
     }
 
     fn remove_file(&mut self, self_: Resource<DirRes>, path: String) -> Result<(), wit::IoFailure> {
         let d = self.table.get(&self_).map_err(|_| closed("dir"))?;
         d.check_write("remove", &path)?;
-        d.dir.remove_file(&path).map_err(|e| d.err("remove", &path, e))
+        d.dir
+            .remove_file(&path)
+            .map_err(|e| d.err("remove", &path, e))
     }
 
     fn remove_dir(&mut self, self_: Resource<DirRes>, path: String) -> Result<(), wit::IoFailure> {
         let d = self.table.get(&self_).map_err(|_| closed("dir"))?;
         d.check_write("remove", &path)?;
-        d.dir.remove_dir(&path).map_err(|e| d.err("remove", &path, e))
+        d.dir
+            .remove_dir(&path)
+            .map_err(|e| d.err("remove", &path, e))
     }
 
-    fn rename(&mut self, self_: Resource<DirRes>, from: String, to: String) -> Result<(), wit::IoFailure> {
+    fn rename(
+        &mut self,
+        self_: Resource<DirRes>,
+        from: String,
+        to: String,
+    ) -> Result<(), wit::IoFailure> {
         let d = self.table.get(&self_).map_err(|_| closed("dir"))?;
         d.check_write("rename", &from)?;
-        d.dir.rename(&from, &d.dir, &to).map_err(|e| d.err("rename", &from, e))
+        d.dir
+            .rename(&from, &d.dir, &to)
+            .map_err(|e| d.err("rename", &from, e))
     }
 
     fn drop(&mut self, rep: Resource<DirRes>) -> wasmtime::Result<()> {

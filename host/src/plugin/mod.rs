@@ -43,8 +43,8 @@ mod state;
 mod stdio;
 mod types;
 
-pub use capabilities::{Capabilities, CapabilitySpec, ConfigFile, DirGrant, NetDirection, NetRule};
 pub use app_sender::AppSender;
+pub use capabilities::{Capabilities, CapabilitySpec, ConfigFile, DirGrant, NetDirection, NetRule};
 pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
 pub use fault::{Fault, FaultKind};

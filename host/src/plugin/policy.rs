@@ -158,10 +158,12 @@ mod tests {
         assert!(check_name("pong").is_ok());
         assert!(check_name("a-b_c.9").is_ok());
         assert!(check_name(&"x".repeat(64)).is_ok());
-        assert!(check_name(&"x".repeat(65))
-            .unwrap_err()
-            .0
-            .contains("longer than 64"));
+        assert!(
+            check_name(&"x".repeat(65))
+                .unwrap_err()
+                .0
+                .contains("longer than 64")
+        );
         assert!(check_name("").is_err());
         assert!(check_name("a/b").unwrap_err().0.contains("'/'"));
         assert!(check_name("a b").is_err());

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::RegistrationToken;
 use crate::channel::{Channel, Sender};
 use crate::ping::{Ping, PingSource};
-use crate::RegistrationToken;
 
 use super::bindings::callop::plugin::types::{Error as WitError, ErrorCode};
 use super::capabilities::Capabilities;
@@ -277,10 +277,21 @@ pub(crate) struct SourceRec {
 
 /// A queued source operation, applied after the current export returns.
 pub(crate) enum Op {
-    AddTimer { id: SourceId, deadline: Instant },
-    AddIdle { id: SourceId },
-    AddPing { id: SourceId, source: PingSource },
-    OpenChannel { id: SourceId, rx: Channel<Vec<u8>> },
+    AddTimer {
+        id: SourceId,
+        deadline: Instant,
+    },
+    AddIdle {
+        id: SourceId,
+    },
+    AddPing {
+        id: SourceId,
+        source: PingSource,
+    },
+    OpenChannel {
+        id: SourceId,
+        rx: Channel<Vec<u8>>,
+    },
     Enable(SourceId),
     Disable(SourceId),
     Update(SourceId),
@@ -298,12 +309,26 @@ pub struct PingHandle {
     pub(crate) ping: Ping,
 }
 
+impl std::fmt::Debug for PingHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PingHandle").finish_non_exhaustive()
+    }
+}
+
 /// A guest-held `sender` handle. Dropping it (guest drop, or the instance
 /// ending) releases its claim on the target channel.
 pub struct SenderHandle {
     pub(crate) slot: Arc<Slot>,
     /// Whether the target is an `@app/...` endpoint.
     pub(crate) app: bool,
+}
+
+impl std::fmt::Debug for SenderHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SenderHandle")
+            .field("app", &self.app)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for SenderHandle {
@@ -332,6 +357,14 @@ pub struct PluginState {
     /// Entries of `sources` marked `removed` (so that counting live sources
     /// is O(1): a registration storm must not cost O(n) per call).
     removed_count: usize,
+}
+
+impl std::fmt::Debug for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginState")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PluginState {
@@ -444,14 +477,13 @@ impl PluginState {
                     reg.pings.remove(&full);
                 }
                 SourceKind::Channel => {
-                    if let Some(s) = &slot {
-                        if reg
+                    if let Some(s) = &slot
+                        && reg
                             .channels
                             .get(&full)
                             .is_some_and(|cur| Arc::ptr_eq(cur, s))
-                        {
-                            reg.channels.remove(&full);
-                        }
+                    {
+                        reg.channels.remove(&full);
                     }
                 }
                 _ => {}
@@ -502,8 +534,8 @@ mod tests {
             })
             .unwrap();
         ev.dispatch(Some(Duration::ZERO), &mut ()).unwrap();
-        let r = out.borrow().clone();
-        r
+
+        out.borrow().clone()
     }
 
     #[test]
