@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use callop::EventLoop;
-use callop::plugin::{Capabilities, ExitReason, Host, HostConfig, PluginExit};
+use callop::plugin::{Capabilities, ExitReason, Host, HostConfig, Limits, PluginExit};
 
 // ---------------------------------------------------------------- helpers
 
@@ -67,7 +67,17 @@ impl HostThread {
         let (s2, u2) = (stop.clone(), unload.clone());
         let thread = thread::spawn(move || {
             let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
-            let host = Host::new(ev.handle(), HostConfig::default()).unwrap();
+            // These tests are about I/O semantics under heavy load (500 client threads on 2
+            // cores): a wall-clock callback deadline would turn scheduling delays into plugin
+            // faults. Deadlines are tested in isolation.rs.
+            let config = HostConfig {
+                limits: Limits {
+                    callback_timeout: Some(Duration::from_secs(60)),
+                    ..Limits::default()
+                },
+                ..HostConfig::default()
+            };
+            let host = Host::new(ev.handle(), config).unwrap();
             host.grant("p", caps());
             let id = host.load_file(&path, "p", &args);
             ready_tx
@@ -347,6 +357,8 @@ fn run_cli(args: &[&str], stdin: Stdio) -> Child {
     Command::new(callop_tests::host_bin())
         .arg("--cache-dir")
         .arg(callop_tests::cache_dir())
+        // I/O semantics, not deadlines (see `HostThread::start`).
+        .args(["--callback-timeout", "60000"])
         .args(args)
         .stdin(stdin)
         .stdout(Stdio::piped())
