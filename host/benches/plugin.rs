@@ -12,9 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use callop::EventLoop;
-use callop::channel::Event;
-use callop::plugin::{EngineOptions, Host, Limits, PluginEngine, Policy};
+use callop::plugin::{EngineOptions, PluginEngine};
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "../examples/support/mod.rs"]
+mod support;
+use support::{args, expect_stopped, flood_guest, flood_native, host, run_until_empty};
+use support::{storm_guest, storm_native};
 
 const MESSAGES: u64 = 100_000;
 const PINGS: u64 = 10_000;
@@ -43,89 +47,6 @@ fn engine() -> PluginEngine {
     .expect("engine")
 }
 
-fn host<'l, D>(ev: &EventLoop<'l, D>, e: &PluginEngine) -> Host<'l, D> {
-    let limits = Limits {
-        callback_timeout: Some(Duration::from_secs(1)),
-        ..Limits::default()
-    };
-    let policy = Policy {
-        forward_stdout: false,
-        ..Policy::default()
-    };
-    Host::with_engine(ev.handle(), e.clone(), policy, limits).expect("host")
-}
-
-fn args(s: &str) -> Vec<String> {
-    s.split_whitespace().map(String::from).collect()
-}
-
-fn flood_native(n: u64) -> Duration {
-    let mut ev: EventLoop<u64> = EventLoop::try_new().unwrap();
-    let (tx, rx) = callop::channel::channel::<Vec<u8>>();
-    ev.handle()
-        .insert_source(rx, |e, _, c: &mut u64| {
-            if let Event::Msg(_) = e {
-                *c += 1
-            }
-        })
-        .unwrap();
-    let mut c = 0;
-    let t = Instant::now();
-    for i in 0..n {
-        tx.send(i.to_le_bytes().to_vec()).unwrap();
-    }
-    while c < n {
-        ev.dispatch(None, &mut c).unwrap();
-    }
-    t.elapsed()
-}
-
-fn flood_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
-    let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
-    let h = host(&ev, e);
-    h.load_file(sink, "sink", &args(&format!("--messages {n}")))
-        .unwrap();
-    let tx = h.sender("sink/in").unwrap();
-    let t = Instant::now();
-    for i in 0..n {
-        tx.send(i.to_le_bytes().to_vec()).unwrap();
-    }
-    while !h.is_empty() {
-        ev.dispatch(Some(Duration::from_millis(100)), &mut ())
-            .unwrap();
-    }
-    t.elapsed()
-}
-
-fn storm_native(n: u64) -> Duration {
-    let mut ev: EventLoop<u64> = EventLoop::try_new().unwrap();
-    let (ping, src) = callop::ping::make_ping().unwrap();
-    ev.handle()
-        .insert_source(src, |_, _, c: &mut u64| *c += 1)
-        .unwrap();
-    let mut c = 0;
-    let t = Instant::now();
-    while c < n {
-        ping.ping();
-        ev.dispatch(None, &mut c).unwrap();
-    }
-    t.elapsed()
-}
-
-fn storm_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
-    let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
-    let h = host(&ev, e);
-    h.load_file(sink, "sink", &args(&format!("--pings {n}")))
-        .unwrap();
-    let ping = h.ping("sink/p").unwrap();
-    let t = Instant::now();
-    while !h.is_empty() {
-        ping.ping();
-        ev.dispatch(None, &mut ()).unwrap();
-    }
-    t.elapsed()
-}
-
 /// Cached `.cwasm` on disk → component → instance → `init` → first event callback.
 fn warm_start(e: &PluginEngine, sink: &Path) -> Duration {
     let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
@@ -134,11 +55,10 @@ fn warm_start(e: &PluginEngine, sink: &Path) -> Duration {
     let c = e.load_file(sink).unwrap();
     h.load(&c, "sink", &args("--pings 1")).unwrap();
     h.ping("sink/p").unwrap().ping();
-    while !h.is_empty() {
-        ev.dispatch(Some(Duration::from_millis(100)), &mut ())
-            .unwrap();
-    }
-    t.elapsed()
+    run_until_empty(&mut ev, &h, &mut ());
+    let d = t.elapsed();
+    expect_stopped(&h, "warm start");
+    d
 }
 
 fn benches(c: &mut Criterion) {

@@ -19,8 +19,12 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{
-    EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine, Policy,
+use callop::plugin::{EngineOptions, PluginComponent, PluginEngine};
+
+mod support;
+use support::{
+    args, expect_stopped, flood_guest, flood_native, host, run_until_empty, storm_guest,
+    storm_native,
 };
 
 struct Opts {
@@ -67,21 +71,6 @@ fn opts() -> Opts {
     o
 }
 
-/// Isolation stays on in every measured configuration.
-fn limits() -> Limits {
-    Limits {
-        callback_timeout: Some(Duration::from_secs(1)),
-        ..Limits::default()
-    }
-}
-
-fn policy() -> Policy {
-    Policy {
-        forward_stdout: false,
-        ..Policy::default()
-    }
-}
-
 fn engine(cache: &Path, pooling: Option<u32>) -> PluginEngine {
     PluginEngine::new(&EngineOptions {
         cache_dir: Some(cache.to_path_buf()),
@@ -89,31 +78,6 @@ fn engine(cache: &Path, pooling: Option<u32>) -> PluginEngine {
         ..Default::default()
     })
     .expect("engine")
-}
-
-fn host<'l, D>(ev: &EventLoop<'l, D>, e: &PluginEngine) -> Host<'l, D> {
-    Host::with_engine(ev.handle(), e.clone(), policy(), limits()).expect("host")
-}
-
-fn args(s: &str) -> Vec<String> {
-    s.split_whitespace().map(String::from).collect()
-}
-
-fn run_until_empty<D>(ev: &mut EventLoop<'_, D>, h: &Host<'_, D>, d: &mut D) {
-    while !h.is_empty() {
-        ev.dispatch(Some(Duration::from_millis(100)), d).unwrap();
-    }
-}
-
-fn expect_stopped<D>(h: &Host<'_, D>, what: &str) {
-    let exits = h.exits();
-    let last = exits.last().expect("an exit");
-    assert_eq!(
-        last.reason,
-        ExitReason::Stopped(0),
-        "{what}: {}",
-        last.reason
-    );
 }
 
 fn rate(n: u64, d: Duration) -> f64 {
@@ -143,43 +107,6 @@ fn flood_calloop(n: u64) -> Duration {
     t.elapsed()
 }
 
-fn flood_native(n: u64) -> Duration {
-    let mut ev: EventLoop<u64> = EventLoop::try_new().unwrap();
-    let (tx, rx) = callop::channel::channel::<Vec<u8>>();
-    ev.handle()
-        .insert_source(rx, |e, _, c: &mut u64| {
-            if let Event::Msg(_) = e {
-                *c += 1
-            }
-        })
-        .unwrap();
-    let mut c = 0;
-    let t = Instant::now();
-    for i in 0..n {
-        tx.send(i.to_le_bytes().to_vec()).unwrap();
-    }
-    while c < n {
-        ev.dispatch(None, &mut c).unwrap();
-    }
-    t.elapsed()
-}
-
-fn flood_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
-    let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
-    let h = host(&ev, e);
-    h.load_file(sink, "sink", &args(&format!("--messages {n}")))
-        .unwrap();
-    let tx = h.sender("sink/in").unwrap();
-    let t = Instant::now();
-    for i in 0..n {
-        tx.send(i.to_le_bytes().to_vec()).unwrap();
-    }
-    run_until_empty(&mut ev, &h, &mut ());
-    let d = t.elapsed();
-    expect_stopped(&h, "channel flood");
-    d
-}
-
 // ---------------------------------------------------------------- ping
 
 fn storm_calloop(n: u64) -> Duration {
@@ -195,37 +122,6 @@ fn storm_calloop(n: u64) -> Duration {
         ev.dispatch(None, &mut c).unwrap();
     }
     t.elapsed()
-}
-
-fn storm_native(n: u64) -> Duration {
-    let mut ev: EventLoop<u64> = EventLoop::try_new().unwrap();
-    let (ping, src) = callop::ping::make_ping().unwrap();
-    ev.handle()
-        .insert_source(src, |_, _, c: &mut u64| *c += 1)
-        .unwrap();
-    let mut c = 0;
-    let t = Instant::now();
-    while c < n {
-        ping.ping();
-        ev.dispatch(None, &mut c).unwrap();
-    }
-    t.elapsed()
-}
-
-fn storm_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
-    let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
-    let h = host(&ev, e);
-    h.load_file(sink, "sink", &args(&format!("--pings {n}")))
-        .unwrap();
-    let ping = h.ping("sink/p").unwrap();
-    let t = Instant::now();
-    while !h.is_empty() {
-        ping.ping();
-        ev.dispatch(None, &mut ()).unwrap();
-    }
-    let d = t.elapsed();
-    expect_stopped(&h, "ping storm");
-    d
 }
 
 // ---------------------------------------------------------------- start
