@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the callop plugins written in Python and JavaScript as wasm
-# components of the WIT world callop:plugin/plugin@0.1.0 (wit/).
+# components of the WIT world callop:plugin/plugin@0.2.0 (wit/).
 #
 #   plugins/polyglot.sh                  # every Python and JS plugin
 #   plugins/polyglot.sh python           # only one language
@@ -19,7 +19,7 @@
 # silently skips a language). A plugin is rebuilt only when its sources, the
 # helper library, the WIT files or the toolchain changed. Every output is
 # checked to be a component; with wasm-tools on PATH, also that it imports
-# callop:plugin/host-loop@0.1.0 and exports callop:plugin/guest@0.1.0.
+# callop:plugin/host-loop@0.2.0 and exports callop:plugin/guest@0.2.0.
 set -euo pipefail
 
 COMPONENTIZE_PY_VERSION=0.25.1
@@ -28,6 +28,8 @@ COMPONENTIZE_JS_VERSION=0.23.0
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 wit="$root/wit"
+# The WIT package version the plugins are built for (e.g. 0.2.0).
+version="$(sed -n 's/^package callop:plugin@\(.*\);$/\1/p' "$wit"/*.wit)"
 out="${CALLOP_POLYGLOT_OUT:-$root/target/polyglot}"
 PYTHON="${PYTHON:-python3}"
 
@@ -121,10 +123,10 @@ check_world() {
     command -v wasm-tools >/dev/null || return 0
     local w
     w="$(wasm-tools component wit "$1")" || return 1
-    grep -q '^ *import callop:plugin/host-loop@0\.1\.0;' <<<"$w" \
-        || { echo "$1: does not import callop:plugin/host-loop@0.1.0" >&2; return 1; }
-    grep -q '^ *export callop:plugin/guest@0\.1\.0;' <<<"$w" \
-        || { echo "$1: does not export callop:plugin/guest@0.1.0" >&2; return 1; }
+    grep -qF "import callop:plugin/host-loop@$version;" <<<"$w" \
+        || { echo "$1: does not import callop:plugin/host-loop@$version" >&2; return 1; }
+    grep -qF "export callop:plugin/guest@$version;" <<<"$w" \
+        || { echo "$1: does not export callop:plugin/guest@$version" >&2; return 1; }
 }
 
 # up_to_date OUT INPUT... : OUT exists and no input file is newer.

@@ -32,9 +32,9 @@
 use std::rc::Rc;
 
 use crate::bindings::callop::plugin::host_loop;
-use crate::bindings::callop::plugin::types::EventKind;
+use crate::bindings::callop::plugin::types::{EventKind, EventResult, MessageBatch};
 use crate::error::{Error, Result};
-use crate::loop_handle::{EventSource, PostAction, Sealed};
+use crate::loop_handle::{CallbackReturn, EventSource, PostAction, Sealed};
 
 /// An event of a [`Channel`] (calloop's `channel::Event`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,10 +86,42 @@ impl EventSource for Channel {
 
     fn __convert(kind: EventKind) -> Option<Event> {
         match kind {
-            EventKind::Message(bytes) => Some(Event::Msg(bytes)),
             EventKind::Closed => Some(Event::Closed),
             _ => None,
         }
+    }
+
+    /// A packed batch runs the callback once per message, in order. A
+    /// `Remove` (returned, or the callback removing its own source) ends the
+    /// batch: the rest of it is dropped with the channel. A `Disable` takes
+    /// effect after the batch: the messages already here are still
+    /// delivered.
+    fn __deliver(
+        kind: EventKind,
+        callback: &mut dyn FnMut(Event) -> PostAction,
+        registered: &dyn Fn() -> bool,
+    ) -> Option<EventResult> {
+        let EventKind::Messages(MessageBatch { data, lengths }) = kind else {
+            return Self::__convert(kind).map(|e| callback(e).__into_wit());
+        };
+        if let [_] = lengths[..] {
+            // One message: hand over the buffer itself.
+            return Some(callback(Event::Msg(data)).__into_wit());
+        }
+        let mut result = PostAction::Continue;
+        let mut start = 0usize;
+        for len in lengths {
+            let end = (start + len as usize).min(data.len());
+            let msg = data[start..end].to_vec();
+            start = end;
+            match callback(Event::Msg(msg)) {
+                PostAction::Remove => return Some(PostAction::Remove.__into_wit()),
+                _ if !registered() => return Some(PostAction::Remove.__into_wit()),
+                PostAction::Disable => result = PostAction::Disable,
+                PostAction::Continue | PostAction::Reregister => {}
+            }
+        }
+        Some(result.__into_wit())
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A callop plugin is a WebAssembly component (target `wasm32-wasip2`) that
 //! the callop host loads and drives from its event loop, through the WIT
-//! world `callop:plugin/plugin@0.1.0` (see `wit/callop-plugin.wit`). This
+//! world `callop:plugin/plugin@0.2.0` (see `wit/callop-plugin.wit`). This
 //! crate wraps the raw WIT bindings in the API of
 //! [calloop 0.14](https://docs.rs/calloop/0.14): a [`LoopHandle`] to
 //! [`insert_source`](LoopHandle::insert_source) timers, pings and channels

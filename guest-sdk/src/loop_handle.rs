@@ -109,6 +109,21 @@ pub trait EventSource: sealed::Sealed {
     /// (then the host is told to remove the source).
     #[doc(hidden)]
     fn __convert(kind: EventKind) -> Option<Self::Event>;
+
+    /// Runs `callback` for a raw event and returns the WIT result; `None` if
+    /// the event does not apply. One raw event is one callback call, except
+    /// for sources whose events arrive packed (a channel's message batch),
+    /// which stop calling back once `registered()` turns false (the
+    /// callback removed its own source).
+    #[doc(hidden)]
+    fn __deliver(
+        kind: EventKind,
+        callback: &mut dyn FnMut(Self::Event) -> Self::Ret,
+        registered: &dyn Fn() -> bool,
+    ) -> Option<EventResult> {
+        let _ = registered;
+        Self::__convert(kind).map(|e| callback(e).__into_wit())
+    }
 }
 
 /// Handle to the plugin's slice of the host event loop (calloop's
@@ -167,11 +182,13 @@ impl<State: 'static> LoopHandle<State> {
                     .downcast_mut::<State>()
                     .expect("callop-guest: LoopHandle used with a foreign State type");
                 let fallback = rt::unhandled(&kind);
-                match S::__convert(kind) {
-                    Some(event) => callback(event, &mut meta, state).__into_wit(),
-                    // Event of the wrong kind (host bug): drop the source.
-                    None => fallback,
-                }
+                // `None`: an event of the wrong kind (host bug): drop the source.
+                S::__deliver(
+                    kind,
+                    &mut |event| callback(event, &mut meta, state),
+                    &|| rt::contains(id),
+                )
+                .unwrap_or(fallback)
             }),
         );
         Ok(RegistrationToken { id })

@@ -55,6 +55,11 @@ pub(crate) fn take(id: u64) -> Option<impl Drop> {
     SOURCES.with(|m| m.borrow_mut().remove(&id)).map(Taken)
 }
 
+/// Whether `id` is registered (its callback may be running).
+pub(crate) fn contains(id: u64) -> bool {
+    SOURCES.with(|m| m.borrow().contains_key(&id))
+}
+
 /// All registered ids (in unspecified order).
 pub(crate) fn ids() -> Vec<u64> {
     SOURCES.with(|m| m.borrow().keys().copied().collect())

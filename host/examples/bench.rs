@@ -9,8 +9,8 @@
 //! `--messages N` (channel flood, default 1000000), `--pings N` (ping storm
 //! iterations, default 200000), `--polyglot DIR` (Python/JS tickers built by
 //! `plugins/polyglot.sh`, default `target/polyglot`), `--only PART` (one of
-//! `flood`, `storm`, `start`, `idle`, `polyglot`, or `flood-guest` for the guest
-//! side of the flood alone: e.g. for `perf record`).
+//! `flood`, `storm`, `start`, `idle`, `polyglot`, or `flood-guest` / `storm-guest` for
+//! the guest side of one workload alone: e.g. for `perf record`).
 //!
 //! Every guest configuration runs with isolation on: a 1 s callback timeout
 //! (epoch interruption, 5 ms ticks) and the default 256 MiB memory limit.
@@ -331,11 +331,19 @@ fn main() {
     let mut rows: Vec<[String; 4]> = Vec::new();
     let mut row = |a: &str, b: String, c: String, d: String| rows.push([a.into(), b, c, d]);
 
-    if o.only.as_deref() == Some("flood-guest") {
-        // Only the guest side of the flood, for profilers.
-        let d = flood_guest(&pooled, &sink, o.messages);
-        println!("guest flood: {:.2} M/s", rate(o.messages, d) / 1e6);
-        return;
+    // Only the guest side of one workload, for profilers.
+    match o.only.as_deref() {
+        Some("flood-guest") => {
+            let d = flood_guest(&pooled, &sink, o.messages);
+            println!("guest flood: {:.2} M/s", rate(o.messages, d) / 1e6);
+            return;
+        }
+        Some("storm-guest") => {
+            let d = storm_guest(&pooled, &sink, o.pings);
+            println!("guest storm: {} per ping", ns(d / o.pings as u32));
+            return;
+        }
+        _ => {}
     }
     if o.run("flood") {
         let n = o.messages;

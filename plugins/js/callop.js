@@ -2,7 +2,7 @@
 //
 // A plugin is an ES module that exports `init(loop, args)` (and optionally
 // `shutdown(loop, deadline)`). `plugins/polyglot.sh` wraps it with this
-// library into a component of the WIT world `callop:plugin/plugin@0.1.0`:
+// library into a component of the WIT world `callop:plugin/plugin@0.2.0`:
 // this file implements the `guest` export (init / dispatch / shutdown), maps
 // the host's source ids back to your callbacks and returns one event-result
 // per event.
@@ -24,7 +24,7 @@
 // registered in a callback fire in a later batch at the earliest, a plugin
 // ends when it owns no source any more, `loop.stop(code)` ends it at once.
 
-import * as host from 'callop:plugin/host-loop@0.1.0';
+import * as host from 'callop:plugin/host-loop@0.2.0';
 
 // ------------------------------------------------------------------ actions
 
@@ -293,7 +293,7 @@ class Loop {
     wrap(() => host.enable(token.id));
   }
 
-  /** Re-applies a registration (calloop update; a no-op in 0.1.0). */
+  /** Re-applies a registration (calloop update; a no-op for non-I/O sources). */
   update(token) {
     wrap(() => host.update(token.id));
   }
@@ -360,13 +360,29 @@ function runOne(ev) {
       return { tag: 'post', val: Continue };
     case 'ping':
       return post(k, postResult(src.cb()));
-    case 'message':
-      return post(k, postResult(src.cb(kind.val)));
+    case 'messages':
+      return post(k, runBatch(k, src, kind.val));
     case 'closed':
       return post(k, src.onClosed ? postResult(src.onClosed()) : Remove);
     default:
       return unhandled(kind);
   }
+}
+
+// Runs a channel callback once per message of a packed batch. Remove
+// (returned, or the callback removing its own source) ends the batch;
+// Disable takes effect after it.
+function runBatch(k, src, batch) {
+  const { data, lengths } = batch;
+  let result = Continue;
+  let start = 0;
+  for (const n of lengths) {
+    const action = postResult(src.cb(data.subarray(start, start + n)));
+    start += n;
+    if (action === Remove || !sources.has(k)) return Remove;
+    if (action === Disable) result = Disable;
+  }
+  return result;
 }
 
 function post(k, action) {

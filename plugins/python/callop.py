@@ -351,7 +351,7 @@ class Loop:
         _call(_host.disable, token.id)
 
     def update(self, token: Token) -> None:
-        """Re-applies a registration (calloop ``update``; a no-op in 0.1.0)."""
+        """Re-applies a registration (calloop ``update``; a no-op for non-I/O sources)."""
         _call(_host.update, token.id)
 
     def remove_all(self) -> None:
@@ -409,6 +409,23 @@ def _post_result(id: int, action: PostAction) -> _t.EventResult:
     return _t.EventResult_Post(action)
 
 
+def _run_batch(id: int, src, batch: _t.MessageBatch) -> PostAction:
+    """Runs a channel callback once per message of a packed batch. ``Remove``
+    (returned, or the callback removing its own source) ends the batch;
+    ``Disable`` takes effect after it."""
+    data = batch.data
+    result = Continue
+    start = 0
+    for n in batch.lengths:
+        action = _post(src.cb(bytes(data[start:start + n])))
+        start += n
+        if action is Remove or id not in _sources:
+            return Remove
+        if action is Disable:
+            result = Disable
+    return result
+
+
 def _run_one(ev: _t.Event) -> _t.EventResult:
     src = _sources.get(ev.source)
     kind = ev.kind
@@ -425,8 +442,8 @@ def _run_one(ev: _t.Event) -> _t.EventResult:
         return _t.EventResult_Post(Continue)
     if isinstance(kind, _t.EventKind_Ping):
         return _post_result(ev.source, _post(src.cb()))
-    if isinstance(kind, _t.EventKind_Message):
-        return _post_result(ev.source, _post(src.cb(bytes(kind.value))))
+    if isinstance(kind, _t.EventKind_Messages):
+        return _post_result(ev.source, _run_batch(ev.source, src, kind.value))
     if isinstance(kind, _t.EventKind_Closed):
         action = _post(src.on_closed()) if src.on_closed is not None else Remove
         return _post_result(ev.source, action)

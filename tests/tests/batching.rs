@@ -1,5 +1,9 @@
-//! Events reach a guest in batches (`Limits::max_batch`): splitting a flood
-//! into many `dispatch` calls keeps every message, once, in order.
+//! Events reach a guest in batches: channel messages are packed into
+//! `messages` events (at most 1,024 messages or 1 MiB each), and the events
+//! of one loop iteration are split into `dispatch` calls of at most
+//! `Limits::max_batch`. Every message arrives once, in order, and a
+//! callback's `Disable`/`Remove` in the middle of a packed batch has the
+//! meaning it would have with one event per message.
 
 use std::time::{Duration, Instant};
 
@@ -24,9 +28,16 @@ fn config(max_batch: usize) -> HostConfig {
 }
 
 /// Sends `n` messages to a relay (all queued before the loop runs, so the
-/// loop drains them in channel batches of up to 1024, which the host splits
-/// again at `max_batch`) and returns the replies.
+/// loop drains them in packed batches of up to 1024) and returns the replies.
 fn relay_flood(max_batch: usize, n: usize) -> Vec<Vec<u8>> {
+    let msgs: Vec<Vec<u8>> = (0..n).map(|i| format!("{i}").into_bytes()).collect();
+    relay(max_batch, &[], msgs, true).0
+}
+
+/// Runs a relay with `args`, sends it `msgs` before the loop first runs,
+/// then (if `close`) drops the sender; runs until the relay ends or 2 s of
+/// quiet pass. Returns the replies and whether the relay ended.
+fn relay(max_batch: usize, args: &[&str], msgs: Vec<Vec<u8>>, close: bool) -> (Vec<Vec<u8>>, bool) {
     let mut ev: EventLoop<Vec<Vec<u8>>> = EventLoop::try_new().unwrap();
     let host = Host::new(ev.handle(), config(max_batch)).unwrap();
     let out = host.app_channel("out").unwrap();
@@ -37,27 +48,40 @@ fn relay_flood(max_batch: usize, n: usize) -> Vec<Vec<u8>> {
             }
         })
         .unwrap();
-    host.load_file(plugin("relay"), "relay", &[]).unwrap();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    host.load_file(plugin("relay"), "relay", &args).unwrap();
     let tx = host.sender("relay/in").unwrap();
-    for i in 0..n {
-        tx.send(format!("{i}").into_bytes()).unwrap();
+    for m in msgs {
+        tx.send(m).unwrap();
     }
-    drop(tx);
+    if close {
+        drop(tx);
+    } else {
+        std::mem::forget(tx);
+    }
     let mut got = Vec::new();
     let start = Instant::now();
-    while !host.is_empty() {
+    let mut quiet = Instant::now();
+    while !host.is_empty() && quiet.elapsed() < Duration::from_secs(2) {
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "relay still alive"
+            "relay still busy"
         );
+        let before = got.len();
         ev.dispatch(Some(Duration::from_millis(100)), &mut got)
             .unwrap();
+        if got.len() != before {
+            quiet = Instant::now();
+        }
     }
     for _ in 0..3 {
         ev.dispatch(Some(Duration::ZERO), &mut got).unwrap();
     }
-    assert_eq!(host.exits()[0].reason, ExitReason::Finished);
-    got
+    let ended = host.is_empty();
+    if ended {
+        assert_eq!(host.exits()[0].reason, ExitReason::Finished);
+    }
+    (got, ended)
 }
 
 fn expected(n: usize) -> Vec<Vec<u8>> {
@@ -72,6 +96,54 @@ fn batches_split_at_max_batch_keep_order_and_exact_counts() {
             expected(3000),
             "max_batch {max_batch}"
         );
+    }
+}
+
+#[test]
+fn messages_larger_than_a_batch_arrive_whole_and_in_order() {
+    // 700 KiB each: no two fit in one 1 MiB batch; empty messages too.
+    let msgs: Vec<Vec<u8>> = (0..6u8)
+        .map(|i| {
+            if i == 3 {
+                Vec::new()
+            } else {
+                vec![i; 700 << 10]
+            }
+        })
+        .collect();
+    let (got, ended) = relay(1000, &[], msgs.clone(), true);
+    assert!(ended);
+    assert!(got == msgs, "replies differ from the messages sent");
+}
+
+#[test]
+fn disable_in_the_middle_of_a_packed_batch_takes_effect_after_it() {
+    // 2,000 messages queued at once: a first packed batch of 1,024 and a
+    // second one. The callback disables the channel at the 3rd message: the
+    // rest of the first batch is still delivered (as it would be with one
+    // event per message), the second batch is not.
+    let msgs: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    let (got, ended) = relay(
+        5000,
+        &["--after", "3", "--then", "disable"],
+        msgs.clone(),
+        false,
+    );
+    assert!(!ended, "a disabled channel keeps the relay alive");
+    assert!(
+        got == msgs[..1024],
+        "got {} replies, not the first batch",
+        got.len()
+    );
+}
+
+#[test]
+fn remove_in_the_middle_of_a_packed_batch_drops_the_rest() {
+    for then in ["remove", "self-remove"] {
+        let msgs: Vec<Vec<u8>> = (0..10).map(|i| vec![i]).collect();
+        let (got, ended) = relay(1000, &["--after", "3", "--then", then], msgs, false);
+        assert!(ended, "{then}: the relay has no source left");
+        assert_eq!(got, vec![vec![0], vec![1], vec![2]], "{then}");
     }
 }
 

@@ -38,6 +38,10 @@ fn ticker_ticks_in_order_never_early_and_exits_zero() {
         "5 ticks of 25ms in {elapsed:?}"
     );
     assert!(text(&o.stderr).contains("finished (no sources left)"));
+    assert!(
+        !text(&o.stderr).contains('\x1b'),
+        "no colour escapes when stderr is not a terminal"
+    );
 }
 
 #[test]
@@ -129,7 +133,7 @@ fn load_errors_exit_2_with_message() {
     std::fs::write(
         &other,
         wat::parse_str(
-            r#"(component (instance $g) (export "callop:plugin/guest@0.2.0" (instance $g)))"#,
+            r#"(component (instance $g) (export "callop:plugin/guest@0.1.0" (instance $g)))"#,
         )
         .unwrap(),
     )
@@ -140,7 +144,7 @@ fn load_errors_exit_2_with_message() {
         (core, "core WebAssembly module, not a component"),
         (
             other,
-            "exports `callop:plugin/guest@0.2.0` but this host supports `callop:plugin/guest@0.1.0`",
+            "exports `callop:plugin/guest@0.1.0` but this host supports `callop:plugin/guest@0.2.0`",
         ),
     ];
     for (path, msg) in cases {
@@ -199,10 +203,10 @@ fn compile_fills_cache_and_inspect_prints_world() {
     let o = run(Command::new(host_bin()).arg("inspect").arg(plugin("relay")));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let out = text(&o.stdout);
-    assert!(out.contains("world: callop:plugin/plugin@0.1.0"), "{out}");
-    assert!(out.contains("callop:plugin/host-loop@0.1.0"), "{out}");
+    assert!(out.contains("world: callop:plugin/plugin@0.2.0"), "{out}");
+    assert!(out.contains("callop:plugin/host-loop@0.2.0"), "{out}");
     assert!(
-        out.contains("callop:plugin/guest@0.1.0: instance {")
+        out.contains("callop:plugin/guest@0.2.0: instance {")
             && out.contains("init, dispatch, shutdown }"),
         "{out}"
     );

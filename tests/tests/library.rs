@@ -243,18 +243,18 @@ fn load_errors_have_clear_messages() {
         "{e}"
     );
     let other = wat::parse_str(
-        r#"(component (instance $g) (export "callop:plugin/guest@0.2.0" (instance $g)))"#,
+        r#"(component (instance $g) (export "callop:plugin/guest@0.1.0" (instance $g)))"#,
     )
     .unwrap();
     let e = host.load_bytes(&other, "x", &[]).unwrap_err().to_string();
     assert!(
-        e.contains("callop:plugin/guest@0.2.0") && e.contains("another version"),
+        e.contains("callop:plugin/guest@0.1.0") && e.contains("another version"),
         "{e}"
     );
     let empty = wat::parse_str("(component)").unwrap();
     let e = host.load_bytes(&empty, "x", &[]).unwrap_err().to_string();
     assert!(
-        e.contains("missing export `callop:plugin/guest@0.1.0`"),
+        e.contains("missing export `callop:plugin/guest@0.2.0`"),
         "{e}"
     );
 }

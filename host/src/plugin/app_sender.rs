@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::host::HostError;
-use super::state::{SendError, Slot};
+use super::mailbox::{Mailbox, SendError};
 
 /// Sends messages from the application to a plugin channel
 /// (`instance/name`); made by [`Host::sender`](super::Host::sender).
@@ -16,11 +16,11 @@ use super::state::{SendError, Slot};
 /// the owner gets a `closed` event. It can be cloned and sent to other
 /// threads.
 pub struct AppSender {
-    slot: Arc<Slot>,
+    slot: Arc<Mailbox>,
 }
 
 impl AppSender {
-    pub(crate) fn new(slot: Arc<Slot>) -> Self {
+    pub(crate) fn new(slot: Arc<Mailbox>) -> Self {
         slot.add_sender();
         AppSender { slot }
     }

@@ -242,7 +242,7 @@ impl PluginEngine {
         Ok(path)
     }
 
-    /// Checks that `component` is a `callop:plugin/plugin@0.1.0` component
+    /// Checks that `component` is a `callop:plugin/plugin@0.2.0` component
     /// whose imports this host provides, and pre-instantiates it.
     pub(crate) fn check(&self, component: &Component) -> Result<PluginPre<PluginState>, LoadError> {
         let problems = world_problems(&self.inner.engine, component);
@@ -322,7 +322,7 @@ pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<Stri
         }
     }
 
-    // Imports: of our package only `host-loop@0.1.0`; others go to the linker.
+    // Imports: of our package only `host-loop@0.2.0` and `io@0.2.0`; others go to the linker.
     for (name, _) in ty.imports(engine) {
         if let Some((pkg, iface, ver)) = split_iface(name)
             && pkg == PACKAGE
@@ -347,7 +347,7 @@ pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<Stri
 /// A human-readable description of a component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentInfo {
-    /// The world it appears to target (e.g. `callop:plugin/plugin@0.1.0`),
+    /// The world it appears to target (e.g. `callop:plugin/plugin@0.2.0`),
     /// if it exports some version of our `guest` interface.
     pub world: Option<String>,
     /// Imports: (name, description).
@@ -467,7 +467,7 @@ mod tests {
     fn empty_component_lacks_guest_export() {
         let e = err(&wat::parse_str("(component)").unwrap());
         assert!(
-            e.contains("missing export `callop:plugin/guest@0.1.0`"),
+            e.contains("missing export `callop:plugin/guest@0.2.0`"),
             "{e}"
         );
         assert!(e.contains("exports: nothing"), "{e}");
@@ -477,20 +477,20 @@ mod tests {
     fn other_version_is_named() {
         let e = err(&wat::parse_str(
             r#"(component
-                 (import "callop:plugin/host-loop@0.2.0" (instance))
+                 (import "callop:plugin/host-loop@0.1.0" (instance))
                  (instance $g)
-                 (export "callop:plugin/guest@0.2.0" (instance $g)))"#,
+                 (export "callop:plugin/guest@0.1.0" (instance $g)))"#,
         )
         .unwrap());
-        assert!(e.contains("exports `callop:plugin/guest@0.2.0` but this host supports `callop:plugin/guest@0.1.0`"), "{e}");
-        assert!(e.contains("imports `callop:plugin/host-loop@0.2.0`"), "{e}");
-        assert!(e.contains("built for callop:plugin@0.2.0"), "{e}");
+        assert!(e.contains("exports `callop:plugin/guest@0.1.0` but this host supports `callop:plugin/guest@0.2.0`"), "{e}");
+        assert!(e.contains("imports `callop:plugin/host-loop@0.1.0`"), "{e}");
+        assert!(e.contains("built for callop:plugin@0.1.0"), "{e}");
     }
 
     #[test]
     fn guest_without_functions() {
         let e = err(&wat::parse_str(
-            r#"(component (instance $g) (export "callop:plugin/guest@0.1.0" (instance $g)))"#,
+            r#"(component (instance $g) (export "callop:plugin/guest@0.2.0" (instance $g)))"#,
         )
         .unwrap());
         assert!(
@@ -503,13 +503,13 @@ mod tests {
     fn unknown_interface_of_our_package() {
         let e = err(&wat::parse_str(
             r#"(component
-                 (import "callop:plugin/files@0.1.0" (instance))
+                 (import "callop:plugin/files@0.2.0" (instance))
                  (instance $g)
-                 (export "callop:plugin/guest@0.1.0" (instance $g)))"#,
+                 (export "callop:plugin/guest@0.2.0" (instance $g)))"#,
         )
         .unwrap());
         assert!(
-            e.contains("imports unknown interface `callop:plugin/files@0.1.0`"),
+            e.contains("imports unknown interface `callop:plugin/files@0.2.0`"),
             "{e}"
         );
     }

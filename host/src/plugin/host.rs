@@ -56,9 +56,10 @@ use super::error::LoadError;
 use super::fault::{self, Fault};
 use super::io::{LoopFd, from_signal};
 use super::limits::Limits;
+use super::mailbox::{Delivery, Mailbox};
 use super::policy::{self, Owner, Policy};
 use super::restart::{Decision, RestartPolicy, Tracker};
-use super::state::{Op, PluginState, Shared, Slot, SourceId};
+use super::state::{Op, PluginState, Shared, SourceId};
 use super::stdio::{Tagged, Tail, Which};
 use super::types::kind_name;
 use crate::generic::Generic;
@@ -574,9 +575,8 @@ impl<'l, Data: 'l> Host<'l, Data> {
             return Err(HostError::AlreadyExists(full));
         }
         let (tx, rx) = channel::channel();
-        let slot = Slot::new(full.clone());
-        slot.open(tx);
-        reg.channels.insert(full, slot);
+        reg.channels
+            .insert(full.clone(), Mailbox::new_app(full, tx));
         Ok(rx)
     }
 
@@ -1510,27 +1510,16 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         Err(e) => self.drop_failed(st, p, id, &e.error.to_string()),
                     }
                 }
-                Op::OpenChannel { id, rx } => {
-                    let Some(slot) = st
-                        .sources
-                        .get(&id)
-                        .filter(|r| !r.removed)
-                        .and_then(|r| r.slot.clone())
-                    else {
+                Op::OpenChannel { id, source } => {
+                    if st.sources.get(&id).is_none_or(|r| r.removed) {
                         continue;
-                    };
+                    }
                     let w = Rc::downgrade(self);
                     let p2 = p.clone();
-                    let r = self.handle.insert_source(rx, move |ev, _, _| {
-                        let kind = match ev {
-                            channel::Event::Msg(m) => {
-                                slot.delivered();
-                                EventKind::Message(m)
-                            }
-                            channel::Event::Closed => {
-                                slot.mark_closed();
-                                EventKind::Closed
-                            }
+                    let r = self.handle.insert_source(source, move |d, _, _| {
+                        let kind = match d {
+                            Delivery::Messages(batch) => EventKind::Messages(batch),
+                            Delivery::Closed => EventKind::Closed,
                         };
                         if let Some(inner) = w.upgrade() {
                             inner.push_event(&p2, plugin_of(id, kind));
@@ -1720,7 +1709,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                             "no plugin instance named `{inst}`"
                         )));
                     }
-                    let s = Slot::new(full.clone());
+                    let s = Mailbox::new(full.clone());
                     reg.channels.insert(full.clone(), s.clone());
                     s
                 }

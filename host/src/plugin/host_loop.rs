@@ -11,10 +11,9 @@ use wasmtime::component::Resource;
 
 use super::bindings::callop::plugin::host_loop::{Host, HostPing, HostSender};
 use super::bindings::callop::plugin::types::{Error, ErrorCode, Instant, LogLevel, SourceId};
+use super::mailbox::{Mailbox, MailboxSource, SendError};
 use super::policy::{self, Owner};
-use super::state::{
-    Op, PingHandle, PluginState, SendError, SenderHandle, Slot, SourceKind, wit_err,
-};
+use super::state::{Op, PingHandle, PluginState, SenderHandle, SourceKind, wit_err};
 use super::types::tracing_level;
 
 fn bad_name(e: policy::NameError) -> Error {
@@ -152,7 +151,7 @@ impl Host for PluginState {
                 }
                 Some(s) => s.clone(),
                 None => {
-                    let s = Slot::new(full.clone());
+                    let s = Mailbox::new(full.clone());
                     reg.channels.insert(full.clone(), s.clone());
                     s
                 }
@@ -165,12 +164,20 @@ impl Host for PluginState {
                 return Err(e);
             }
         };
-        let (tx, rx) = crate::channel::channel();
-        slot.open(tx);
+        let source = match MailboxSource::open(slot.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.forget(id);
+                return Err(wit_err(
+                    ErrorCode::Internal,
+                    format!("cannot open channel `{full}`: {e}"),
+                ));
+            }
+        };
         let rec = self.sources.get_mut(&id).expect("just allocated");
         rec.full_name = Some(full);
         rec.slot = Some(slot);
-        self.ops.push(Op::OpenChannel { id, rx });
+        self.ops.push(Op::OpenChannel { id, source });
         Ok(id)
     }
 
@@ -201,7 +208,7 @@ impl Host for PluginState {
                             format!("no plugin instance named `{p}`"),
                         ));
                     }
-                    let s = Slot::new(full.clone());
+                    let s = Mailbox::new(full.clone());
                     reg.channels.insert(full.clone(), s.clone());
                     s
                 }

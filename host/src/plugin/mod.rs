@@ -1,7 +1,7 @@
 //! Sandboxed wasm plugins driving sources of a callop event loop.
 //!
 //! A plugin is a WebAssembly component targeting the world
-//! `callop:plugin/plugin@0.1.0` (see `wit/`). A [`Host`] lives inside an
+//! `callop:plugin/plugin@0.2.0` (see `wit/`). A [`Host`] lives inside an
 //! application's [`EventLoop`](crate::EventLoop): each timer, idle, ping or
 //! channel a plugin registers becomes a real source of that loop, whose
 //! events are delivered to the plugin in batches through its `dispatch`
@@ -36,6 +36,7 @@ pub mod host;
 mod host_loop;
 mod io;
 pub mod limits;
+mod mailbox;
 pub mod policy;
 pub mod pooling;
 pub mod restart;
@@ -58,19 +59,19 @@ pub use state::{PingHandle, PluginState, SenderHandle};
 /// The WIT package this host implements.
 pub const PACKAGE: &str = "callop:plugin";
 /// The version of [`PACKAGE`] this host implements.
-pub const PACKAGE_VERSION: &str = "0.1.0";
+pub const PACKAGE_VERSION: &str = "0.2.0";
 /// The world plugins must target.
-pub const WORLD: &str = "callop:plugin/plugin@0.1.0";
+pub const WORLD: &str = "callop:plugin/plugin@0.2.0";
 /// The interface plugins must export.
-pub const GUEST_EXPORT: &str = "callop:plugin/guest@0.1.0";
+pub const GUEST_EXPORT: &str = "callop:plugin/guest@0.2.0";
 /// The shared-types interface plugins may import.
-pub const TYPES_IMPORT: &str = "callop:plugin/types@0.1.0";
+pub const TYPES_IMPORT: &str = "callop:plugin/types@0.2.0";
 /// The I/O interface this host provides to plugins.
-pub const IO_IMPORT: &str = "callop:plugin/io@0.1.0";
+pub const IO_IMPORT: &str = "callop:plugin/io@0.2.0";
 /// The interface this host provides to plugins.
-pub const HOST_LOOP_IMPORT: &str = "callop:plugin/host-loop@0.1.0";
+pub const HOST_LOOP_IMPORT: &str = "callop:plugin/host-loop@0.2.0";
 
-/// Bindings generated from `wit/` (package `callop:plugin@0.1.0`, world `plugin`).
+/// Bindings generated from `wit/` (package `callop:plugin@0.2.0`, world `plugin`).
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "plugin",

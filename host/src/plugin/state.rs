@@ -2,7 +2,6 @@
 //! named channels and pings shared by all instances of one host.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -10,13 +9,13 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::RegistrationToken;
-use crate::channel::{Channel, Sender};
 use crate::ping::{Ping, PingSource};
 
 use super::bindings::callop::plugin::types::{Error as WitError, ErrorCode};
 use super::capabilities::Capabilities;
 use super::io::{IoReg, IoState};
 use super::limits::Limits;
+use super::mailbox::{Mailbox, MailboxSource};
 use super::policy::Policy;
 
 /// A source id as seen by the guest.
@@ -75,7 +74,7 @@ impl Shared {
 pub(crate) struct Registry {
     pub instances: HashSet<String>,
     /// Channel slots by full name (`inst/name` or `@app/name`).
-    pub channels: HashMap<String, Arc<Slot>>,
+    pub channels: HashMap<String, Arc<Mailbox>>,
     /// Named pings by full name (`inst/name`).
     pub pings: HashMap<String, Ping>,
 }
@@ -94,136 +93,6 @@ impl Registry {
             }
         });
         self.pings.retain(|k, _| !k.starts_with(&prefix));
-    }
-}
-
-/// The host side of one named channel: where senders put messages.
-///
-/// A slot exists from the first `connect` (messages are buffered until the
-/// owner opens the channel) or from `open-channel`, until the channel is
-/// removed or its owner ends.
-pub(crate) struct Slot {
-    /// Full name, e.g. `pong/in`.
-    pub full_name: String,
-    /// Messages sent but not yet delivered to the owner.
-    pub queued: AtomicUsize,
-    state: Mutex<SlotState>,
-}
-
-#[derive(Default)]
-struct SlotState {
-    /// The loop channel's sender while the channel is open and has senders.
-    tx: Option<Sender<Vec<u8>>>,
-    /// Messages sent before the channel was opened.
-    early: Vec<Vec<u8>>,
-    open: bool,
-    closed: bool,
-    /// Live sender handles (guest `sender`s and application forwarders).
-    senders: usize,
-    /// Whether a sender ever existed (closing needs one).
-    ever: bool,
-}
-
-/// Why a send was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum SendError {
-    Closed,
-    Full,
-}
-
-impl Slot {
-    pub fn new(full_name: String) -> Arc<Slot> {
-        Arc::new(Slot {
-            full_name,
-            queued: AtomicUsize::new(0),
-            state: Mutex::new(SlotState::default()),
-        })
-    }
-
-    fn st(&self) -> MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether new senders are refused (closed, or closing: every sender
-    /// was dropped and the owner is about to see `closed`).
-    pub fn is_closed(&self) -> bool {
-        let st = self.st();
-        st.closed || (st.open && st.tx.is_none())
-    }
-
-    /// Whether the channel has been opened by its owner.
-    pub fn is_open(&self) -> bool {
-        self.st().open
-    }
-
-    /// Registers a new sender handle.
-    pub fn add_sender(&self) {
-        let mut st = self.st();
-        st.senders += 1;
-        st.ever = true;
-    }
-
-    /// Unregisters a sender handle; the last one closes an open channel.
-    pub fn drop_sender(&self) {
-        let mut st = self.st();
-        st.senders = st.senders.saturating_sub(1);
-        if st.senders == 0 && st.open {
-            st.tx = None;
-        }
-    }
-
-    /// Queues one message.
-    pub fn send(&self, data: Vec<u8>, max_queued: usize) -> Result<(), SendError> {
-        let mut st = self.st();
-        if st.closed {
-            return Err(SendError::Closed);
-        }
-        if self.queued.load(Ordering::Relaxed) >= max_queued {
-            return Err(SendError::Full);
-        }
-        if st.open {
-            let Some(tx) = &st.tx else {
-                return Err(SendError::Closed);
-            };
-            if tx.send(data).is_err() {
-                st.closed = true;
-                st.tx = None;
-                return Err(SendError::Closed);
-            }
-        } else {
-            st.early.push(data);
-        }
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// The owner opened the channel: buffered messages go to `tx`. If every
-    /// sender was already dropped, `tx` is dropped too so the owner sees
-    /// `closed` after the buffered messages.
-    pub fn open(&self, tx: Sender<Vec<u8>>) {
-        let mut st = self.st();
-        for m in st.early.drain(..) {
-            let _ = tx.send(m);
-        }
-        st.open = true;
-        if !(st.ever && st.senders == 0) {
-            st.tx = Some(tx);
-        }
-    }
-
-    /// The owner received one message.
-    pub fn delivered(&self) {
-        let _ = self
-            .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| q.checked_sub(1));
-    }
-
-    /// The channel was removed, its owner ended, or it reported `closed`.
-    pub fn mark_closed(&self) {
-        let mut st = self.st();
-        st.closed = true;
-        st.tx = None;
-        st.early.clear();
     }
 }
 
@@ -266,7 +135,7 @@ pub(crate) struct SourceRec {
     /// Full registry name of a named ping or a channel.
     pub full_name: Option<String>,
     /// A channel's slot.
-    pub slot: Option<Arc<Slot>>,
+    pub slot: Option<Arc<Mailbox>>,
     /// An I/O registration's object, interest and mode.
     pub io: Option<IoReg>,
     /// A signal subscription's signals.
@@ -290,7 +159,7 @@ pub(crate) enum Op {
     },
     OpenChannel {
         id: SourceId,
-        rx: Channel<Vec<u8>>,
+        source: MailboxSource,
     },
     Enable(SourceId),
     Disable(SourceId),
@@ -318,7 +187,7 @@ impl std::fmt::Debug for PingHandle {
 /// A guest-held `sender` handle. Dropping it (guest drop, or the instance
 /// ending) releases its claim on the target channel.
 pub struct SenderHandle {
-    pub(crate) slot: Arc<Slot>,
+    pub(crate) slot: Arc<Mailbox>,
     /// Whether the target is an `@app/...` endpoint.
     pub(crate) app: bool,
 }
@@ -523,71 +392,13 @@ impl WasiView for PluginState {
 mod tests {
     use super::*;
 
-    fn drain(rx: Channel<Vec<u8>>) -> (Vec<Vec<u8>>, bool) {
-        let mut ev = crate::EventLoop::<()>::try_new().unwrap();
-        let out = std::rc::Rc::new(std::cell::RefCell::new((Vec::new(), false)));
-        let o = out.clone();
-        ev.handle()
-            .insert_source(rx, move |e, _, _| match e {
-                crate::channel::Event::Msg(m) => o.borrow_mut().0.push(m),
-                crate::channel::Event::Closed => o.borrow_mut().1 = true,
-            })
-            .unwrap();
-        ev.dispatch(Some(Duration::ZERO), &mut ()).unwrap();
-
-        out.borrow().clone()
-    }
-
-    #[test]
-    fn slot_buffers_until_open_then_closes_after_last_sender() {
-        let slot = Slot::new("p/in".into());
-        slot.add_sender();
-        slot.send(b"a".to_vec(), 10).unwrap();
-        slot.send(b"b".to_vec(), 10).unwrap();
-        assert_eq!(slot.queued.load(Ordering::Relaxed), 2);
-        let (tx, rx) = crate::channel::channel();
-        slot.open(tx);
-        slot.send(b"c".to_vec(), 10).unwrap();
-        slot.drop_sender();
-        assert!(slot.is_closed());
-        let (msgs, closed) = drain(rx);
-        assert_eq!(msgs, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
-        assert!(closed);
-    }
-
-    #[test]
-    fn slot_limits_and_close() {
-        let slot = Slot::new("p/in".into());
-        slot.add_sender();
-        slot.send(vec![1], 1).unwrap();
-        assert_eq!(slot.send(vec![2], 1), Err(SendError::Full));
-        slot.delivered();
-        slot.send(vec![3], 1).unwrap();
-        slot.mark_closed();
-        assert_eq!(slot.send(vec![4], 10), Err(SendError::Closed));
-    }
-
-    #[test]
-    fn slot_opened_after_all_senders_dropped_reports_closed() {
-        let slot = Slot::new("p/in".into());
-        slot.add_sender();
-        slot.send(b"x".to_vec(), 10).unwrap();
-        slot.drop_sender();
-        let (tx, rx) = crate::channel::channel();
-        slot.open(tx);
-        assert!(slot.is_closed());
-        let (msgs, closed) = drain(rx);
-        assert_eq!(msgs, vec![b"x".to_vec()]);
-        assert!(closed);
-    }
-
     #[test]
     fn registry_remove_instance() {
         let mut r = Registry::default();
         r.instances.insert("a".into());
         r.instances.insert("ab".into());
-        let s1 = Slot::new("a/in".into());
-        let s2 = Slot::new("ab/in".into());
+        let s1 = Mailbox::new("a/in".into());
+        let s2 = Mailbox::new("ab/in".into());
         r.channels.insert("a/in".into(), s1.clone());
         r.channels.insert("ab/in".into(), s2.clone());
         r.remove_instance("a");

@@ -13,7 +13,7 @@ pub(crate) fn kind_name(k: &EventKind) -> &'static str {
         EventKind::Timer(_) => "timer",
         EventKind::Idle => "idle",
         EventKind::Ping => "ping",
-        EventKind::Message(_) => "message",
+        EventKind::Messages(_) => "messages",
         EventKind::Closed => "closed",
         EventKind::Readiness(_) => "readiness",
         EventKind::Signal(_) => "signal",

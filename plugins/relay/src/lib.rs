@@ -1,7 +1,11 @@
 //! `relay`: answers messages from the embedding application.
 //!
 //! Args: `--reply-to <target>` (default `@app/out`), `--prefix <text>`
-//! (default empty).
+//! (default empty), `--after <n> --then <disable|remove|self-remove>`: once
+//! `n` messages were relayed, the channel callback returns
+//! `PostAction::Disable` or `PostAction::Remove`, or removes its own source
+//! through the loop handle (the host tests use these to check what happens
+//! to the rest of a packed batch).
 //!
 //! Opens the channel `in` (addressed by the application as
 //! `<instance-name>/in`, e.g. `relay/in`) and answers every message with
@@ -11,7 +15,7 @@
 //! `relay: closed after N messages`, removes the channel and ends.
 
 use callop_guest::channel::{Channel, Event, Sender};
-use callop_guest::{LoopHandle, Plugin, PostAction};
+use callop_guest::{LoopHandle, Plugin, PostAction, RegistrationToken};
 
 struct Relay;
 
@@ -22,23 +26,78 @@ struct State {
     /// Connected lazily, on the first message.
     sender: Option<Sender>,
     relayed: u64,
+    /// `--after N --then WHAT`.
+    then: Option<(u64, Then)>,
+    /// The channel's token (for `--then self-remove`).
+    token: Option<RegistrationToken>,
 }
 
-fn parse_args(args: &[String]) -> Result<(String, String), String> {
-    let (mut reply_to, mut prefix) = ("@app/out".to_string(), String::new());
+/// What the callback does after `--after N` messages.
+#[derive(Clone, Copy)]
+enum Then {
+    Disable,
+    Remove,
+    SelfRemove,
+}
+
+struct Args {
+    reply_to: String,
+    prefix: String,
+    then: Option<(u64, Then)>,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut a = Args {
+        reply_to: "@app/out".to_string(),
+        prefix: String::new(),
+        then: None,
+    };
+    let (mut after, mut then) = (None, None);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         match arg.as_str() {
-            "--reply-to" => reply_to = value("--reply-to")?,
-            "--prefix" => prefix = value("--prefix")?,
-            other => return Err(format!("unknown argument {other:?} (usage: [--reply-to @app/out] [--prefix TEXT])")),
+            "--reply-to" => a.reply_to = value("--reply-to")?,
+            "--prefix" => a.prefix = value("--prefix")?,
+            "--after" => {
+                after = Some(
+                    value("--after")?
+                        .parse::<u64>()
+                        .map_err(|e| format!("bad --after: {e}"))?,
+                )
+            }
+            "--then" => {
+                then = Some(match value("--then")?.as_str() {
+                    "disable" => Then::Disable,
+                    "remove" => Then::Remove,
+                    "self-remove" => Then::SelfRemove,
+                    other => {
+                        return Err(format!(
+                            "bad --then {other:?} (disable, remove or self-remove)"
+                        ))
+                    }
+                })
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (usage: [--reply-to @app/out] [--prefix TEXT] [--after N --then WHAT])"
+                ));
+            }
         }
     }
-    Ok((reply_to, prefix))
+    a.then = match (after, then) {
+        (Some(n), Some(t)) => Some((n, t)),
+        (None, None) => None,
+        _ => return Err("--after and --then go together".into()),
+    };
+    Ok(a)
 }
 
-fn on_event(st: &mut State, event: Event) -> PostAction {
+fn on_event(handle: &LoopHandle<State>, st: &mut State, event: Event) -> PostAction {
     match event {
         Event::Msg(bytes) => {
             if st.sender.is_none() {
@@ -58,7 +117,19 @@ fn on_event(st: &mut State, event: Event) -> PostAction {
                 Some(Err(e)) => callop_guest::error!("relay: reply to {} failed: {e}", st.reply_to),
                 None => {}
             }
-            PostAction::Continue
+            match st.then {
+                Some((n, then)) if st.relayed == n => match then {
+                    Then::Disable => PostAction::Disable,
+                    Then::Remove => PostAction::Remove,
+                    Then::SelfRemove => {
+                        if let Some(t) = st.token.take() {
+                            handle.remove(t);
+                        }
+                        PostAction::Continue
+                    }
+                },
+                _ => PostAction::Continue,
+            }
         }
         Event::Closed => {
             println!("relay: closed after {} messages", st.relayed);
@@ -72,11 +143,22 @@ impl Plugin for Relay {
     type State = State;
 
     fn init(handle: &LoopHandle<State>, args: Vec<String>) -> Result<State, String> {
-        let (reply_to, prefix) = parse_args(&args)?;
-        handle
-            .insert_source(Channel::open("in"), |event, _: &mut (), st: &mut State| on_event(st, event))
+        let a = parse_args(&args)?;
+        let h = *handle;
+        let token = handle
+            .insert_source(
+                Channel::open("in"),
+                move |event, _: &mut (), st: &mut State| on_event(&h, st, event),
+            )
             .map_err(|e| e.to_string())?;
-        Ok(State { reply_to, prefix: prefix.into_bytes(), sender: None, relayed: 0 })
+        Ok(State {
+            reply_to: a.reply_to,
+            prefix: a.prefix.into_bytes(),
+            sender: None,
+            relayed: 0,
+            then: a.then,
+            token: Some(token),
+        })
     }
 }
 
