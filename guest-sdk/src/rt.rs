@@ -4,7 +4,8 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 
 use crate::bindings::callop::plugin::types::{
     Event as WitEvent, EventKind, EventResult, PostAction as WitPost, TimeoutAction as WitTimeout,
@@ -23,7 +24,7 @@ struct Slot {
 thread_local! {
     /// source id → callback. The guest is single-threaded and never
     /// re-entered, so a thread-local is the whole registry.
-    static SOURCES: RefCell<HashMap<u64, Slot>> = RefCell::new(HashMap::new());
+    static SOURCES: RefCell<FxHashMap<u64, Slot>> = RefCell::new(FxHashMap::default());
     /// The plugin state, boxed; taken out while callbacks run.
     static STATE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }

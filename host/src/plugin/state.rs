@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -215,7 +216,7 @@ pub struct PluginState {
     pub(crate) table: ResourceTable,
     pub(crate) wasi: WasiCtx,
     pub(crate) store_limits: super::limits::PluginLimiter,
-    pub(crate) sources: HashMap<SourceId, SourceRec>,
+    pub(crate) sources: FxHashMap<SourceId, SourceRec>,
     pub(crate) next_id: SourceId,
     pub(crate) ops: Vec<Op>,
     pub(crate) stop: Option<i32>,
@@ -259,7 +260,7 @@ impl PluginState {
             table: ResourceTable::new(),
             wasi,
             store_limits,
-            sources: HashMap::new(),
+            sources: FxHashMap::default(),
             next_id: 1,
             ops: Vec::new(),
             stop: None,
