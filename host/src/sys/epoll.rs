@@ -16,7 +16,7 @@ use rustix::{
     time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec},
 };
 
-use super::{RESERVED_KEYS, SysEvent};
+use super::{RESERVED_KEYS, SysEvent, Unregisterer, check_key};
 use crate::{Interest, Mode, Readiness};
 
 const NOTIFY_KEY: u64 = RESERVED_KEYS;
@@ -50,16 +50,10 @@ fn write_eventfd(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
-/// Removes file descriptors from a [`Poller`] after the fact, from anywhere (`Send + Sync`, keeps
-/// the epoll instance open): what a source dropped while still registered uses.
-#[derive(Debug, Clone)]
-pub(crate) struct Unregisterer(Arc<OwnedFd>);
-
-impl Unregisterer {
-    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        epoll::delete(&*self.0, fd)?;
-        Ok(())
-    }
+/// Removes `fd` from the epoll instance `epoll` (for [`Poller::delete`] and [`Unregisterer`]).
+pub(super) fn delete(epoll: &OwnedFd, fd: BorrowedFd<'_>) -> io::Result<()> {
+    epoll::delete(epoll, fd)?;
+    Ok(())
 }
 
 /// An epoll instance with a wake-up eventfd and a timerfd for precise deadlines.
@@ -147,8 +141,7 @@ impl Poller {
     }
 
     pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        epoll::delete(&self.epoll, fd)?;
-        Ok(())
+        delete(&self.epoll, fd)
     }
 
     /// Waits for events until `deadline` (`None`: forever) and appends them to `out`.
@@ -273,16 +266,6 @@ impl AsFd for Poller {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.epoll.as_fd()
     }
-}
-
-fn check_key(key: u64) -> io::Result<()> {
-    if key >= RESERVED_KEYS {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "token out of range",
-        ));
-    }
-    Ok(())
 }
 
 fn flags(interest: Interest, mode: Mode) -> epoll::EventFlags {

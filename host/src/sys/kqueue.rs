@@ -19,7 +19,7 @@ use rustix::{
     time::Timespec,
 };
 
-use super::{RESERVED_KEYS, SysEvent};
+use super::{RESERVED_KEYS, SysEvent, Unregisterer, check_key};
 use crate::{Interest, Mode, Readiness};
 
 const NOTIFY_KEY: u64 = RESERVED_KEYS;
@@ -47,18 +47,12 @@ impl Notifier {
     }
 }
 
-/// Removes file descriptors from a [`Poller`] after the fact, from anywhere (`Send + Sync`, keeps
-/// the kqueue open): what a source dropped while still registered uses.
-#[derive(Debug, Clone)]
-pub(crate) struct Unregisterer(Arc<OwnedFd>);
-
-impl Unregisterer {
-    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        apply(
-            &self.0,
-            &Poller::changes(fd.as_raw_fd(), 0, Interest::EMPTY, Mode::Level, false),
-        )
-    }
+/// Removes `fd` from the kqueue `kq` (for [`Poller::delete`] and [`Unregisterer`]).
+pub(super) fn delete(kq: &OwnedFd, fd: BorrowedFd<'_>) -> io::Result<()> {
+    apply(
+        kq,
+        &Poller::changes(fd.as_raw_fd(), 0, Interest::EMPTY, Mode::Level, false),
+    )
 }
 
 /// A kqueue instance with a wake-up pipe.
@@ -162,13 +156,7 @@ impl Poller {
     }
 
     pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        self.apply(&Self::changes(
-            fd.as_raw_fd(),
-            0,
-            Interest::EMPTY,
-            Mode::Level,
-            false,
-        ))
+        delete(&self.kqueue, fd)
     }
 
     /// Watches `signal` with `EVFILT_SIGNAL`, reporting it under `key`.
@@ -302,16 +290,6 @@ fn apply(kq: &OwnedFd, changes: &[Event]) -> io::Result<()> {
                 return Err(io::Error::from_raw_os_error(errno as i32));
             }
         }
-    }
-    Ok(())
-}
-
-fn check_key(key: u64) -> io::Result<()> {
-    if key >= RESERVED_KEYS {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "token out of range",
-        ));
     }
     Ok(())
 }

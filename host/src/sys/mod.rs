@@ -11,12 +11,17 @@
 //! deadlines); macOS, iOS and the BSDs use kqueue (`EVFILT_USER` for wake-ups, `kevent`'s
 //! nanosecond timeout for deadlines, `EVFILT_SIGNAL` for signals).
 
+use std::{
+    io,
+    os::fd::{BorrowedFd, OwnedFd},
+    sync::Arc,
+};
+
 use crate::Readiness;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-mod epoll;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use epoll::{Notifier, Poller, Unregisterer};
+#[path = "epoll.rs"]
+mod backend;
 
 #[cfg(any(
     target_os = "macos",
@@ -28,18 +33,21 @@ pub(crate) use epoll::{Notifier, Poller, Unregisterer};
     target_os = "openbsd",
     target_os = "dragonfly",
 ))]
-mod kqueue;
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly",
-))]
-pub(crate) use kqueue::{Notifier, Poller, Unregisterer};
+#[path = "kqueue.rs"]
+mod backend;
+
+pub(crate) use backend::{Notifier, Poller};
+
+/// Removes file descriptors from a [`Poller`] after the fact, from anywhere (`Send + Sync`, keeps
+/// the poller's epoll or kqueue instance open): what a source dropped while still registered uses.
+#[derive(Debug, Clone)]
+pub(crate) struct Unregisterer(Arc<OwnedFd>);
+
+impl Unregisterer {
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        backend::delete(&self.0, fd)
+    }
+}
 
 /// One readiness report from the OS, before it is turned into a calloop `Token`.
 #[derive(Debug, Clone, Copy)]
@@ -50,3 +58,14 @@ pub(crate) struct SysEvent {
 
 /// Keys at or above this value are reserved for the backends' own descriptors.
 pub(crate) const RESERVED_KEYS: u64 = u64::MAX - 16;
+
+/// Refuses the keys reserved for the backends' own descriptors.
+fn check_key(key: u64) -> io::Result<()> {
+    if key >= RESERVED_KEYS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "token out of range",
+        ));
+    }
+    Ok(())
+}
