@@ -14,7 +14,10 @@
 use std::{
     io,
     os::fd::{BorrowedFd, OwnedFd},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use crate::Readiness;
@@ -36,7 +39,43 @@ mod backend;
 #[path = "kqueue.rs"]
 mod backend;
 
-pub(crate) use backend::{Notifier, Poller};
+pub(crate) use backend::Poller;
+
+/// Wakes a [`Poller`] from any thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Notifier(Arc<NotifyInner>);
+
+#[derive(Debug)]
+struct NotifyInner {
+    /// The backend's wake-up descriptor(s), which the poller watches.
+    waker: backend::Waker,
+    /// Set while a wake-up is pending, so that a burst of `notify` calls costs one write.
+    pending: AtomicBool,
+}
+
+impl Notifier {
+    fn new(waker: backend::Waker) -> Notifier {
+        Notifier(Arc::new(NotifyInner {
+            waker,
+            pending: AtomicBool::new(false),
+        }))
+    }
+
+    pub(crate) fn notify(&self) -> io::Result<()> {
+        if !self.0.pending.swap(true, Ordering::AcqRel) {
+            self.0.waker.wake()?;
+        }
+        Ok(())
+    }
+
+    /// Consumes a wake-up: for the poller, when the waker is reported readable.
+    fn consume(&self) {
+        // Drain first, then clear the flag: a `notify` racing with us either sees the flag
+        // still set (and this wake-up covers it) or writes anew.
+        self.0.waker.drain();
+        self.0.pending.store(false, Ordering::Release);
+    }
+}
 
 /// Removes file descriptors from a [`Poller`] after the fact, from anywhere (`Send + Sync`, keeps
 /// the poller's epoll or kqueue instance open): what a source dropped while still registered uses.
