@@ -22,7 +22,7 @@ use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use crate::bindings::callop::plugin::io as wit;
-use crate::io::{copy_read, from_failure, from_wit, read_len, Pollable, Sealed};
+use crate::io::{byte_stream, copy_read, from_failure, read_len};
 
 /// A granted descriptor or stdin (non-blocking, pollable).
 pub struct Fd {
@@ -41,34 +41,17 @@ impl Fd {
     pub fn name(&self) -> String {
         self.inner.name()
     }
-
-    /// Reads into `buf`; `Ok(0)` is end-of-file, `WouldBlock` means no data
-    /// yet.
-    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        Ok(copy_read(self.inner.read(read_len(buf)).map_err(from_wit)?, buf))
-    }
-
-    /// Writes a prefix of `buf`; returns its length.
-    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        Ok(self.inner.write(buf).map_err(from_wit)? as usize)
-    }
 }
 
-crate::net::read_write!(Fd);
+byte_stream!(
+    /// Reads into `buf`; `Ok(0)` is end-of-file, `WouldBlock` means no data
+    /// yet.
+    Fd
+);
 
 impl fmt::Debug for Fd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Fd").field(&self.name()).finish()
-    }
-}
-
-impl Sealed for Fd {}
-impl Pollable for Fd {
-    fn __pollable(&self) -> wit::Pollable<'_> {
-        wit::Pollable::Fd(&self.inner)
     }
 }
 

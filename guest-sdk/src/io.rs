@@ -193,6 +193,76 @@ pub trait Pollable: sealed::Sealed {
     fn __pollable(&self) -> wit::Pollable<'_>;
 }
 
+/// Implements [`Pollable`] for `$t`, a wrapper of the WIT resource in its
+/// `inner` field, as the `wit::Pollable` variant of the same name.
+macro_rules! pollable {
+    ($t:ident) => {
+        impl $crate::io::Sealed for $t {}
+        impl $crate::io::Pollable for $t {
+            fn __pollable(&self) -> $crate::bindings::callop::plugin::io::Pollable<'_> {
+                $crate::bindings::callop::plugin::io::Pollable::$t(&self.inner)
+            }
+        }
+    };
+}
+pub(crate) use pollable;
+
+/// The methods shared by the wrappers of the WIT byte streams ([`Fd`],
+/// [`TcpStream`], [`UnixStream`]; the resource is their `inner` field):
+/// inherent `read` (documented by the doc attributes given first, which
+/// differ between wrappers) and `write` taking `&self`, `Read`/`Write` for
+/// `$t` and `&$t` through them, and [`Pollable`]. A trailing `, shutdown`
+/// adds the sockets' `shutdown` (only for use in [`net`](crate::net)).
+///
+/// [`Fd`]: crate::fs::Fd
+/// [`TcpStream`]: crate::net::TcpStream
+/// [`UnixStream`]: crate::net::UnixStream
+macro_rules! byte_stream {
+    ($(#[$read_doc:meta])* $t:ident $(, $shutdown:ident)?) => {
+        impl $t {
+            $(#[$read_doc])*
+            pub fn read(&self, buf: &mut [u8]) -> ::std::io::Result<usize> {
+                if buf.is_empty() {
+                    return Ok(0);
+                }
+                let data = self.inner.read($crate::io::read_len(buf));
+                Ok($crate::io::copy_read(data.map_err($crate::io::from_wit)?, buf))
+            }
+
+            /// Writes a prefix of `buf`; returns its length.
+            pub fn write(&self, buf: &[u8]) -> ::std::io::Result<usize> {
+                Ok(self.inner.write(buf).map_err($crate::io::from_wit)? as usize)
+            }
+            $(
+                /// Shuts down one or both halves.
+                pub fn $shutdown(&self, h: ::std::net::Shutdown) -> ::std::io::Result<()> {
+                    self.inner.$shutdown($crate::net::how(h)).map_err($crate::io::from_wit)
+                }
+            )?
+        }
+
+        $crate::io::byte_stream!(@std $t, $t);
+        $crate::io::byte_stream!(@std $t, &$t);
+        $crate::io::pollable!($t);
+    };
+    (@std $t:ident, $ty:ty) => {
+        impl ::std::io::Read for $ty {
+            fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
+                $t::read(self, buf)
+            }
+        }
+        impl ::std::io::Write for $ty {
+            fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
+                $t::write(self, buf)
+            }
+            fn flush(&mut self) -> ::std::io::Result<()> {
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use byte_stream;
+
 /// Outcome of [`read_available`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadOutcome {

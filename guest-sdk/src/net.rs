@@ -25,57 +25,25 @@
 //! resolution in the sandbox). Dropping a socket closes it on the host.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 
 use crate::bindings::callop::plugin::io as wit;
-use crate::io::{copy_read, from_failure, from_wit, invalid_input, read_len, Pollable, Sealed};
+use crate::io::{
+    byte_stream, copy_read, from_failure, from_wit, invalid_input, pollable, read_len,
+};
 
 fn parse_addr(s: &str) -> io::Result<SocketAddr> {
     s.parse().map_err(|_| invalid_input(format!("host returned a malformed address {s:?}")))
 }
 
-fn how(h: Shutdown) -> wit::ShutdownHow {
+pub(crate) fn how(h: Shutdown) -> wit::ShutdownHow {
     match h {
         Shutdown::Read => wit::ShutdownHow::Read,
         Shutdown::Write => wit::ShutdownHow::Write,
         Shutdown::Both => wit::ShutdownHow::Both,
     }
 }
-
-/// Implements `Read`/`Write` for `T` and `&T` through inherent
-/// `read`/`write` methods taking `&self`.
-macro_rules! read_write {
-    ($t:ty) => {
-        impl Read for $t {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                <$t>::read(self, buf)
-            }
-        }
-        impl Read for &$t {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                <$t>::read(self, buf)
-            }
-        }
-        impl Write for $t {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                <$t>::write(self, buf)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        impl Write for &$t {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                <$t>::write(self, buf)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-    };
-}
-pub(crate) use read_write;
 
 /// A TCP listener (`std::net::TcpListener`, non-blocking).
 pub struct TcpListener {
@@ -108,12 +76,7 @@ impl fmt::Debug for TcpListener {
     }
 }
 
-impl Sealed for TcpListener {}
-impl Pollable for TcpListener {
-    fn __pollable(&self) -> wit::Pollable<'_> {
-        wit::Pollable::TcpListener(&self.inner)
-    }
-}
+pollable!(TcpListener);
 
 /// A TCP stream (`std::net::TcpStream`, non-blocking).
 pub struct TcpStream {
@@ -128,25 +91,6 @@ impl TcpStream {
     pub fn connect(addr: impl ToString) -> io::Result<TcpStream> {
         let inner = wit::connect_tcp(&addr.to_string()).map_err(from_failure)?;
         Ok(TcpStream { inner })
-    }
-
-    /// Reads into `buf`; `Ok(0)` is end-of-file, `WouldBlock` means no data
-    /// yet.
-    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        Ok(copy_read(self.inner.read(read_len(buf)).map_err(from_wit)?, buf))
-    }
-
-    /// Writes a prefix of `buf`; returns its length.
-    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        Ok(self.inner.write(buf).map_err(from_wit)? as usize)
-    }
-
-    /// Shuts down one or both halves.
-    pub fn shutdown(&self, h: Shutdown) -> io::Result<()> {
-        self.inner.shutdown(how(h)).map_err(from_wit)
     }
 
     /// The pending socket error (after a non-blocking connect: `Ok(None)`
@@ -171,18 +115,16 @@ impl TcpStream {
     }
 }
 
-read_write!(TcpStream);
+byte_stream!(
+    /// Reads into `buf`; `Ok(0)` is end-of-file, `WouldBlock` means no data
+    /// yet.
+    TcpStream,
+    shutdown
+);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpStream").field("peer", &self.peer_addr().ok()).finish()
-    }
-}
-
-impl Sealed for TcpStream {}
-impl Pollable for TcpStream {
-    fn __pollable(&self) -> wit::Pollable<'_> {
-        wit::Pollable::TcpStream(&self.inner)
     }
 }
 
@@ -222,12 +164,7 @@ impl fmt::Debug for UdpSocket {
     }
 }
 
-impl Sealed for UdpSocket {}
-impl Pollable for UdpSocket {
-    fn __pollable(&self) -> wit::Pollable<'_> {
-        wit::Pollable::UdpSocket(&self.inner)
-    }
-}
+pollable!(UdpSocket);
 
 /// A Unix-domain listener bound at a path inside a granted directory.
 pub struct UnixListener {
@@ -253,12 +190,7 @@ impl fmt::Debug for UnixListener {
     }
 }
 
-impl Sealed for UnixListener {}
-impl Pollable for UnixListener {
-    fn __pollable(&self) -> wit::Pollable<'_> {
-        wit::Pollable::UnixListener(&self.inner)
-    }
-}
+pollable!(UnixListener);
 
 /// A connected Unix-domain stream.
 pub struct UnixStream {
@@ -270,37 +202,16 @@ impl UnixStream {
     pub fn connect(path: &str) -> io::Result<UnixStream> {
         Ok(UnixStream { inner: wit::connect_unix(path).map_err(from_failure)? })
     }
-
-    /// Reads into `buf`; `Ok(0)` is end-of-file.
-    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        Ok(copy_read(self.inner.read(read_len(buf)).map_err(from_wit)?, buf))
-    }
-
-    /// Writes a prefix of `buf`; returns its length.
-    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        Ok(self.inner.write(buf).map_err(from_wit)? as usize)
-    }
-
-    /// Shuts down one or both halves.
-    pub fn shutdown(&self, h: Shutdown) -> io::Result<()> {
-        self.inner.shutdown(how(h)).map_err(from_wit)
-    }
 }
 
-read_write!(UnixStream);
+byte_stream!(
+    /// Reads into `buf`; `Ok(0)` is end-of-file.
+    UnixStream,
+    shutdown
+);
 
 impl fmt::Debug for UnixStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("UnixStream")
-    }
-}
-
-impl Sealed for UnixStream {}
-impl Pollable for UnixStream {
-    fn __pollable(&self) -> wit::Pollable<'_> {
-        wit::Pollable::UnixStream(&self.inner)
     }
 }

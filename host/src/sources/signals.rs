@@ -45,7 +45,7 @@
 
 use std::fmt;
 
-use crate::{EventSource, Poll, PostAction, Readiness, Token, TokenFactory};
+use crate::{EventSource, Interest, Mode, Poll, PostAction, Readiness, Token, TokenFactory};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[path = "signals/signalfd.rs"]
@@ -205,6 +205,7 @@ siginfo_accessors! {
 #[derive(Debug)]
 pub struct Signals {
     os: os::SignalSource,
+    token: Option<Token>,
 }
 
 impl Signals {
@@ -212,6 +213,7 @@ impl Signals {
     pub fn new(signals: &[Signal]) -> crate::Result<Signals> {
         Ok(Signals {
             os: os::SignalSource::new(signals)?,
+            token: None,
         })
     }
 
@@ -256,7 +258,7 @@ impl EventSource for Signals {
     where
         C: FnMut(Event, &mut ()),
     {
-        if !self.os.owns(token) {
+        if self.token != Some(token) {
             return Ok(PostAction::Continue);
         }
         self.os
@@ -269,7 +271,12 @@ impl EventSource for Signals {
     }
 
     fn register(&mut self, poll: &mut Poll, token_factory: &mut TokenFactory) -> crate::Result<()> {
-        self.os.register(poll, token_factory.token())
+        let token = token_factory.token();
+        // SAFETY: the descriptor (the signalfd or the source's kqueue) is owned by `self.os`,
+        // which lives as long as this source; the loop unregisters a source before dropping it.
+        unsafe { poll.register(&self.os, Interest::READ, Mode::Level, token)? };
+        self.token = Some(token);
+        Ok(())
     }
 
     fn reregister(
@@ -277,11 +284,16 @@ impl EventSource for Signals {
         poll: &mut Poll,
         token_factory: &mut TokenFactory,
     ) -> crate::Result<()> {
-        self.os.reregister(poll, token_factory.token())
+        let token = token_factory.token();
+        poll.reregister(&self.os, Interest::READ, Mode::Level, token)?;
+        self.token = Some(token);
+        Ok(())
     }
 
     fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
-        self.os.unregister(poll)
+        poll.unregister(&self.os)?;
+        self.token = None;
+        Ok(())
     }
 }
 

@@ -4,10 +4,7 @@ use std::{
     cell::{Cell, RefCell},
     io,
     os::fd::{AsFd, BorrowedFd, OwnedFd},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::Instant,
 };
 
@@ -16,50 +13,35 @@ use rustix::{
     time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec},
 };
 
-use super::{RESERVED_KEYS, SysEvent};
+use super::{Notifier, RESERVED_KEYS, SysEvent, Unregisterer, check_key};
 use crate::{Interest, Mode, Readiness};
 
 const NOTIFY_KEY: u64 = RESERVED_KEYS;
 const TIMER_KEY: u64 = RESERVED_KEYS + 1;
 
-/// Wakes a [`Poller`] from any thread.
-#[derive(Debug, Clone)]
-pub(crate) struct Notifier(Arc<NotifyInner>);
-
+/// The eventfd that wakes a [`Poller`] (see [`Notifier`]).
 #[derive(Debug)]
-struct NotifyInner {
-    eventfd: OwnedFd,
-    /// Set while a wake-up is pending, so that a burst of `notify` calls costs one write.
-    pending: AtomicBool,
-}
+pub(super) struct Waker(OwnedFd);
 
-impl Notifier {
-    pub(crate) fn notify(&self) -> io::Result<()> {
-        if !self.0.pending.swap(true, Ordering::AcqRel) {
-            write_eventfd(self.0.eventfd.as_fd())?;
+impl Waker {
+    pub(super) fn wake(&self) -> io::Result<()> {
+        match rustix::io::write(&self.0, &1u64.to_ne_bytes()) {
+            // The counter is saturated: a wake-up is pending anyway.
+            Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
+    }
+
+    pub(super) fn drain(&self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.0, &mut buf);
     }
 }
 
-fn write_eventfd(fd: BorrowedFd<'_>) -> io::Result<()> {
-    match rustix::io::write(fd, &1u64.to_ne_bytes()) {
-        // The counter is saturated: a wake-up is pending anyway.
-        Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Removes file descriptors from a [`Poller`] after the fact, from anywhere (`Send + Sync`, keeps
-/// the epoll instance open): what a source dropped while still registered uses.
-#[derive(Debug, Clone)]
-pub(crate) struct Unregisterer(Arc<OwnedFd>);
-
-impl Unregisterer {
-    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        epoll::delete(&*self.0, fd)?;
-        Ok(())
-    }
+/// Removes `fd` from the epoll instance `epoll` (for [`Poller::delete`] and [`Unregisterer`]).
+pub(super) fn delete(epoll: &OwnedFd, fd: BorrowedFd<'_>) -> io::Result<()> {
+    epoll::delete(epoll, fd)?;
+    Ok(())
 }
 
 /// An epoll instance with a wake-up eventfd and a timerfd for precise deadlines.
@@ -94,10 +76,7 @@ impl Poller {
         )?;
         Ok(Poller {
             epoll: Arc::new(epoll),
-            notifier: Notifier(Arc::new(NotifyInner {
-                eventfd,
-                pending: AtomicBool::new(false),
-            })),
+            notifier: Notifier::new(Waker(eventfd)),
             timerfd,
             armed: Cell::new(None),
             buffer: RefCell::new(Vec::with_capacity(1024)),
@@ -147,8 +126,7 @@ impl Poller {
     }
 
     pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        epoll::delete(&self.epoll, fd)?;
-        Ok(())
+        delete(&self.epoll, fd)
     }
 
     /// Waits for events until `deadline` (`None`: forever) and appends them to `out`.
@@ -190,13 +168,7 @@ impl Poller {
             let key = ev.data.u64();
             let bits = ev.flags;
             match key {
-                NOTIFY_KEY => {
-                    let mut buf = [0u8; 8];
-                    // Drain first, then clear the flag: a `notify` racing with us either sees
-                    // the flag still set (and this wake-up covers it) or writes anew.
-                    let _ = rustix::io::read(&self.notifier.0.eventfd, &mut buf);
-                    self.notifier.0.pending.store(false, Ordering::Release);
-                }
+                NOTIFY_KEY => self.notifier.consume(),
                 TIMER_KEY => {
                     let mut buf = [0u8; 8];
                     let _ = rustix::io::read(&self.timerfd, &mut buf);
@@ -273,16 +245,6 @@ impl AsFd for Poller {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.epoll.as_fd()
     }
-}
-
-fn check_key(key: u64) -> io::Result<()> {
-    if key >= RESERVED_KEYS {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "token out of range",
-        ));
-    }
-    Ok(())
 }
 
 fn flags(interest: Interest, mode: Mode) -> epoll::EventFlags {

@@ -7,10 +7,7 @@ use std::{
     cell::RefCell,
     io,
     os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::Instant,
 };
 
@@ -19,46 +16,42 @@ use rustix::{
     time::Timespec,
 };
 
-use super::{RESERVED_KEYS, SysEvent};
+use super::{Notifier, RESERVED_KEYS, SysEvent, Unregisterer, check_key};
 use crate::{Interest, Mode, Readiness};
 
 const NOTIFY_KEY: u64 = RESERVED_KEYS;
 
-/// Wakes a [`Poller`] from any thread.
-#[derive(Debug, Clone)]
-pub(crate) struct Notifier(Arc<NotifyInner>);
-
+/// The non-blocking pipe that wakes a [`Poller`] (see [`Notifier`]).
 #[derive(Debug)]
-struct NotifyInner {
+pub(super) struct Waker {
     reader: OwnedFd,
     writer: OwnedFd,
-    pending: AtomicBool,
 }
 
-impl Notifier {
-    pub(crate) fn notify(&self) -> io::Result<()> {
-        if !self.0.pending.swap(true, Ordering::AcqRel) {
-            match rustix::io::write(&self.0.writer, &[1u8]) {
-                Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
-                Err(e) => return Err(e.into()),
+impl Waker {
+    pub(super) fn wake(&self) -> io::Result<()> {
+        match rustix::io::write(&self.writer, &[1u8]) {
+            Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = rustix::io::read(&self.reader, &mut buf) {
+            if n == 0 {
+                break;
             }
         }
-        Ok(())
     }
 }
 
-/// Removes file descriptors from a [`Poller`] after the fact, from anywhere (`Send + Sync`, keeps
-/// the kqueue open): what a source dropped while still registered uses.
-#[derive(Debug, Clone)]
-pub(crate) struct Unregisterer(Arc<OwnedFd>);
-
-impl Unregisterer {
-    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        apply(
-            &self.0,
-            &Poller::changes(fd.as_raw_fd(), 0, Interest::EMPTY, Mode::Level, false),
-        )
-    }
+/// Removes `fd` from the kqueue `kq` (for [`Poller::delete`] and [`Unregisterer`]).
+pub(super) fn delete(kq: &OwnedFd, fd: BorrowedFd<'_>) -> io::Result<()> {
+    apply(
+        kq,
+        &Poller::changes(fd.as_raw_fd(), 0, Interest::EMPTY, Mode::Level, false),
+    )
 }
 
 /// A kqueue instance with a wake-up pipe.
@@ -85,16 +78,13 @@ impl Poller {
             let flags = rustix::fs::fcntl_getfl(fd)?;
             rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
         }
+        // Watched below, once the poller owns the pipe.
+        let fd = reader.as_raw_fd();
         let poller = Poller {
             kqueue,
-            notifier: Notifier(Arc::new(NotifyInner {
-                reader,
-                writer,
-                pending: AtomicBool::new(false),
-            })),
+            notifier: Notifier::new(Waker { reader, writer }),
             buffer: RefCell::new(Vec::with_capacity(1024)),
         };
-        let fd = poller.notifier.0.reader.as_raw_fd();
         poller.apply(&[Event::new(
             EventFilter::Read(fd),
             EventFlags::ADD | EventFlags::RECEIPT,
@@ -162,13 +152,7 @@ impl Poller {
     }
 
     pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        self.apply(&Self::changes(
-            fd.as_raw_fd(),
-            0,
-            Interest::EMPTY,
-            Mode::Level,
-            false,
-        ))
+        delete(&self.kqueue, fd)
     }
 
     /// Watches `signal` with `EVFILT_SIGNAL`, reporting it under `key`.
@@ -221,13 +205,7 @@ impl Poller {
         for ev in buffer.iter() {
             let key = ev.udata() as usize as u64;
             if key == NOTIFY_KEY {
-                let mut buf = [0u8; 64];
-                while let Ok(n) = rustix::io::read(&self.notifier.0.reader, &mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                self.notifier.0.pending.store(false, Ordering::Release);
+                self.notifier.consume();
                 continue;
             }
             let flags = ev.flags();
@@ -302,16 +280,6 @@ fn apply(kq: &OwnedFd, changes: &[Event]) -> io::Result<()> {
                 return Err(io::Error::from_raw_os_error(errno as i32));
             }
         }
-    }
-    Ok(())
-}
-
-fn check_key(key: u64) -> io::Result<()> {
-    if key >= RESERVED_KEYS {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "token out of range",
-        ));
     }
     Ok(())
 }

@@ -10,7 +10,7 @@
 use std::{
     collections::BTreeMap,
     io,
-    os::fd::OwnedFd,
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
     sync::{Mutex, PoisonError},
 };
 
@@ -18,7 +18,6 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet};
 use rustix::event::kqueue::{self, Event as KEvent, EventFilter, EventFlags};
 
 use super::Signal;
-use crate::{Interest, Mode, Poll, Token};
 
 /// What an [`Event`](super::Event) carries: kqueue reports only the signal number.
 pub(super) type Info = Signal;
@@ -90,7 +89,6 @@ pub(super) struct SignalSource {
     kqueue: OwnedFd,
     /// The signals listened to, each once.
     signals: Vec<Signal>,
-    token: Option<Token>,
 }
 
 fn rustix_signal(signal: Signal) -> io::Result<rustix::process::Signal> {
@@ -107,7 +105,6 @@ impl SignalSource {
         let mut source = SignalSource {
             kqueue: kqueue::kqueue()?,
             signals: Vec::new(),
-            token: None,
         };
         source.add(signals)?;
         Ok(source)
@@ -182,10 +179,6 @@ impl SignalSource {
         self.remove(&removed)
     }
 
-    pub(super) fn owns(&self, token: Token) -> bool {
-        self.token == Some(token)
-    }
-
     pub(super) fn drain(&mut self, mut f: impl FnMut(Info)) -> io::Result<()> {
         let mut events: Vec<KEvent> = Vec::with_capacity(32);
         loop {
@@ -220,24 +213,12 @@ impl SignalSource {
             }
         }
     }
+}
 
-    pub(super) fn register(&mut self, poll: &mut Poll, token: Token) -> crate::Result<()> {
-        // SAFETY: the kqueue is owned by this source, which the loop unregisters before dropping.
-        unsafe { poll.register(&self.kqueue, Interest::READ, Mode::Level, token)? };
-        self.token = Some(token);
-        Ok(())
-    }
-
-    pub(super) fn reregister(&mut self, poll: &mut Poll, token: Token) -> crate::Result<()> {
-        poll.reregister(&self.kqueue, Interest::READ, Mode::Level, token)?;
-        self.token = Some(token);
-        Ok(())
-    }
-
-    pub(super) fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
-        poll.unregister(&self.kqueue)?;
-        self.token = None;
-        Ok(())
+/// The descriptor the loop polls (the source's kqueue): readable while signals are pending.
+impl AsFd for SignalSource {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.kqueue.as_fd()
     }
 }
 

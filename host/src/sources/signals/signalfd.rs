@@ -1,12 +1,14 @@
 //! Signals on Linux and Android: a `signalfd`, with the signals blocked in the thread's mask.
 
-use std::io;
+use std::{
+    io,
+    os::fd::{AsFd, BorrowedFd},
+};
 
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::signalfd::{SfdFlags, SignalFd, siginfo};
 
 use super::Signal;
-use crate::{Interest, Mode, Poll, Token};
 
 /// What an [`Event`](super::Event) carries.
 pub(super) type Info = siginfo;
@@ -23,7 +25,6 @@ pub(super) struct SignalSource {
     /// The signals of `mask` this source blocked itself: the ones to unblock when it lets go.
     /// Signals the thread had already blocked stay blocked.
     blocked_by_us: SigSet,
-    token: Option<Token>,
 }
 
 fn set_of(signals: &[Signal]) -> SigSet {
@@ -41,7 +42,6 @@ impl SignalSource {
             .map_err(io::Error::from)?,
             mask: SigSet::empty(),
             blocked_by_us: SigSet::empty(),
-            token: None,
         };
         source.add(signals)?;
         Ok(source)
@@ -93,10 +93,6 @@ impl SignalSource {
         self.remove(&removed)
     }
 
-    pub(super) fn owns(&self, token: Token) -> bool {
-        self.token == Some(token)
-    }
-
     pub(super) fn drain(&mut self, mut f: impl FnMut(Info)) -> io::Result<()> {
         loop {
             match self.sfd.read_signal() {
@@ -107,25 +103,12 @@ impl SignalSource {
             }
         }
     }
+}
 
-    pub(super) fn register(&mut self, poll: &mut Poll, token: Token) -> crate::Result<()> {
-        // SAFETY: the signalfd is owned by this source, which unregisters it before dropping it
-        // (the loop unregisters a source before dropping it).
-        unsafe { poll.register(&self.sfd, Interest::READ, Mode::Level, token)? };
-        self.token = Some(token);
-        Ok(())
-    }
-
-    pub(super) fn reregister(&mut self, poll: &mut Poll, token: Token) -> crate::Result<()> {
-        poll.reregister(&self.sfd, Interest::READ, Mode::Level, token)?;
-        self.token = Some(token);
-        Ok(())
-    }
-
-    pub(super) fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
-        poll.unregister(&self.sfd)?;
-        self.token = None;
-        Ok(())
+/// The descriptor the loop polls (the signalfd): readable while signals are pending.
+impl AsFd for SignalSource {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sfd.as_fd()
     }
 }
 
