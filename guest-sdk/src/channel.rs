@@ -146,7 +146,9 @@ impl Sender {
     /// exist ([`ErrorCode::NotFound`](crate::ErrorCode::NotFound)).
     pub fn to(target: &str) -> Result<Sender> {
         let inner = host_loop::connect(target).map_err(Error::from)?;
-        Ok(Sender { inner: Rc::new(inner) })
+        Ok(Sender {
+            inner: Rc::new(inner),
+        })
     }
 
     /// Sends one message. Fails with

@@ -44,7 +44,10 @@ pub struct Error {
 impl Error {
     /// Builds an error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
-        Error { code, message: message.into() }
+        Error {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -70,7 +73,10 @@ impl From<wit::Error> for Error {
             wit::ErrorCode::Unsupported => ErrorCode::Unsupported,
             wit::ErrorCode::Internal => ErrorCode::Internal,
         };
-        Error { code, message: e.message }
+        Error {
+            code,
+            message: e.message,
+        }
     }
 }
 

@@ -34,7 +34,9 @@ impl Fd {
     /// `NotPermitted` if it was never granted and `Closed` if it was already
     /// taken.
     pub fn open(name: &str) -> io::Result<Fd> {
-        Ok(Fd { inner: wit::open_fd(name).map_err(from_failure)? })
+        Ok(Fd {
+            inner: wit::open_fd(name).map_err(from_failure)?,
+        })
     }
 
     /// The grant name (`"stdin"` for stdin).
@@ -59,7 +61,9 @@ impl fmt::Debug for Fd {
 /// (Rust's `std::io::stdin()` inside a plugin is WASI's, which the host
 /// leaves closed.)
 pub fn stdin() -> io::Result<Fd> {
-    Ok(Fd { inner: wit::open_stdin().map_err(from_failure)? })
+    Ok(Fd {
+        inner: wit::open_stdin().map_err(from_failure)?,
+    })
 }
 
 /// Kind of a directory entry.
@@ -99,7 +103,11 @@ pub struct Metadata {
 
 impl Metadata {
     fn from_wit(m: wit::Metadata) -> Metadata {
-        Metadata { kind: EntryKind::from_wit(m.kind), len: m.size, modified_ns: m.modified }
+        Metadata {
+            kind: EntryKind::from_wit(m.kind),
+            len: m.size,
+            modified_ns: m.modified,
+        }
     }
 
     /// Whether this is a regular file.
@@ -194,7 +202,9 @@ impl OpenOptions {
 
     /// Opens the file at guest path `path`.
     pub fn open(&self, path: &str) -> io::Result<File> {
-        Ok(File { inner: wit::open_file(path, self.to_wit()).map_err(from_failure)? })
+        Ok(File {
+            inner: wit::open_file(path, self.to_wit()).map_err(from_failure)?,
+        })
     }
 }
 
@@ -211,12 +221,18 @@ impl File {
 
     /// Creates (or truncates) `path` for writing.
     pub fn create(path: &str) -> io::Result<File> {
-        OpenOptions::new().write(true).create(true).truncate(true).open(path)
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
     }
 
     /// Metadata of the open file.
     pub fn metadata(&self) -> io::Result<Metadata> {
-        Ok(Metadata::from_wit(self.inner.metadata().map_err(from_failure)?))
+        Ok(Metadata::from_wit(
+            self.inner.metadata().map_err(from_failure)?,
+        ))
     }
 
     /// Truncates or extends the file.
@@ -235,7 +251,10 @@ impl Read for File {
         if buf.is_empty() {
             return Ok(0);
         }
-        Ok(copy_read(self.inner.read(read_len(buf)).map_err(from_failure)?, buf))
+        Ok(copy_read(
+            self.inner.read(read_len(buf)).map_err(from_failure)?,
+            buf,
+        ))
     }
 }
 
@@ -275,7 +294,9 @@ pub struct Dir {
 impl Dir {
     /// Opens a granted directory (or one inside it) by guest path.
     pub fn open(path: &str) -> io::Result<Dir> {
-        Ok(Dir { inner: wit::open_dir(path).map_err(from_failure)? })
+        Ok(Dir {
+            inner: wit::open_dir(path).map_err(from_failure)?,
+        })
     }
 
     /// The guest path it was opened with.
@@ -285,12 +306,19 @@ impl Dir {
 
     /// Opens a file relative to this directory.
     pub fn open_file(&self, path: &str, options: &OpenOptions) -> io::Result<File> {
-        Ok(File { inner: self.inner.open_file(path, options.to_wit()).map_err(from_failure)? })
+        Ok(File {
+            inner: self
+                .inner
+                .open_file(path, options.to_wit())
+                .map_err(from_failure)?,
+        })
     }
 
     /// Opens a subdirectory.
     pub fn open_dir(&self, path: &str) -> io::Result<Dir> {
-        Ok(Dir { inner: self.inner.open_dir(path).map_err(from_failure)? })
+        Ok(Dir {
+            inner: self.inner.open_dir(path).map_err(from_failure)?,
+        })
     }
 
     /// The entries, sorted by name.
@@ -300,13 +328,18 @@ impl Dir {
             .entries()
             .map_err(from_failure)?
             .into_iter()
-            .map(|e| DirEntry { name: e.name, kind: EntryKind::from_wit(e.kind) })
+            .map(|e| DirEntry {
+                name: e.name,
+                kind: EntryKind::from_wit(e.kind),
+            })
             .collect())
     }
 
     /// Metadata of an entry (symbolic links are not followed).
     pub fn metadata(&self, path: &str) -> io::Result<Metadata> {
-        Ok(Metadata::from_wit(self.inner.metadata(path).map_err(from_failure)?))
+        Ok(Metadata::from_wit(
+            self.inner.metadata(path).map_err(from_failure)?,
+        ))
     }
 
     /// Creates a directory.

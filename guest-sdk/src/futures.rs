@@ -48,9 +48,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use crate::bindings::callop::plugin::io as wit;
 use crate::bindings::callop::plugin::host_loop;
-use crate::bindings::callop::plugin::types::{EventKind, EventResult, PostAction as WitPost, TimeoutAction as WitTimeout};
+use crate::bindings::callop::plugin::io as wit;
+use crate::bindings::callop::plugin::types::{
+    EventKind, EventResult, PostAction as WitPost, TimeoutAction as WitTimeout,
+};
 use crate::generic::{Interest, Mode, Readiness};
 use crate::io::Pollable;
 use crate::loop_handle::LoopHandle;
@@ -131,15 +133,21 @@ impl<State: 'static> LoopHandle<State> {
 pub(crate) fn run() {
     let mut polls = 0;
     loop {
-        let Some((slot, generation)) = READY.with(|r| r.borrow_mut().pop_front()) else { return };
+        let Some((slot, generation)) = READY.with(|r| r.borrow_mut().pop_front()) else {
+            return;
+        };
         if GENERATION.with(|g| g.borrow().get(slot).copied()) != Some(generation) {
             continue; // stale waker of a finished task
         }
-        let Some(mut task) = TASKS.with(|t| t.borrow_mut().get_mut(slot).and_then(Option::take)) else {
+        let Some(mut task) = TASKS.with(|t| t.borrow_mut().get_mut(slot).and_then(Option::take))
+        else {
             continue; // already polled in this run, or being polled
         };
         let waker = Waker::from(Arc::new(TaskWaker { slot, generation }));
-        let done = task.as_mut().poll(&mut Context::from_waker(&waker)).is_ready();
+        let done = task
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready();
         if done {
             GENERATION.with(|g| g.borrow_mut()[slot] += 1);
             FREE.with(|f| f.borrow_mut().push(slot));
@@ -171,7 +179,10 @@ fn schedule_continuation() {
         ),
         Err(e) => {
             IDLE_PENDING.with(|p| p.set(false));
-            crate::log::log(crate::log::Level::Error, &format!("executor: cannot schedule idle: {}", e.message));
+            crate::log::log(
+                crate::log::Level::Error,
+                &format!("executor: cannot schedule idle: {}", e.message),
+            );
         }
     }
 }
@@ -195,12 +206,18 @@ struct TimerShared {
 impl TimeoutFuture {
     /// Completes `duration` from now.
     pub fn new(duration: Duration) -> TimeoutFuture {
-        TimeoutFuture { deadline: Instant::now().checked_add(duration), timer: None }
+        TimeoutFuture {
+            deadline: Instant::now().checked_add(duration),
+            timer: None,
+        }
     }
 
     /// Completes at `deadline`.
     pub fn at(deadline: Instant) -> TimeoutFuture {
-        TimeoutFuture { deadline: Some(deadline), timer: None }
+        TimeoutFuture {
+            deadline: Some(deadline),
+            timer: None,
+        }
     }
 }
 
@@ -245,7 +262,10 @@ impl Future for TimeoutFuture {
                 Poll::Pending
             }
             Err(e) => {
-                crate::log::log(crate::log::Level::Error, &format!("TimeoutFuture: add-timer failed: {}", e.message));
+                crate::log::log(
+                    crate::log::Level::Error,
+                    &format!("TimeoutFuture: add-timer failed: {}", e.message),
+                );
                 Poll::Ready(())
             }
         }
@@ -309,7 +329,11 @@ pub struct Async<T: Pollable> {
 impl<T: Pollable> Async<T> {
     /// Wraps `io` (nothing is registered until a task waits).
     pub fn new(io: T) -> io::Result<Async<T>> {
-        Ok(Async { io: Some(io), id: Cell::new(None), shared: Rc::new(AsyncShared::default()) })
+        Ok(Async {
+            io: Some(io),
+            id: Cell::new(None),
+            shared: Rc::new(AsyncShared::default()),
+        })
     }
 
     /// The object.
@@ -345,10 +369,16 @@ impl<T: Pollable> Async<T> {
             io::Error::other(format!("cannot register I/O object: {}", e.message))
         };
         match self.id.get() {
-            Some(id) => wit::set_interest(id, new.to_wit(), Mode::OneShot.to_wit()).map_err(to_io)?,
+            Some(id) => {
+                wit::set_interest(id, new.to_wit(), Mode::OneShot.to_wit()).map_err(to_io)?
+            }
             None => {
-                let id = wit::register(&self.get_ref().__pollable(), new.to_wit(), Mode::OneShot.to_wit())
-                    .map_err(to_io)?;
+                let id = wit::register(
+                    &self.get_ref().__pollable(),
+                    new.to_wit(),
+                    Mode::OneShot.to_wit(),
+                )
+                .map_err(to_io)?;
                 let shared = self.shared.clone();
                 rt::insert(
                     id,
@@ -455,7 +485,8 @@ where
 
     /// Writes a prefix of `buf`.
     pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.write_with(|mut io| io::Write::write(&mut io, buf)).await
+        self.write_with(|mut io| io::Write::write(&mut io, buf))
+            .await
     }
 
     /// Writes all of `buf`.

@@ -52,7 +52,9 @@ use crate::bindings::callop::plugin::io as wit;
 use crate::bindings::callop::plugin::types::{EventKind, EventResult, PostAction as WitPost};
 use crate::error::{Error, Result};
 use crate::io::Pollable;
-use crate::loop_handle::{CallbackReturn, EventSource, LoopHandle, PostAction, RegistrationToken, Sealed};
+use crate::loop_handle::{
+    CallbackReturn, EventSource, LoopHandle, PostAction, RegistrationToken, Sealed,
+};
 
 /// Which readiness to wait for (calloop's `Interest`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -65,13 +67,25 @@ pub struct Interest {
 
 impl Interest {
     /// Nothing (only errors are reported).
-    pub const EMPTY: Interest = Interest { readable: false, writable: false };
+    pub const EMPTY: Interest = Interest {
+        readable: false,
+        writable: false,
+    };
     /// Readability.
-    pub const READ: Interest = Interest { readable: true, writable: false };
+    pub const READ: Interest = Interest {
+        readable: true,
+        writable: false,
+    };
     /// Writability.
-    pub const WRITE: Interest = Interest { readable: false, writable: true };
+    pub const WRITE: Interest = Interest {
+        readable: false,
+        writable: true,
+    };
     /// Both.
-    pub const BOTH: Interest = Interest { readable: true, writable: true };
+    pub const BOTH: Interest = Interest {
+        readable: true,
+        writable: true,
+    };
 
     pub(crate) fn to_wit(self) -> wit::Interest {
         let mut i = wit::Interest::empty();
@@ -119,7 +133,11 @@ pub struct Readiness {
 
 impl Readiness {
     pub(crate) fn from_wit(r: crate::bindings::callop::plugin::types::Readiness) -> Readiness {
-        Readiness { readable: r.readable, writable: r.writable, error: r.error }
+        Readiness {
+            readable: r.readable,
+            writable: r.writable,
+            error: r.error,
+        }
     }
 }
 
@@ -138,7 +156,11 @@ pub struct Generic<T: Pollable> {
 impl<T: Pollable> Generic<T> {
     /// Wraps `file` with an interest and a mode.
     pub fn new(file: T, interest: Interest, mode: Mode) -> Generic<T> {
-        Generic { file, interest, mode }
+        Generic {
+            file,
+            interest,
+            mode,
+        }
     }
 
     /// Unwraps the object.
@@ -233,8 +255,12 @@ impl<T: Pollable + 'static> EventSource for Generic<T> {
     type Ret = io::Result<PostAction>;
 
     fn __register(self) -> Result<(u64, NoIoDrop<T>)> {
-        let id = wit::register(&self.file.__pollable(), self.interest.to_wit(), self.mode.to_wit())
-            .map_err(Error::from)?;
+        let id = wit::register(
+            &self.file.__pollable(),
+            self.interest.to_wit(),
+            self.mode.to_wit(),
+        )
+        .map_err(Error::from)?;
         Ok((id, NoIoDrop(self.file)))
     }
 
@@ -251,7 +277,12 @@ impl<State: 'static> LoopHandle<State> {
     /// re-applies its registration (queued like every registration change;
     /// effective after the current callback batch). Fails with
     /// [`WrongKind`](crate::ErrorCode::WrongKind) for other sources.
-    pub fn set_interest(&self, token: &RegistrationToken, interest: Interest, mode: Mode) -> Result<()> {
+    pub fn set_interest(
+        &self,
+        token: &RegistrationToken,
+        interest: Interest,
+        mode: Mode,
+    ) -> Result<()> {
         wit::set_interest(token.id(), interest.to_wit(), mode.to_wit()).map_err(Error::from)
     }
 }

@@ -140,7 +140,9 @@ impl std::error::Error for HostIoError {}
 /// The host's category of `err`, if it came from the host (`None` for
 /// `WouldBlock` and for errors made by the guest itself).
 pub fn error_kind(err: &io::Error) -> Option<IoErrorKind> {
-    err.get_ref().and_then(|e| e.downcast_ref::<HostIoError>()).map(|e| e.kind)
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<HostIoError>())
+        .map(|e| e.kind)
 }
 
 /// Whether `err` is a capability refusal by the host's policy.
@@ -150,7 +152,13 @@ pub fn is_denied(err: &io::Error) -> bool {
 
 pub(crate) fn from_failure(f: wit::IoFailure) -> io::Error {
     let kind = IoErrorKind::from_wit(f.kind);
-    io::Error::new(kind.std_kind(), HostIoError { kind, message: f.message })
+    io::Error::new(
+        kind.std_kind(),
+        HostIoError {
+            kind,
+            message: f.message,
+        },
+    )
 }
 
 pub(crate) fn from_wit(e: wit::IoError) -> io::Error {
@@ -279,7 +287,11 @@ pub struct ReadOutcome {
 ///
 /// `WouldBlock` is not an error here; other errors are returned (bytes read
 /// before the error stay in `buf`).
-pub fn read_available<R: Read>(mut r: R, buf: &mut Vec<u8>, limit: usize) -> io::Result<ReadOutcome> {
+pub fn read_available<R: Read>(
+    mut r: R,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<ReadOutcome> {
     let mut bytes = 0;
     let mut chunk = vec![0u8; MAX_READ];
     while bytes < limit {

@@ -155,7 +155,10 @@ pub trait Plugin: 'static {
     /// embedder was given for it. Insert the initial sources through
     /// `handle` (copy it into callbacks as needed) and return the initial
     /// state. `Err(message)` aborts the plugin.
-    fn init(handle: &LoopHandle<Self::State>, args: Vec<String>) -> std::result::Result<Self::State, String>;
+    fn init(
+        handle: &LoopHandle<Self::State>,
+        args: Vec<String>,
+    ) -> std::result::Result<Self::State, String>;
 
     /// Called at most once when the host is asked to terminate (SIGINT,
     /// SIGTERM, embedder shutdown). Release sources here (events are still

@@ -156,7 +156,9 @@ impl<State> fmt::Debug for LoopHandle<State> {
 
 impl<State: 'static> LoopHandle<State> {
     pub(crate) fn new() -> Self {
-        LoopHandle { _state: PhantomData }
+        LoopHandle {
+            _state: PhantomData,
+        }
     }
 
     /// Inserts an event source with its callback, like calloop's
@@ -205,7 +207,10 @@ impl<State: 'static> LoopHandle<State> {
         match self.try_insert_idle(callback) {
             Ok(idle) => idle,
             Err(e) => {
-                crate::log::log(crate::log::Level::Error, &format!("insert_idle failed: {e}"));
+                crate::log::log(
+                    crate::log::Level::Error,
+                    &format!("insert_idle failed: {e}"),
+                );
                 Idle { id: None }
             }
         }

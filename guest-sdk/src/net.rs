@@ -34,7 +34,8 @@ use crate::io::{
 };
 
 fn parse_addr(s: &str) -> io::Result<SocketAddr> {
-    s.parse().map_err(|_| invalid_input(format!("host returned a malformed address {s:?}")))
+    s.parse()
+        .map_err(|_| invalid_input(format!("host returned a malformed address {s:?}")))
 }
 
 pub(crate) fn how(h: Shutdown) -> wit::ShutdownHow {
@@ -72,7 +73,9 @@ impl TcpListener {
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpListener").field("local", &self.local_addr().ok()).finish()
+        f.debug_struct("TcpListener")
+            .field("local", &self.local_addr().ok())
+            .finish()
     }
 }
 
@@ -124,7 +127,9 @@ byte_stream!(
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpStream").field("peer", &self.peer_addr().ok()).finish()
+        f.debug_struct("TcpStream")
+            .field("peer", &self.peer_addr().ok())
+            .finish()
     }
 }
 
@@ -142,7 +147,10 @@ impl UdpSocket {
 
     /// Sends one datagram to `addr` (checked against `--allow-net`).
     pub fn send_to(&self, buf: &[u8], addr: impl ToString) -> io::Result<usize> {
-        Ok(self.inner.send_to(buf, &addr.to_string()).map_err(from_wit)? as usize)
+        Ok(self
+            .inner
+            .send_to(buf, &addr.to_string())
+            .map_err(from_wit)? as usize)
     }
 
     /// Receives one datagram into `buf` (truncated if longer) and its
@@ -160,7 +168,9 @@ impl UdpSocket {
 
 impl fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpSocket").field("local", &self.local_addr().ok()).finish()
+        f.debug_struct("UdpSocket")
+            .field("local", &self.local_addr().ok())
+            .finish()
     }
 }
 
@@ -180,7 +190,9 @@ impl UnixListener {
 
     /// Accepts a pending connection; `WouldBlock` if there is none.
     pub fn accept(&self) -> io::Result<UnixStream> {
-        Ok(UnixStream { inner: self.inner.accept().map_err(from_wit)? })
+        Ok(UnixStream {
+            inner: self.inner.accept().map_err(from_wit)?,
+        })
     }
 }
 
@@ -200,7 +212,9 @@ pub struct UnixStream {
 impl UnixStream {
     /// Connects to the socket at guest path `path` (inside a `--dir`).
     pub fn connect(path: &str) -> io::Result<UnixStream> {
-        Ok(UnixStream { inner: wit::connect_unix(path).map_err(from_failure)? })
+        Ok(UnixStream {
+            inner: wit::connect_unix(path).map_err(from_failure)?,
+        })
     }
 }
 

@@ -50,7 +50,9 @@ impl Ping {
     /// exist right now.
     pub fn connect(target: &str) -> Result<Ping> {
         let inner = host_loop::connect_ping(target).map_err(Error::from)?;
-        Ok(Ping { inner: Rc::new(inner) })
+        Ok(Ping {
+            inner: Rc::new(inner),
+        })
     }
 }
 
@@ -87,7 +89,12 @@ pub fn make_named_ping(name: &str) -> Result<(Ping, PingSource)> {
 
 fn make(name: Option<&str>) -> Result<(Ping, PingSource)> {
     let (id, handle) = host_loop::make_ping(name).map_err(Error::from)?;
-    Ok((Ping { inner: Rc::new(handle) }, PingSource { id: Some(id) }))
+    Ok((
+        Ping {
+            inner: Rc::new(handle),
+        },
+        PingSource { id: Some(id) },
+    ))
 }
 
 impl Sealed for PingSource {}

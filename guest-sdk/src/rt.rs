@@ -138,7 +138,10 @@ pub fn dispatch(events: Vec<WitEvent>) -> Vec<EventResult> {
 #[doc(hidden)]
 pub fn shutdown<P: Plugin>(deadline: u64) {
     let mut state = STATE.with(|s| s.borrow_mut().take());
-    if let Some(st) = state.as_deref_mut().and_then(|s| s.downcast_mut::<P::State>()) {
+    if let Some(st) = state
+        .as_deref_mut()
+        .and_then(|s| s.downcast_mut::<P::State>())
+    {
         P::shutdown(&LoopHandle::new(), st, Instant::from_nanos(deadline));
     }
     STATE.with(|s| *s.borrow_mut() = state);

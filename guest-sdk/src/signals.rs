@@ -76,11 +76,17 @@ const ALL: [(Signal, WitSignal); 14] = [
 
 impl Signal {
     fn to_wit(self) -> WitSignal {
-        ALL.iter().find(|(s, _)| *s == self).map(|(_, w)| *w).expect("every signal is mapped")
+        ALL.iter()
+            .find(|(s, _)| *s == self)
+            .map(|(_, w)| *w)
+            .expect("every signal is mapped")
     }
 
     fn from_wit(w: WitSignal) -> Signal {
-        ALL.iter().find(|(_, x)| *x == w).map(|(s, _)| *s).expect("every signal is mapped")
+        ALL.iter()
+            .find(|(_, x)| *x == w)
+            .map(|(s, _)| *s)
+            .expect("every signal is mapped")
     }
 }
 
@@ -111,7 +117,9 @@ impl Signals {
         if signals.is_empty() {
             return Err(Error::new(ErrorCode::InvalidArgument, "no signal given"));
         }
-        Ok(Signals { signals: signals.to_vec() })
+        Ok(Signals {
+            signals: signals.to_vec(),
+        })
     }
 }
 
@@ -129,7 +137,9 @@ impl EventSource for Signals {
 
     fn __convert(kind: EventKind) -> Option<Event> {
         match kind {
-            EventKind::Signal(s) => Some(Event { signal: Signal::from_wit(s) }),
+            EventKind::Signal(s) => Some(Event {
+                signal: Signal::from_wit(s),
+            }),
             _ => None,
         }
     }

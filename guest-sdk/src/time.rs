@@ -75,7 +75,8 @@ impl Add<Duration> for Instant {
     type Output = Instant;
     /// Panics on overflow, like `std::time::Instant`.
     fn add(self, d: Duration) -> Instant {
-        self.checked_add(d).expect("overflow when adding duration to instant")
+        self.checked_add(d)
+            .expect("overflow when adding duration to instant")
     }
 }
 
@@ -89,7 +90,8 @@ impl Sub<Duration> for Instant {
     type Output = Instant;
     /// Panics on underflow, like `std::time::Instant`.
     fn sub(self, d: Duration) -> Instant {
-        self.checked_sub(d).expect("overflow when subtracting duration from instant")
+        self.checked_sub(d)
+            .expect("overflow when subtracting duration from instant")
     }
 }
 

@@ -66,18 +66,24 @@ pub struct Timer {
 impl Timer {
     /// A timer that fires as soon as possible (on the next loop iteration).
     pub fn immediate() -> Timer {
-        Timer { deadline: Some(Instant::now()) }
+        Timer {
+            deadline: Some(Instant::now()),
+        }
     }
 
     /// A timer that fires `duration` from now. If the deadline overflows the
     /// clock, the timer has no deadline and inserting it fails.
     pub fn from_duration(duration: Duration) -> Timer {
-        Timer { deadline: Instant::now().checked_add(duration) }
+        Timer {
+            deadline: Instant::now().checked_add(duration),
+        }
     }
 
     /// A timer that fires at `deadline` (immediately if it is in the past).
     pub fn from_deadline(deadline: Instant) -> Timer {
-        Timer { deadline: Some(deadline) }
+        Timer {
+            deadline: Some(deadline),
+        }
     }
 
     /// Changes the deadline to `deadline`.
@@ -104,9 +110,12 @@ impl EventSource for Timer {
     type Ret = TimeoutAction;
 
     fn __register(self) -> Result<(u64, ())> {
-        let deadline = self
-            .deadline
-            .ok_or_else(|| Error::new(ErrorCode::InvalidArgument, "timer deadline overflows the clock"))?;
+        let deadline = self.deadline.ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidArgument,
+                "timer deadline overflows the clock",
+            )
+        })?;
         let id = host_loop::add_timer(deadline.as_nanos()).map_err(Error::from)?;
         Ok((id, ()))
     }

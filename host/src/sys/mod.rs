@@ -8,7 +8,7 @@
 //! * `Poller::notifier()`, a `Send + Sync` handle that wakes a blocked `wait` from any thread.
 //!
 //! Linux and Android use epoll (plus an eventfd for wake-ups and a timerfd for sub-millisecond
-//! deadlines); macOS, iOS and the BSDs use kqueue (`EVFILT_USER` for wake-ups, `kevent`'s
+//! deadlines); macOS, iOS and the BSDs use kqueue (a pipe for wake-ups, `kevent`'s
 //! nanosecond timeout for deadlines, `EVFILT_SIGNAL` for signals).
 
 use std::{

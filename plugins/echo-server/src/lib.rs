@@ -50,7 +50,11 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = |n: &str| it.next().cloned().ok_or_else(|| format!("{n} needs a value"));
+        let mut val = |n: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{n} needs a value"))
+        };
         match a.as_str() {
             "--listen" => o.listen = val("--listen")?,
             "--async" => o.use_async = true,
@@ -86,7 +90,11 @@ fn on_conn(
     stream: &NoIoDrop<TcpStream>,
     st: &mut State,
 ) -> io::Result<PostAction> {
-    let limit = if st.opts.drain { usize::MAX } else { st.opts.chunk };
+    let limit = if st.opts.drain {
+        usize::MAX
+    } else {
+        st.opts.chunk
+    };
     if !conn.eof {
         let r = read_available(&**stream, &mut conn.out, limit)?;
         conn.eof = r.eof;
@@ -101,8 +109,13 @@ fn on_conn(
     if want_write != conn.want_write {
         conn.want_write = want_write;
         if let Some(t) = conn.token.get() {
-            let interest = Interest { readable: !conn.eof, writable: want_write };
-            handle.set_interest(&t, interest, st.opts.mode).map_err(io::Error::other)?;
+            let interest = Interest {
+                readable: !conn.eof,
+                writable: want_write,
+            };
+            handle
+                .set_interest(&t, interest, st.opts.mode)
+                .map_err(io::Error::other)?;
         }
     }
     Ok(PostAction::Continue)
@@ -118,17 +131,27 @@ fn conn_closed(handle: &LoopHandle<State>, st: &mut State) {
     }
 }
 
-fn on_listener(handle: &LoopHandle<State>, listener: &TcpListener, st: &mut State) -> io::Result<PostAction> {
+fn on_listener(
+    handle: &LoopHandle<State>,
+    listener: &TcpListener,
+    st: &mut State,
+) -> io::Result<PostAction> {
     loop {
         match listener.accept() {
             Ok((stream, _peer)) => {
                 let token = Rc::new(Cell::new(None));
-                let mut conn = Conn { out: Vec::new(), eof: false, want_write: false, token: token.clone() };
+                let mut conn = Conn {
+                    out: Vec::new(),
+                    eof: false,
+                    want_write: false,
+                    token: token.clone(),
+                };
                 let h = *handle;
                 let t = handle
-                    .insert_source(Generic::new(stream, Interest::READ, st.opts.mode), move |_r, s, st: &mut State| {
-                        on_conn(&h, &mut conn, s, st)
-                    })
+                    .insert_source(
+                        Generic::new(stream, Interest::READ, st.opts.mode),
+                        move |_r, s, st: &mut State| on_conn(&h, &mut conn, s, st),
+                    )
                     .map_err(io::Error::other)?;
                 token.set(Some(t));
             }
@@ -141,7 +164,12 @@ fn on_listener(handle: &LoopHandle<State>, listener: &TcpListener, st: &mut Stat
     }
 }
 
-async fn serve_async(listener: Async<TcpListener>, opts: Opts, closed: Rc<Cell<u64>>, stop: Rc<RefCell<bool>>) {
+async fn serve_async(
+    listener: Async<TcpListener>,
+    opts: Opts,
+    closed: Rc<Cell<u64>>,
+    stop: Rc<RefCell<bool>>,
+) {
     loop {
         let (stream, _peer) = match listener.accept().await {
             Ok(x) => x,
@@ -188,19 +216,30 @@ impl Plugin for EchoServer {
 
     fn init(handle: &LoopHandle<State>, args: Vec<String>) -> Result<State, String> {
         let opts = parse(&args)?;
-        let listener = TcpListener::bind(&opts.listen).map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+        let listener = TcpListener::bind(&opts.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         println!("echo-server: listening on {addr}");
-        let mut st = State { closed: 0, opts: opts.clone(), listener: None };
+        let mut st = State {
+            closed: 0,
+            opts: opts.clone(),
+            listener: None,
+        };
         if opts.use_async {
             let listener = Async::new(listener).map_err(|e| e.to_string())?;
-            handle.spawn(serve_async(listener, opts, Rc::new(Cell::new(0)), Rc::new(RefCell::new(false))));
+            handle.spawn(serve_async(
+                listener,
+                opts,
+                Rc::new(Cell::new(0)),
+                Rc::new(RefCell::new(false)),
+            ));
         } else {
             let h = *handle;
             let t = handle
-                .insert_source(Generic::new(listener, Interest::READ, Mode::Level), move |_r, l, st: &mut State| {
-                    on_listener(&h, l, st)
-                })
+                .insert_source(
+                    Generic::new(listener, Interest::READ, Mode::Level),
+                    move |_r, l, st: &mut State| on_listener(&h, l, st),
+                )
                 .map_err(|e| e.to_string())?;
             st.listener = Some(t);
         }

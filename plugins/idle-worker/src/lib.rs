@@ -32,7 +32,11 @@ fn parse_args(args: &[String]) -> Result<(u64, u64), String> {
         match arg.as_str() {
             "--n" => n = num("--n")?,
             "--chunk" => chunk = num("--chunk")?,
-            other => return Err(format!("unknown argument {other:?} (usage: --n 1000000 --chunk 10000)")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (usage: --n 1000000 --chunk 10000)"
+                ))
+            }
         }
     }
     if chunk == 0 {
@@ -70,7 +74,13 @@ impl Plugin for IdleWorker {
         handle
             .try_insert_idle(move |st: &mut State| step(h, st))
             .map_err(|e| e.to_string())?;
-        Ok(State { n, chunk, next: 1, sum: 0, chunks: 0 })
+        Ok(State {
+            n,
+            chunk,
+            next: 1,
+            sum: 0,
+            chunks: 0,
+        })
     }
 }
 

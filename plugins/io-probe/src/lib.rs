@@ -34,11 +34,22 @@ fn report(probe: &str, r: Result<(), (bool, String)>) {
 }
 
 fn io<T>(r: std::io::Result<T>) -> Result<T, (bool, String)> {
-    r.map_err(|e| (is_denied(&e) || callop_guest::io::error_kind(&e) == Some(callop_guest::io::IoErrorKind::Closed), e.to_string()))
+    r.map_err(|e| {
+        (
+            is_denied(&e)
+                || callop_guest::io::error_kind(&e) == Some(callop_guest::io::IoErrorKind::Closed),
+            e.to_string(),
+        )
+    })
 }
 
 fn sdk<T>(r: callop_guest::Result<T>) -> Result<T, (bool, String)> {
-    r.map_err(|e| (matches!(e.code, ErrorCode::NotPermitted | ErrorCode::InvalidSource), e.message))
+    r.map_err(|e| {
+        (
+            matches!(e.code, ErrorCode::NotPermitted | ErrorCode::InvalidSource),
+            e.message,
+        )
+    })
 }
 
 fn signal(name: &str) -> Option<Signal> {
@@ -59,7 +70,9 @@ fn probe(handle: &LoopHandle<()>, p: &str) -> Result<(), (bool, String)> {
         "bind" => io(TcpListener::bind(arg)).map(drop),
         "udp-bind" => io(UdpSocket::bind(arg)).map(drop),
         "udp-send" => {
-            let (bind, to) = arg.split_once('>').ok_or((false, "udp-send:BIND>ADDR".to_string()))?;
+            let (bind, to) = arg
+                .split_once('>')
+                .ok_or((false, "udp-send:BIND>ADDR".to_string()))?;
             let s = io(UdpSocket::bind(bind))?;
             io(s.send_to(b"probe", to)).map(drop)
         }
@@ -93,17 +106,19 @@ fn probe(handle: &LoopHandle<()>, p: &str) -> Result<(), (bool, String)> {
         "stdin" => io(fs::stdin()).map(drop),
         "signal" => {
             let s = signal(arg).ok_or((false, format!("unknown signal {arg}")))?;
-            let t = sdk(handle.insert_source(Signals::new(&[s]).map_err(|e| (false, e.message))?, |_, _, _| {
-                callop_guest::PostAction::Continue
-            }))?;
+            let t = sdk(handle.insert_source(
+                Signals::new(&[s]).map_err(|e| (false, e.message))?,
+                |_, _, _| callop_guest::PostAction::Continue,
+            ))?;
             handle.remove(t);
             Ok(())
         }
         "stale-source" => {
             let l = io(TcpListener::bind(arg))?;
-            let t = sdk(handle.insert_source(Generic::new(l, Interest::READ, Mode::Level), |_, _, _| {
-                Ok(callop_guest::PostAction::Continue)
-            }))?;
+            let t = sdk(handle
+                .insert_source(Generic::new(l, Interest::READ, Mode::Level), |_, _, _| {
+                    Ok(callop_guest::PostAction::Continue)
+                }))?;
             handle.remove(t);
             sdk(handle.set_interest(&t, Interest::BOTH, Mode::Level))
         }

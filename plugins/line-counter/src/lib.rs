@@ -47,17 +47,24 @@ impl Plugin for LineCounter {
         let stdin = fs::stdin().map_err(|e| format!("line-counter: {e}"))?;
         let mut buf = Vec::new();
         handle
-            .insert_source(Generic::new(stdin, Interest::READ, mode), move |_r, stdin, st: &mut State| {
-                let limit = if mode == Mode::Edge { usize::MAX } else { 1 << 20 };
-                let r = read_available(&**stdin, &mut buf, limit)?;
-                st.count(&buf);
-                buf.clear();
-                if r.eof {
-                    println!("lines={} words={} bytes={}", st.lines, st.words, st.bytes);
-                    return Ok(PostAction::Remove);
-                }
-                Ok(PostAction::Continue)
-            })
+            .insert_source(
+                Generic::new(stdin, Interest::READ, mode),
+                move |_r, stdin, st: &mut State| {
+                    let limit = if mode == Mode::Edge {
+                        usize::MAX
+                    } else {
+                        1 << 20
+                    };
+                    let r = read_available(&**stdin, &mut buf, limit)?;
+                    st.count(&buf);
+                    buf.clear();
+                    if r.eof {
+                        println!("lines={} words={} bytes={}", st.lines, st.words, st.bytes);
+                        return Ok(PostAction::Remove);
+                    }
+                    Ok(PostAction::Continue)
+                },
+            )
             .map_err(|e| e.to_string())?;
         Ok(State::default())
     }

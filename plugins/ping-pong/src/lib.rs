@@ -45,7 +45,11 @@ fn parse_args(args: &[String]) -> Result<(Role, u64, Option<String>), String> {
     let (mut role, mut count, mut peer) = (None, 10u64, None);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         match arg.as_str() {
             "--role" => {
                 role = Some(match value("--role")?.as_str() {
@@ -54,10 +58,16 @@ fn parse_args(args: &[String]) -> Result<(Role, u64, Option<String>), String> {
                     r => return Err(format!("bad --role {r:?}: use ping or pong")),
                 })
             }
-            "--count" => count = value("--count")?.parse().map_err(|e| format!("bad --count: {e}"))?,
+            "--count" => {
+                count = value("--count")?
+                    .parse()
+                    .map_err(|e| format!("bad --count: {e}"))?
+            }
             "--peer" => peer = Some(value("--peer")?),
             other => {
-                return Err(format!("unknown argument {other:?} (usage: --role ping|pong [--count N] [--peer NAME])"))
+                return Err(format!(
+                "unknown argument {other:?} (usage: --role ping|pong [--count N] [--peer NAME])"
+            ))
             }
         }
     }
@@ -93,7 +103,10 @@ fn start_ping(st: &mut State) -> Result<bool, String> {
 fn on_message(st: &mut State, event: Event) -> PostAction {
     match event {
         Event::Msg(bytes) => {
-            let Some(k) = std::str::from_utf8(&bytes).ok().and_then(|s| s.parse::<u64>().ok()) else {
+            let Some(k) = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
                 callop_guest::warn!("{:?}: ignoring malformed message {bytes:?}", st.role);
                 return PostAction::Continue;
             };
@@ -140,31 +153,44 @@ impl Plugin for PingPong {
             Role::Ping => "pong".into(),
             Role::Pong => "ping".into(),
         });
-        let mut st = State { role, peer, count, received: 0, to_peer: None };
+        let mut st = State {
+            role,
+            peer,
+            count,
+            received: 0,
+            to_peer: None,
+        };
         handle
-            .insert_source(Channel::open("in"), |event, _: &mut (), st: &mut State| on_message(st, event))
+            .insert_source(Channel::open("in"), |event, _: &mut (), st: &mut State| {
+                on_message(st, event)
+            })
             .map_err(|e| e.to_string())?;
         if role == Role::Ping && !start_ping(&mut st)? {
             let signal = handle.get_signal();
             let mut tries = 0;
             handle
-                .insert_source(Timer::from_duration(Duration::from_millis(10)), move |_, _: &mut (), st: &mut State| {
-                    tries += 1;
-                    match start_ping(st) {
-                        Ok(true) => TimeoutAction::Drop,
-                        Ok(false) if tries < 200 => TimeoutAction::ToDuration(Duration::from_millis(10)),
-                        Ok(false) => {
-                            callop_guest::error!("ping: peer {:?} not found", st.peer);
-                            signal.stop_with_code(2);
-                            TimeoutAction::Drop
+                .insert_source(
+                    Timer::from_duration(Duration::from_millis(10)),
+                    move |_, _: &mut (), st: &mut State| {
+                        tries += 1;
+                        match start_ping(st) {
+                            Ok(true) => TimeoutAction::Drop,
+                            Ok(false) if tries < 200 => {
+                                TimeoutAction::ToDuration(Duration::from_millis(10))
+                            }
+                            Ok(false) => {
+                                callop_guest::error!("ping: peer {:?} not found", st.peer);
+                                signal.stop_with_code(2);
+                                TimeoutAction::Drop
+                            }
+                            Err(e) => {
+                                callop_guest::error!("ping: {e}");
+                                signal.stop_with_code(2);
+                                TimeoutAction::Drop
+                            }
                         }
-                        Err(e) => {
-                            callop_guest::error!("ping: {e}");
-                            signal.stop_with_code(2);
-                            TimeoutAction::Drop
-                        }
-                    }
-                })
+                    },
+                )
                 .map_err(|e| e.to_string())?;
         }
         Ok(st)

@@ -41,8 +41,12 @@ fn check(st: &mut State, ok: bool, what: &str) {
 fn expect_err<T>(st: &mut State, r: callop_guest::Result<T>, code: ErrorCode, what: &str) {
     match r {
         Err(e) if e.code == code => {}
-        Err(e) => st.failures.push(format!("{what}: expected {code:?}, got {e}")),
-        Ok(_) => st.failures.push(format!("{what}: expected {code:?}, got Ok")),
+        Err(e) => st
+            .failures
+            .push(format!("{what}: expected {code:?}, got {e}")),
+        Ok(_) => st
+            .failures
+            .push(format!("{what}: expected {code:?}, got Ok")),
     }
 }
 
@@ -78,14 +82,17 @@ impl Plugin for SelfTest {
         st.token_b = Some(token_b);
         let h = *handle;
         handle
-            .insert_source(Timer::from_duration(Duration::from_millis(15)), move |_, _: &mut (), st: &mut State| {
-                st.b_enabled_at = Some(Instant::now());
-                let t = st.token_b.unwrap();
-                if let Err(err) = h.enable(&t) {
-                    st.failures.push(format!("enable: {err}"));
-                }
-                TimeoutAction::Drop
-            })
+            .insert_source(
+                Timer::from_duration(Duration::from_millis(15)),
+                move |_, _: &mut (), st: &mut State| {
+                    st.b_enabled_at = Some(Instant::now());
+                    let t = st.token_b.unwrap();
+                    if let Err(err) = h.enable(&t) {
+                        st.failures.push(format!("enable: {err}"));
+                    }
+                    TimeoutAction::Drop
+                },
+            )
             .map_err(e)?;
 
         // Named ping, triggered through a handle obtained by name.
@@ -114,60 +121,98 @@ impl Plugin for SelfTest {
             })
             .map_err(e)?;
         handle
-            .insert_source(Timer::from_duration(Duration::from_millis(1)), |_, _: &mut (), st: &mut State| {
-                st.periodic += 1;
-                if st.periodic < 3 {
-                    TimeoutAction::ToDuration(Duration::from_millis(1))
-                } else {
-                    TimeoutAction::Drop
-                }
-            })
+            .insert_source(
+                Timer::from_duration(Duration::from_millis(1)),
+                |_, _: &mut (), st: &mut State| {
+                    st.periodic += 1;
+                    if st.periodic < 3 {
+                        TimeoutAction::ToDuration(Duration::from_millis(1))
+                    } else {
+                        TimeoutAction::Drop
+                    }
+                },
+            )
             .map_err(e)?;
 
         // Host errors (never traps).
-        let r = handle.insert_source(Channel::open("bad/name"), |_, _: &mut (), _: &mut State| PostAction::Remove);
-        expect_err(&mut st, r, ErrorCode::InvalidArgument, "open_channel(bad/name)");
+        let r = handle.insert_source(Channel::open("bad/name"), |_, _: &mut (), _: &mut State| {
+            PostAction::Remove
+        });
+        expect_err(
+            &mut st,
+            r,
+            ErrorCode::InvalidArgument,
+            "open_channel(bad/name)",
+        );
         let echo = |ev: Event, _: &mut (), _: &mut State| match ev {
             Event::Msg(_) => PostAction::Continue,
             Event::Closed => PostAction::Remove,
         };
-        handle.insert_source(Channel::open("dup"), echo).map_err(e)?;
+        handle
+            .insert_source(Channel::open("dup"), echo)
+            .map_err(e)?;
         let r = handle.insert_source(Channel::open("dup"), echo);
-        expect_err(&mut st, r, ErrorCode::AlreadyExists, "open_channel(dup) twice");
-        expect_err(&mut st, Sender::to("no-such-plugin-xyz/in"), ErrorCode::NotFound, "Sender::to(unknown)");
+        expect_err(
+            &mut st,
+            r,
+            ErrorCode::AlreadyExists,
+            "open_channel(dup) twice",
+        );
+        expect_err(
+            &mut st,
+            Sender::to("no-such-plugin-xyz/in"),
+            ErrorCode::NotFound,
+            "Sender::to(unknown)",
+        );
 
         // Verdict.
         let h = *handle;
         handle
-            .insert_source(Timer::from_duration(Duration::from_millis(50)), move |_, _: &mut (), st: &mut State| {
-                let s = &mut *st;
-                let pa = s.pings_a;
-                check(s, pa == 1, &format!("ping coalescing: {pa} events for 2 triggers"));
-                let pb = s.pings_b;
-                check(s, pb == 1, &format!("disabled ping: {pb} events (want 1 after enable)"));
-                let order = matches!((s.b_enabled_at, s.b_fired_at), (Some(en), Some(f)) if f >= en);
-                check(s, order, "disabled ping fired before enable");
-                let c = s.cancelled_idle_ran;
-                check(s, !c, "cancelled idle ran");
-                let i = s.idle_ran;
-                check(s, i, "idle did not run");
-                let im = s.immediate_fired;
-                check(s, im, "immediate timer did not fire");
-                let p = s.periodic;
-                check(s, p == 3, &format!("periodic timer fired {p} times (want 3)"));
-                let n = s.named_pings;
-                check(s, n == 1, &format!("named ping: {n} events (want 1)"));
-                if s.failures.is_empty() {
-                    println!("selftest: ok");
-                    h.remove_all();
-                } else {
-                    for f in &s.failures {
-                        println!("selftest: FAILED: {f}");
+            .insert_source(
+                Timer::from_duration(Duration::from_millis(50)),
+                move |_, _: &mut (), st: &mut State| {
+                    let s = &mut *st;
+                    let pa = s.pings_a;
+                    check(
+                        s,
+                        pa == 1,
+                        &format!("ping coalescing: {pa} events for 2 triggers"),
+                    );
+                    let pb = s.pings_b;
+                    check(
+                        s,
+                        pb == 1,
+                        &format!("disabled ping: {pb} events (want 1 after enable)"),
+                    );
+                    let order =
+                        matches!((s.b_enabled_at, s.b_fired_at), (Some(en), Some(f)) if f >= en);
+                    check(s, order, "disabled ping fired before enable");
+                    let c = s.cancelled_idle_ran;
+                    check(s, !c, "cancelled idle ran");
+                    let i = s.idle_ran;
+                    check(s, i, "idle did not run");
+                    let im = s.immediate_fired;
+                    check(s, im, "immediate timer did not fire");
+                    let p = s.periodic;
+                    check(
+                        s,
+                        p == 3,
+                        &format!("periodic timer fired {p} times (want 3)"),
+                    );
+                    let n = s.named_pings;
+                    check(s, n == 1, &format!("named ping: {n} events (want 1)"));
+                    if s.failures.is_empty() {
+                        println!("selftest: ok");
+                        h.remove_all();
+                    } else {
+                        for f in &s.failures {
+                            println!("selftest: FAILED: {f}");
+                        }
+                        h.get_signal().stop_with_code(1);
                     }
-                    h.get_signal().stop_with_code(1);
-                }
-                TimeoutAction::Drop
-            })
+                    TimeoutAction::Drop
+                },
+            )
             .map_err(e)?;
         Ok(st)
     }

@@ -25,7 +25,10 @@ fn load(st: &mut State) {
             st.generation += 1;
             st.config = text;
             let first = st.config.lines().next().unwrap_or("");
-            println!("sighup-reload: loaded generation {}: {first}", st.generation);
+            println!(
+                "sighup-reload: loaded generation {}: {first}",
+                st.generation
+            );
         }
         Err(e) => callop_guest::error!("sighup-reload: cannot read {}: {e}", st.path),
     }
@@ -40,10 +43,18 @@ impl Plugin for SighupReload {
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--config" => path = it.next().cloned().ok_or("--config needs a value")?,
-                other => return Err(format!("unknown argument {other:?} (usage: [--config PATH])")),
+                other => {
+                    return Err(format!(
+                        "unknown argument {other:?} (usage: [--config PATH])"
+                    ))
+                }
             }
         }
-        let mut st = State { path, generation: 0, config: String::new() };
+        let mut st = State {
+            path,
+            generation: 0,
+            config: String::new(),
+        };
         load(&mut st);
         if st.generation == 0 {
             return Err(format!("cannot read the configuration {}", st.path));

@@ -65,60 +65,95 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut notify = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         match arg.as_str() {
             "--every" => every = parse_duration(&value("--every")?)?,
             "--count" => {
-                count = value("--count")?.parse().map_err(|e| format!("bad --count: {e}"))?
+                count = value("--count")?
+                    .parse()
+                    .map_err(|e| format!("bad --count: {e}"))?
             }
-            "--stop-in-init" => stop_in_init = Some(parse_code("--stop-in-init", &value("--stop-in-init")?)?),
-            "--stop-at-end" => stop_at_end = Some(parse_code("--stop-at-end", &value("--stop-at-end")?)?),
+            "--stop-in-init" => {
+                stop_in_init = Some(parse_code("--stop-in-init", &value("--stop-in-init")?)?)
+            }
+            "--stop-at-end" => {
+                stop_at_end = Some(parse_code("--stop-at-end", &value("--stop-at-end")?)?)
+            }
             "--notify" => notify = Some(value("--notify")?),
-            other => return Err(format!("unknown argument {other:?} (usage: --every 10ms --count 5)")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (usage: --every 10ms --count 5)"
+                ))
+            }
         }
     }
-    Ok(Args { every, count, stop_in_init, stop_at_end, notify })
+    Ok(Args {
+        every,
+        count,
+        stop_in_init,
+        stop_at_end,
+        notify,
+    })
 }
 
 impl Plugin for Ticker {
     type State = State;
 
     fn init(handle: &LoopHandle<State>, args: Vec<String>) -> Result<State, String> {
-        let Args { every, count, stop_in_init, stop_at_end, notify } = parse_args(&args)?;
+        let Args {
+            every,
+            count,
+            stop_in_init,
+            stop_at_end,
+            notify,
+        } = parse_args(&args)?;
         let notify = match notify {
             Some(t) => Some(Sender::to(&t).map_err(|e| format!("--notify {t}: {e}"))?),
             None => None,
         };
         if count > 0 {
             handle
-                .insert_source(Timer::from_duration(every), |deadline, _: &mut (), st: &mut State| {
-                    st.ticks += 1;
-                    println!("tick {}", st.ticks);
-                    if let Some(s) = &st.notify {
-                        if let Err(e) = s.send(format!("tick {}", st.ticks)) {
-                            eprintln!("ticker: cannot notify: {e}");
-                        }
-                    }
-                    if st.ticks >= st.count {
-                        match st.stop_at_end {
-                            Some(code) => {
-                                callop_guest::stop(code);
-                                // Still armed: the stop alone ends the plugin.
-                                TimeoutAction::ToInstant(deadline + st.every)
+                .insert_source(
+                    Timer::from_duration(every),
+                    |deadline, _: &mut (), st: &mut State| {
+                        st.ticks += 1;
+                        println!("tick {}", st.ticks);
+                        if let Some(s) = &st.notify {
+                            if let Err(e) = s.send(format!("tick {}", st.ticks)) {
+                                eprintln!("ticker: cannot notify: {e}");
                             }
-                            None => TimeoutAction::Drop,
                         }
-                    } else {
-                        // Drift-free period, relative to the deadline that fired.
-                        TimeoutAction::ToInstant(deadline + st.every)
-                    }
-                })
+                        if st.ticks >= st.count {
+                            match st.stop_at_end {
+                                Some(code) => {
+                                    callop_guest::stop(code);
+                                    // Still armed: the stop alone ends the plugin.
+                                    TimeoutAction::ToInstant(deadline + st.every)
+                                }
+                                None => TimeoutAction::Drop,
+                            }
+                        } else {
+                            // Drift-free period, relative to the deadline that fired.
+                            TimeoutAction::ToInstant(deadline + st.every)
+                        }
+                    },
+                )
                 .map_err(|e| e.to_string())?;
         }
         if let Some(code) = stop_in_init {
             callop_guest::stop(code);
         }
-        Ok(State { every, count, ticks: 0, stop_at_end, notify })
+        Ok(State {
+            every,
+            count,
+            ticks: 0,
+            stop_at_end,
+            notify,
+        })
     }
 }
 
