@@ -4,7 +4,9 @@
 //!
 //! Every guest registration becomes a real source in the application's loop:
 //! `add-timer` a [`Timer`], `make-ping` a [`ping`](crate::ping) source,
-//! `open-channel` a [`channel`](crate::channel), `add-idle` an idle callback.
+//! `open-channel` a mailbox source (a channel whose messages are packed as
+//! they are sent, see `mailbox.rs`), `add-idle` an idle callback, `io.register`
+//! a [`Generic`](crate::generic::Generic) source.
 //! Their callbacks never call into wasm: they only append an event to the
 //! plugin's *pending batch* and, once per loop iteration, schedule a *flush*
 //! as an idle callback. Idle callbacks run after all event sources of the
