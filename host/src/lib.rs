@@ -67,7 +67,9 @@ mod loop_tests;
 pub mod error;
 pub mod io;
 
-/// The wasm plugin host (feature `plugin`, on by default): see the module docs.
+// The wasm plugin host (feature `plugin`, on by default). Its docs are all
+// inner docs: an outer doc comment here would make rustdoc resolve the
+// module's links from the crate root.
 #[cfg(feature = "plugin")]
 pub mod plugin;
 

@@ -6,7 +6,7 @@
 //! `add-timer` a [`Timer`], `make-ping` a [`ping`](crate::ping) source,
 //! `open-channel` a mailbox source (a channel whose messages are packed as
 //! they are sent, see `mailbox.rs`), `add-idle` an idle callback, `io.register`
-//! a [`Generic`](crate::generic::Generic) source.
+//! a [`Generic`] source.
 //! Their callbacks never call into wasm: they only append an event to the
 //! plugin's *pending batch* and, once per loop iteration, schedule a *flush*
 //! as an idle callback. Idle callbacks run after all event sources of the
@@ -18,12 +18,12 @@
 //! [`Host::shutdown`]), each guarded by a `RefCell` borrow.
 //!
 //! Calls the guest makes to `host-loop` during an export are validated at
-//! once and queued (see [`super::state::Op`]); after the export returns the
+//! once and queued (as `state::Op`s); after the export returns the
 //! host applies the `dispatch` results (re-arming timers, disabling or
 //! removing sources) and then the queued operations, in call order.
 //!
 //! A timer fires once in the loop (its callback returns
-//! [`TimeoutAction::Drop`](crate::timer::TimeoutAction::Drop)); when the
+//! [`TimeoutAction::Drop`]); when the
 //! guest answers `to-duration`/`to-instant` the host registers a new timer.
 //!
 //! Idles added while the loop is inside its idle phase (or outside the loop)

@@ -1,4 +1,5 @@
-//! Sandboxed wasm plugins driving sources of a callop event loop.
+//! Sandboxed wasm plugins driving sources of a callop event loop (feature
+//! `plugin`, on by default).
 //!
 //! A plugin is a WebAssembly component targeting the world
 //! `callop:plugin/plugin@0.2.0` (see `wit/`). A [`Host`] lives inside an
