@@ -212,3 +212,76 @@ fn compile_fills_cache_and_inspect_prints_world() {
     );
     assert!(out.contains("loadable: yes"), "{out}");
 }
+
+/// Runs `callop-host --config FILE line_counter.wasm@wc` with FILE holding
+/// `config` and `input` on its stdin.
+fn run_with_config(config: &str, input: &str) -> Output {
+    let dir = callop_tests::target_dir().join("cli-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join(format!("callop-{}.toml", std::process::id()));
+    std::fs::write(&cfg, config).unwrap();
+    let mut child = host()
+        .arg("--config")
+        .arg(&cfg)
+        .arg(format!("{}@wc", plugin("line-counter").display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A refused config exits before reading stdin: ignore a broken pipe.
+    let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes());
+    let o = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&cfg);
+    o
+}
+
+#[test]
+fn config_file_sets_limits_and_capabilities_and_refuses_typos() {
+    // [limits] allows no source at all; the instance's table overrides that
+    // and grants stdin, which line-counter registers as a source.
+    let o = run_with_config(
+        "[limits]\nmax-sources = 0\ncallback-timeout-ms = 1000\n\n\
+         [plugins.wc]\nmax-sources = 4\nmax-memory-mib = 32\nstdin = true\n",
+        "one two\nthree\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "[wc] lines=2 words=3 bytes=14");
+    // Without the override, [limits] applies: init cannot register stdin.
+    let o = run_with_config(
+        "[limits]\nmax-sources = 0\n\n[plugins.wc]\nstdin = true\n",
+        "x\n",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("plugin init failed"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Typos, old spellings and unknown instances are refused before anything runs.
+    for (config, msg) in [
+        ("[plugins.wc]\nstdn = true\n", "unknown key `stdn`"),
+        ("[limit]\nmax-sources = 4\n", "unknown table `[limit]`"),
+        (
+            "[plugins.wc]\nmax_sources = 4\n",
+            "unknown key `max_sources`: did you mean `max-sources`?",
+        ),
+        (
+            "[plugin.wc]\nstdin = true\n",
+            "`[plugin.wc]`: did you mean `[plugins.wc]`?",
+        ),
+        (
+            "[plugins.wcc]\nstdin = true\n",
+            "`[plugins.wcc]`: no plugin instance named `wcc`",
+        ),
+    ] {
+        let o = run_with_config(config, "");
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{config}: {err}");
+        assert!(
+            err.contains("--config") && err.contains(msg),
+            "{config}: {err}"
+        );
+        assert!(o.stdout.is_empty(), "{config}: {}", text(&o.stdout));
+    }
+}

@@ -627,7 +627,7 @@ fn config_file_grants_capabilities_per_plugin() {
     let cfg = tmp.join("callop.toml");
     std::fs::write(
         &cfg,
-        format!("[plugin.probe]\nallow-net = [\"bind:127.0.0.1:{port}\"]\n"),
+        format!("[plugins.probe]\nallow-net = [\"bind:127.0.0.1:{port}\"]\n"),
     )
     .unwrap();
     let probe = plugin("io-probe");

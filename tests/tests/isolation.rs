@@ -431,7 +431,7 @@ fn cli_config_file_sets_per_plugin_limits() {
     let cfg = dir.join("callop.toml");
     std::fs::write(
         &cfg,
-        "[limits]\ncallback_timeout_ms = 100\n\n[plugins.faulty]\nmax_memory_mib = 16\n",
+        "[limits]\ncallback-timeout-ms = 100\n\n[plugins.faulty]\nmax-memory-mib = 16\n",
     )
     .unwrap();
     let o = std::process::Command::new(host_bin())
@@ -462,7 +462,7 @@ fn cli_config_file_sets_per_plugin_limits() {
         "{stderr}"
     );
 
-    std::fs::write(&cfg, "[limits]\nmax_sorces = 1\n").unwrap();
+    std::fs::write(&cfg, "[limits]\nmax-sorces = 1\n").unwrap();
     let o = std::process::Command::new(host_bin())
         .arg("--config")
         .arg(&cfg)
@@ -472,7 +472,7 @@ fn cli_config_file_sets_per_plugin_limits() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("--config") && stderr.contains("max_sorces"),
+        stderr.contains("--config") && stderr.contains("unknown key `max-sorces`"),
         "{stderr}"
     );
 }

@@ -41,6 +41,14 @@ Capabilities (deny by default, per plugin; NAME= may be omitted with one plugin)
   callop-host echo_server.wasm --allow-net 127.0.0.1:7000 -- --listen 127.0.0.1:7000
   seq 10 | callop-host line_counter.wasm --stdin
 
+Config file (--config callop.toml; keys named like the flags, all optional):
+  [limits]                          # every plugin
+  callback-timeout-ms = 100         # also init-timeout-ms, max-memory-mib, max-sources,
+  restart = \"on-failure:3/60s\"      # max-message-size, max-queued-messages, max-handles, ...
+  [plugins.echo]                    # the instance `echo`: any [limits] key, and capabilities
+  max-memory-mib = 16
+  allow-net = [\"127.0.0.1:7000\"]    # also dir, fd, stdin, allow-signal
+
 Runs until no plugin has a live source (or, with --forever, until SIGINT/SIGTERM).
 On SIGINT/SIGTERM every plugin's `shutdown` is called and the host waits up to
 --shutdown-timeout for them to finish; a second signal exits at once.
@@ -133,8 +141,9 @@ struct RunArgs {
     /// What to do when a plugin fails: `never` or `on-failure[:N[/PERIOD]]` (e.g. `on-failure:3/60s`) [default: never].
     #[arg(long, value_name = "POLICY")]
     restart: Option<RestartPolicy>,
-    /// TOML file: `[limits]` and per-instance `[plugins.NAME]` tables (limits, restart), and
-    /// per-instance `[plugin.NAME]` tables (capabilities); flags given explicitly override its `[limits]`.
+    /// TOML file: `[limits]` (every plugin) and `[plugins.NAME]` (one instance: limits and
+    /// capabilities), keys named like the flags (`callback-timeout-ms`, `max-memory-mib`,
+    /// `restart`, `allow-net`, ...); flags given explicitly override its `[limits]` and add grants.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Forbid plugins to talk to each other (they can still use their own sources).
@@ -217,7 +226,11 @@ fn target_of<'a>(
 }
 
 /// Builds every plugin's capabilities from the config file and the flags.
-fn capabilities(run: &RunArgs, names: &[String]) -> Result<Vec<(String, Capabilities)>, String> {
+fn capabilities(
+    run: &RunArgs,
+    file: &ConfigFile,
+    names: &[String],
+) -> Result<Vec<(String, Capabilities)>, String> {
     let mut caps: Vec<(String, Capabilities)> = names
         .iter()
         .map(|n| (n.clone(), Capabilities::new()))
@@ -228,20 +241,12 @@ fn capabilities(run: &RunArgs, names: &[String]) -> Result<Vec<(String, Capabili
             slot.1 = old.merge(c);
         }
     };
-    if let Some(path) = &run.config {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--config {}: {e}", path.display()))?;
-        let file = callop::plugin::capabilities::ConfigFile::parse(&text)
-            .map_err(|e| format!("--config {}: {e}", path.display()))?;
-        for (name, spec) in &file.plugin {
-            if !names.contains(name) {
-                return Err(format!(
-                    "--config {}: no plugin instance named `{name}`",
-                    path.display()
-                ));
-            }
-            add(name, spec.build()?);
-        }
+    for (name, t) in &file.plugins {
+        let c = t
+            .capabilities
+            .build()
+            .map_err(|e| format!("--config: `[plugins.{name}]`: {e}"))?;
+        add(name, c);
     }
     for v in &run.allow_net {
         let (n, spec) = target_of("--allow-net", v, names)?;
@@ -413,7 +418,19 @@ fn cmd_run(run: RunArgs) -> ExitCode {
     }
 
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    let caps = match capabilities(&run, &names) {
+    // The --config file, read once: limits, restart policies, capabilities.
+    let file = match &run.config {
+        Some(p) => ConfigFile::read(p).and_then(|f| f.check_instances(&names).map(|()| f)),
+        None => Ok(ConfigFile::default()),
+    };
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: --config: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let caps = match capabilities(&run, &file, &names) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -462,16 +479,6 @@ fn cmd_run(run: RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let file = match &run.config {
-        Some(p) => match ConfigFile::read(p) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("error: --config: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => ConfigFile::default(),
-    };
     let resolved = file.resolve_with(
         &Limits::default(),
         RestartPolicy::Never,

@@ -496,10 +496,12 @@ pub(crate) fn is_plain_name(p: &Path) -> bool {
     matches!((c.next(), c.next()), (Some(Component::Normal(_)), None))
 }
 
-/// String form of a plugin's capabilities, as in the TOML config file:
+/// String form of a plugin's capabilities, as in a `[plugins.NAME]` table
+/// of the `--config` file (read by `plugin::config`, which also holds the
+/// limit keys); each key is named like its flag:
 ///
 /// ```toml
-/// [plugin.echo]                 # instance name
+/// [plugins.echo]                # instance name
 /// allow-net = ["127.0.0.1:7000"]
 /// dir = ["./cfg::/cfg:ro"]
 /// fd = ["db=3"]
@@ -509,19 +511,22 @@ pub(crate) fn is_plain_name(p: &Path) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct CapabilitySpec {
-    /// `--allow-net` specs.
+    /// `allow-net`: `--allow-net` specs.
     pub allow_net: Vec<String>,
-    /// `--dir` specs.
+    /// `dir`: `--dir` specs.
     pub dir: Vec<String>,
-    /// `--fd NAME=N` specs.
+    /// `fd`: `--fd NAME=N` specs.
     pub fd: Vec<String>,
-    /// `--stdin`.
+    /// `stdin`: `--stdin`.
     pub stdin: bool,
-    /// `--allow-signal` names.
+    /// `allow-signal`: `--allow-signal` names.
     pub allow_signal: Vec<String>,
 }
 
 impl CapabilitySpec {
+    /// The keys, as written in the file.
+    pub const KEYS: &'static [&'static str] = &["allow-net", "dir", "fd", "stdin", "allow-signal"];
+
     /// Parses the specs (and takes the inherited descriptors).
     pub fn build(&self) -> Result<Capabilities, String> {
         let mut c = Capabilities::new().stdin(self.stdin);
@@ -538,25 +543,6 @@ impl CapabilitySpec {
             c = c.allow_signals(s)?;
         }
         Ok(c)
-    }
-}
-
-/// The capabilities part of the `--config` file: `[plugin.NAME]` tables.
-///
-/// The same file also holds limits and restart policies (`[limits]`, `[plugins.NAME]`, see
-/// [`config::ConfigFile`](super::config::ConfigFile)), so other top-level tables are left to that
-/// reader; unknown keys inside a `[plugin.NAME]` table are errors.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(default)]
-pub struct ConfigFile {
-    /// `[plugin.NAME]` tables.
-    pub plugin: BTreeMap<String, CapabilitySpec>,
-}
-
-impl ConfigFile {
-    /// Parses TOML text.
-    pub fn parse(text: &str) -> Result<ConfigFile, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
     }
 }
 
@@ -649,16 +635,18 @@ mod tests {
     }
 
     #[test]
-    fn signals_and_config() {
+    fn signals_and_spec() {
         let c = Capabilities::new().allow_signals("HUP,sigusr1").unwrap();
         assert_eq!(c.signals, vec![Signal::SIGHUP, Signal::SIGUSR1]);
         assert!(parse_signal("KILL").is_err());
-        let f = ConfigFile::parse(
-            "[plugin.echo]\nallow-net = [\"127.0.0.1:7000\"]\nstdin = true\nallow-signal = [\"HUP\"]\n",
-        )
-        .unwrap();
-        let caps = f.plugin["echo"].build().unwrap();
+        let spec = CapabilitySpec {
+            allow_net: vec!["127.0.0.1:7000".into()],
+            stdin: true,
+            allow_signal: vec!["HUP".into()],
+            ..CapabilitySpec::default()
+        };
+        let caps = spec.build().unwrap();
         assert!(caps.stdin && caps.check_bind(a("127.0.0.1:7000")).is_ok());
-        assert!(ConfigFile::parse("[plugin.x]\nbogus = 1\n").is_err());
+        assert_eq!(caps.signals, vec![Signal::SIGHUP]);
     }
 }

@@ -20,6 +20,8 @@
 //! * [`policy`], [`limits`] — naming rules, permissions and limits;
 //! * [`fault`], [`restart`] — classifying plugin failures and restarting
 //!   failed plugins (see "Isolation" in the README).
+//! * `config` (feature `config`) — the TOML file of `callop-host --config`:
+//!   limits, restart policies and capabilities.
 
 #![warn(missing_docs)]
 
@@ -46,7 +48,7 @@ mod stdio;
 mod types;
 
 pub use app_sender::AppSender;
-pub use capabilities::{Capabilities, CapabilitySpec, ConfigFile, DirGrant, NetDirection, NetRule};
+pub use capabilities::{Capabilities, CapabilitySpec, DirGrant, NetDirection, NetRule};
 pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
 pub use fault::{Fault, FaultKind};
