@@ -2,6 +2,10 @@
 //!
 //! A thin command line over [`callop::plugin::Host`]; see `--help`.
 
+// The clap doc comments below are `--help` text, where `[:ro]` and the like
+// mean "optional", not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
