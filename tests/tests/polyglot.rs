@@ -233,6 +233,54 @@ fn library_relay_many(lang: Lang) {
 }
 per_lang!(library_relay_many: python_relay_keeps_the_order_of_500_messages, js_relay_keeps_the_order_of_500_messages);
 
+/// Rust twin: `batching.rs`: 2,000 messages queued at once arrive as a packed
+/// batch of 1,024 and a second one; `then` acts at the 3rd message. Returns
+/// the replies and whether the relay ended.
+fn relay_then(lang: Lang, then: &str) -> (Vec<String>, bool) {
+    let mut ev: EventLoop<AppInbox> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    collect_app_out(&ev, &host);
+    host.load_file(
+        polyglot_plugin(lang, "relay"),
+        "relay",
+        &args(&["--after", "3", "--then", then]),
+    )
+    .unwrap();
+    let tx = host.sender("relay/in").unwrap();
+    for i in 0..2000 {
+        tx.send(format!("{i}").into_bytes()).unwrap();
+    }
+    let mut inbox = AppInbox::default();
+    let start = Instant::now();
+    while !host.is_empty() && start.elapsed() < Duration::from_secs(3) {
+        ev.dispatch(Some(Duration::from_millis(100)), &mut inbox)
+            .unwrap();
+    }
+    let ended = host.is_empty();
+    if ended {
+        drain_until_closed(&mut ev, &mut inbox);
+    }
+    drop(tx);
+    (inbox.messages, ended)
+}
+
+fn relay_then_disable_and_remove(lang: Lang) {
+    let (got, ended) = relay_then(lang, "disable");
+    assert!(!ended, "a disabled channel keeps the relay alive");
+    let first: Vec<String> = (0..1024).map(|i| format!("{i}")).collect();
+    assert!(
+        got == first,
+        "got {} replies, not the first batch",
+        got.len()
+    );
+    for then in ["remove", "self-remove"] {
+        let (got, ended) = relay_then(lang, then);
+        assert!(ended, "{then}: the relay has no source left");
+        assert_eq!(got, ["0", "1", "2"], "{then}");
+    }
+}
+per_lang!(relay_then_disable_and_remove: python_relay_disable_and_remove_in_a_packed_batch, js_relay_disable_and_remove_in_a_packed_batch);
+
 // -------------------------------------------------------------- selftest
 
 /// Rust twin: `cli.rs::selftest_and_idle_worker`.

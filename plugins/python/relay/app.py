@@ -1,7 +1,9 @@
 """relay (Python twin of plugins/relay): answers messages from the application.
 
 Args: ``--reply-to <target>`` (default ``@app/out``), ``--prefix <text>``
-(default empty).
+(default empty), ``--after <n> --then <disable|remove|self-remove>`` (once
+``n`` messages were relayed the callback returns ``Disable`` or ``Remove``,
+or removes its own channel; the host tests use it on packed batches).
 
 Opens the channel ``in`` (addressed by the application as
 ``<instance-name>/in``, e.g. ``relay/in``) and answers every message with
@@ -14,11 +16,13 @@ the first message). When the application drops its last sender to
 import json
 
 import callop
-from callop import CallopError, Continue, Remove
+from callop import CallopError, Continue, Disable, Remove
+
+THEN = ("disable", "remove", "self-remove")
 
 
 def parse_args(args):
-    reply_to, prefix = "@app/out", ""
+    reply_to, prefix, after, then = "@app/out", "", None, None
     it = iter(args)
     for arg in it:
         def value(name):
@@ -31,15 +35,27 @@ def parse_args(args):
             reply_to = value("--reply-to")
         elif arg == "--prefix":
             prefix = value("--prefix")
+        elif arg == "--after":
+            after = int(value("--after"))
+        elif arg == "--then":
+            then = value("--then")
+            if then not in THEN:
+                raise ValueError(f"bad --then {json.dumps(then)} (disable, remove or self-remove)")
         else:
-            raise ValueError(f"unknown argument {json.dumps(arg)} (usage: [--reply-to @app/out] [--prefix TEXT])")
-    return reply_to, prefix.encode()
+            raise ValueError(
+                f"unknown argument {json.dumps(arg)} "
+                "(usage: [--reply-to @app/out] [--prefix TEXT] [--after N --then WHAT])"
+            )
+    if (after is None) != (then is None):
+        raise ValueError("--after and --then go together")
+    return reply_to, prefix.encode(), after, then
 
 
 def init(loop, args):
-    reply_to, prefix = parse_args(args)
+    reply_to, prefix, after, then = parse_args(args)
     sender = None
     relayed = 0
+    token = None
 
     def on_message(data):
         nonlocal sender, relayed
@@ -54,6 +70,12 @@ def init(loop, args):
             relayed += 1
         except CallopError as e:
             callop.log.error(f"relay: reply to {reply_to} failed: {e}")
+        if relayed == after:
+            if then == "disable":
+                return Disable
+            if then == "remove":
+                return Remove
+            loop.remove(token)
         return Continue
 
     def on_closed():
@@ -64,4 +86,4 @@ def init(loop, args):
             sender = None
         return Remove
 
-    loop.open_channel("in", on_message, on_closed)
+    token = loop.open_channel("in", on_message, on_closed)
