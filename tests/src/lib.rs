@@ -1,9 +1,12 @@
-//! Helpers for the end-to-end tests: building the example plugins once and
-//! finding the `callop-host` binary.
+//! Helpers for the end-to-end tests: building the example plugins once,
+//! finding the `callop-host` binary, a host configuration with the shared
+//! compile cache, running a loop until its plugins end, and signalling and
+//! awaiting a `callop-host` child.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub mod polyglot;
 
@@ -73,4 +76,101 @@ pub fn host_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A [`HostConfig`](callop::plugin::HostConfig) using the shared compile
+/// cache, everything else default.
+pub fn config() -> callop::plugin::HostConfig {
+    callop::plugin::HostConfig {
+        engine: callop::plugin::EngineOptions {
+            cache_dir: Some(cache_dir()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Owned plugin arguments.
+pub fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// Dispatches `ev` until `host` has no plugin left; panics after `limit`.
+pub fn run_until_empty<D>(
+    ev: &mut callop::EventLoop<'_, D>,
+    host: &callop::plugin::Host<'_, D>,
+    data: &mut D,
+    limit: Duration,
+) {
+    let start = Instant::now();
+    while !host.is_empty() {
+        assert!(
+            start.elapsed() < limit,
+            "plugins still alive after {limit:?}: {:?}",
+            host.plugins()
+        );
+        ev.dispatch(Some(Duration::from_millis(100)), data).unwrap();
+    }
+}
+
+/// Sends signal `sig` (`"TERM"`, `"HUP"`, ...) to `child` with kill(1).
+pub fn send_signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("cannot run kill")
+        .success();
+    assert!(ok, "kill -{sig} {} failed", child.id());
+}
+
+/// Waits for `child` to exit; kills it and panics (naming `what`) after
+/// `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: no exit after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Spawns `cmd` (a `callop-host` running a `ticker` instance named
+/// `ticker`), waits for its first tick, sends SIGTERM and asserts a graceful
+/// exit: code 0, the shutdown and the plugin's end logged.
+pub fn assert_sigterm_is_graceful(cmd: &mut Command) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run callop-host");
+    // The first tick: the plugin is running.
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("read stdout");
+    assert_eq!(line.trim(), "[ticker] tick 1");
+    send_signal(&child, "TERM");
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(10),
+        "callop-host after SIGTERM",
+    );
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("shutting down"), "{err}");
+    assert!(err.contains("plugin finished"), "{err}");
 }

@@ -1,10 +1,9 @@
 //! End-to-end tests of the `callop-host` binary.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use callop_tests::{cache_dir, host_bin, plugin};
+use callop_tests::{assert_sigterm_is_graceful, cache_dir, host_bin, plugin};
 
 fn host() -> Command {
     let mut c = Command::new(host_bin());
@@ -82,43 +81,12 @@ fn selftest_and_idle_worker() {
 
 #[test]
 fn sigterm_is_graceful() {
-    let mut child = host()
-        .arg("--forever")
-        .arg(plugin("ticker"))
-        .args(["--", "--every", "10ms", "--count", "100000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the first tick: the plugin is running.
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "[ticker] tick 1");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+    assert_sigterm_is_graceful(
+        host()
+            .arg("--forever")
+            .arg(plugin("ticker"))
+            .args(["--", "--every", "10ms", "--count", "100000"]),
     );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "callop-host ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert_eq!(status.code(), Some(0), "{err}");
-    assert!(err.contains("shutting down"), "{err}");
-    assert!(err.contains("plugin finished"), "{err}");
 }
 
 #[test]

@@ -8,28 +8,14 @@
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use callop::EventLoop;
-use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig, PluginExit};
-use callop_tests::{cache_dir, host_bin, plugin};
+use callop::plugin::{ExitReason, Host, PluginExit};
+use callop_tests::{args, cache_dir, config, host_bin, plugin, wait_exit};
 
 /// Generous: covers a cold compile of the plugin in a debug host.
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn config() -> HostConfig {
-    HostConfig {
-        engine: EngineOptions {
-            cache_dir: Some(cache_dir()),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
-}
 
 /// Runs `f` on its own thread; fails the test if it does not return in time
 /// (the thread is then left blocked; the test binary exits anyway).
@@ -111,18 +97,7 @@ fn run_host(plugin_arg: String) -> (ExitStatus, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot run callop-host");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("callop-host {plugin_arg} hung: no exit after {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_exit(&mut child, LIMIT, &format!("callop-host {plugin_arg}"));
     let (mut out, mut err) = (String::new(), String::new());
     child
         .stdout

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::plugin::{Capabilities, ExitReason, Host, HostConfig, Limits, PluginExit};
+use callop_tests::send_signal;
 
 // ---------------------------------------------------------------- helpers
 
@@ -597,25 +598,12 @@ fn sighup_reload_rereads_its_config_on_sighup() {
     let mut next = || lines.next().expect("output").unwrap();
     assert!(next().contains("loaded generation 1: version one"));
     std::fs::write(tmp.join("app.conf"), "version two\n").unwrap();
-    let pid = child.id().to_string();
     // The subscription is active once init returned; give the host a moment.
     thread::sleep(Duration::from_millis(300));
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(&child, "HUP");
     assert!(next().contains("loaded generation 2: version two"));
     // SIGHUP did not kill the host; SIGTERM shuts it down cleanly.
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(&child, "TERM");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }

@@ -13,13 +13,9 @@ use callop::plugin::{
     EngineOptions, ExitReason, FaultKind, Host, HostConfig, Limits, PluginExit, PluginSpec,
     RestartPolicy,
 };
-use callop_tests::{cache_dir, host_bin, plugin};
+use callop_tests::{args, cache_dir, host_bin, plugin};
 
 const TICKS: usize = 40;
-
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
-}
 
 fn config(limits: Limits, restart: RestartPolicy) -> HostConfig {
     HostConfig {

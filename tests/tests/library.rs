@@ -6,40 +6,8 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig, Limits, LoadError, PluginSpec};
-use callop_tests::{cache_dir, plugin};
-
-fn config() -> HostConfig {
-    HostConfig {
-        engine: EngineOptions {
-            cache_dir: Some(cache_dir()),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
-}
-
-/// Runs the loop until the host has no plugin (panics after `limit`).
-fn run_until_empty<D>(
-    ev: &mut EventLoop<'_, D>,
-    host: &Host<'_, D>,
-    data: &mut D,
-    limit: Duration,
-) {
-    let start = Instant::now();
-    while !host.is_empty() {
-        assert!(
-            start.elapsed() < limit,
-            "plugins still alive after {limit:?}: {:?}",
-            host.plugins()
-        );
-        ev.dispatch(Some(Duration::from_millis(100)), data).unwrap();
-    }
-}
+use callop::plugin::{ExitReason, Host, HostConfig, Limits, LoadError, PluginSpec};
+use callop_tests::{args, config, plugin, run_until_empty};
 
 #[test]
 fn relay_answers_every_app_message_in_order_then_ends_on_close() {

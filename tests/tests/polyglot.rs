@@ -8,31 +8,18 @@
 //! needed) and fills the shared compile cache; a missing toolchain fails
 //! every test here with the reason.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig, LoadError, PluginSpec};
+use callop::plugin::{ExitReason, Host, LoadError, PluginSpec};
 use callop_tests::polyglot::{Lang, polyglot_plugin};
-use callop_tests::{cache_dir, host_bin, plugin};
+use callop_tests::{
+    args, assert_sigterm_is_graceful, cache_dir, config, host_bin, plugin, run_until_empty,
+};
 
 // ------------------------------------------------------------------ helpers
-
-fn config() -> HostConfig {
-    HostConfig {
-        engine: EngineOptions {
-            cache_dir: Some(cache_dir()),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
-}
 
 fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
@@ -65,24 +52,6 @@ fn named_plugin_arg(lang: Lang, name: &str, instance: &str, a: &[&str]) -> Strin
         s.push_str(&a.join(","));
     }
     s
-}
-
-/// Runs the loop until the host has no plugin (panics after `limit`).
-fn run_until_empty<D>(
-    ev: &mut EventLoop<'_, D>,
-    host: &Host<'_, D>,
-    data: &mut D,
-    limit: Duration,
-) {
-    let start = Instant::now();
-    while !host.is_empty() {
-        assert!(
-            start.elapsed() < limit,
-            "plugins still alive after {limit:?}: {:?}",
-            host.plugins()
-        );
-        ev.dispatch(Some(Duration::from_millis(100)), data).unwrap();
-    }
 }
 
 /// What the application's `@app/out` endpoint received.
@@ -365,50 +334,11 @@ per_lang!(bad_args: python_bad_args_fail_init_with_the_message, js_bad_args_fail
 /// Rust twin: `cli.rs::sigterm_is_graceful` (without a `shutdown` function
 /// the helper libraries remove every source).
 fn sigterm(lang: Lang) {
-    let mut child = host_cmd()
-        .arg("--forever")
-        .arg(plugin_arg(
-            lang,
-            "ticker",
-            &["--every", "10ms", "--count", "100000"],
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "[ticker] tick 1");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "callop-host ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "{err}");
-    assert!(err.contains("shutting down"), "{err}");
-    assert!(err.contains("plugin finished"), "{err}");
+    assert_sigterm_is_graceful(host_cmd().arg("--forever").arg(plugin_arg(
+        lang,
+        "ticker",
+        &["--every", "10ms", "--count", "100000"],
+    )));
 }
 per_lang!(sigterm: python_ticker_sigterm_is_graceful, js_ticker_sigterm_is_graceful);
 
