@@ -3,10 +3,10 @@
 //! # How guest sources map to loop sources
 //!
 //! Every guest registration becomes a real source in the application's loop:
-//! `add-timer` a [`Timer`], `make-ping` a [`ping`](crate::ping) source,
+//! `add-timer` a [`Timer`](crate::timer::Timer), `make-ping` a [`ping`](crate::ping) source,
 //! `open-channel` a mailbox source (a channel whose messages are packed as
 //! they are sent, see `mailbox.rs`), `add-idle` an idle callback, `io.register`
-//! a [`Generic`] source.
+//! a [`Generic`](crate::generic::Generic) source.
 //! Their callbacks never call into wasm: they only append an event to the
 //! plugin's *pending batch* and, once per loop iteration, schedule a *flush*
 //! as an idle callback. Idle callbacks run after all event sources of the
@@ -23,7 +23,7 @@
 //! removing sources) and then the queued operations, in call order.
 //!
 //! A timer fires once in the loop (its callback returns
-//! [`TimeoutAction::Drop`]); when the
+//! [`TimeoutAction::Drop`](crate::timer::TimeoutAction::Drop)); when the
 //! guest answers `to-duration`/`to-instant` the host registers a new timer.
 //!
 //! Idles added while the loop is inside its idle phase (or outside the loop)
