@@ -52,19 +52,19 @@ use super::capabilities::Capabilities;
 use super::engine::{EngineOptions, PluginComponent, PluginEngine};
 use super::error::LoadError;
 use super::fault::Fault;
-use super::io::from_signal;
 use super::limits::Limits;
 use super::mailbox::Mailbox;
 use super::policy::{self, Owner, Policy};
 use super::restart::{RestartPolicy, Tracker};
 use super::state::{PluginState, Shared, SourceId};
 use super::stdio::Tail;
-use crate::signals::{Signal, Signals};
+use crate::signals::Signal;
 
 mod bridge;
 mod faults;
 mod io_routing;
 mod lifecycle;
+mod signal_routing;
 
 /// Identifies one loaded plugin instance within a [`Host`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -684,61 +684,6 @@ fn plugin_of(id: SourceId, kind: EventKind) -> Event {
 }
 
 impl<'l, Data: 'l> HostInner<'l, Data> {
-    fn deliver_signal(self: &Rc<Self>, signal: Signal) -> bool {
-        let Some(wit_sig) = from_signal(signal) else {
-            return false;
-        };
-        let all: Vec<Rc<PluginRt>> = self.plugins.borrow().values().cloned().collect();
-        let mut any = false;
-        for p in all {
-            let ids: Vec<SourceId> = {
-                let Ok(guard) = p.live.try_borrow() else {
-                    continue;
-                };
-                let Some(live) = guard.as_ref() else { continue };
-                live.store
-                    .data()
-                    .sources
-                    .iter()
-                    .filter(|(_, r)| {
-                        r.active && !r.removed && r.enabled && r.signals.contains(&signal)
-                    })
-                    .map(|(id, _)| *id)
-                    .collect()
-            };
-            for id in ids {
-                any = true;
-                self.push_event(&p, plugin_of(id, EventKind::Signal(wit_sig)));
-            }
-            if any {
-                self.waker.ping();
-            }
-        }
-        any
-    }
-
-    /// Makes sure some loop source watches `signal` (creating one if the
-    /// embedder does not).
-    fn watch_signal(self: &Rc<Self>, signal: Signal) -> Result<(), String> {
-        if self.watched_signals.borrow().contains(&signal) {
-            return Ok(());
-        }
-        let source =
-            Signals::new(&[signal]).map_err(|e| format!("cannot watch {signal:?}: {e}"))?;
-        let w = Rc::downgrade(self);
-        let t = self
-            .handle
-            .insert_source(source, move |ev, _, _| {
-                if let Some(inner) = w.upgrade() {
-                    inner.deliver_signal(ev.signal());
-                }
-            })
-            .map_err(|e| format!("cannot watch {signal:?}: {}", e.error))?;
-        self.aux_tokens.borrow_mut().push(t);
-        self.watched_signals.borrow_mut().push(signal);
-        Ok(())
-    }
-
     fn shutdown(self: &Rc<Self>, grace: Duration) {
         self.shutting_down.set(true);
         self.pending_restarts.set(0);
