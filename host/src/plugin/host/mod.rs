@@ -29,6 +29,21 @@
 //! Idles added while the loop is inside its idle phase (or outside the loop)
 //! would only run after the next wake-up, so the host owns a ping source it
 //! triggers to make the next `dispatch` return at once.
+//!
+//! # Layout
+//!
+//! `host/mod.rs` holds the embedding API and the runtime's state; the
+//! runtime's work is split into private modules per concept, following the
+//! data flow (loop → source → bridge → guest export, registrations back
+//! through imports):
+//! * `lifecycle` — loading and instantiating plugins, ending them and
+//!   restarting failed ones;
+//! * `faults` — the deadline of each guest call and what a failed call means;
+//! * `bridge` — pending events, the flush into `dispatch`, its results and
+//!   the queued operations (timers, idles, pings, channels);
+//! * `io_routing` — the loop sources of I/O registrations and their readiness;
+//! * `signal_routing` — signal sources and delivering signals to plugins;
+//! * `shutdown` — graceful shutdown.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
