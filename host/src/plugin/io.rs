@@ -7,8 +7,9 @@
 //! Registering a pollable object queues an [`Op::AddIo`]; the runtime then
 //! inserts a real [`Generic`](crate::generic::Generic) source over the
 //! object into the loop, whose callback queues an `event-kind.readiness`
-//! for the plugin (see `host.rs`). Objects that the OS cannot poll (a
-//! regular file passed as stdin or `--fd`) are reported always ready.
+//! for the plugin (see `host/io_routing.rs`). Objects that the OS cannot
+//! poll (a regular file passed as stdin or `--fd`) are reported always
+//! ready.
 //! Dropping the store (the plugin ended or failed) drops the table and the
 //! loop sources, which closes every object the plugin held.
 
