@@ -130,7 +130,7 @@ struct RunArgs {
     /// Milliseconds plugins get to finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     shutdown_timeout: u64,
-    /// Fail a plugin whose single callback runs longer than this (milliseconds; 0: no limit) [default: 100].
+    /// Fail a plugin whose single callback spends more CPU time than this (milliseconds; 0: no limit) [default: 100].
     #[arg(long, value_name = "MS")]
     callback_timeout: Option<u64>,
     /// Maximum linear memory per plugin, in MiB [default: 256].

@@ -19,7 +19,11 @@
 //!   `callop:plugin/guest`, is called from [`host`]);
 //! * [`policy`], [`limits`] — naming rules, permissions and limits;
 //! * [`fault`], [`restart`] — classifying plugin failures and restarting
-//!   failed plugins (see "Isolation" in the README).
+//!   failed plugins (see "Isolation" in the README);
+//! * `mailbox` — the host side of a channel: messages packed as they are
+//!   sent, delivered one batch per loop iteration;
+//! * `ticker` — the epoch ticker that turns the loop thread's CPU time into
+//!   callback deadlines.
 //! * `config` (feature `config`) — the TOML file of `callop-host --config`:
 //!   limits, restart policies and capabilities.
 
@@ -45,6 +49,7 @@ pub mod pooling;
 pub mod restart;
 mod state;
 mod stdio;
+mod ticker;
 mod types;
 
 pub use app_sender::AppSender;

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use super::{After, ExitReason, HostInner, Live, PluginRt, TICK};
+use super::{After, ExitReason, HostInner, Live, PluginRt};
 use crate::plugin::fault::{self, Fault};
+use crate::plugin::ticker;
 
 impl<'l, Data: 'l> HostInner<'l, Data> {
     /// How a failed guest call ends the plugin: WASI `exit(code)` (e.g.
@@ -27,7 +28,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     /// Epoch ticks a guest call with `timeout` may take.
     pub(super) fn ticks(&self, timeout: Option<Duration>) -> u64 {
         match (&self._ticker, timeout) {
-            (Some(_), Some(t)) => (t.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1,
+            (Some(_), Some(t)) => ticker::ticks(t),
             _ => u64::MAX / 2,
         }
     }

@@ -50,7 +50,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::Store;
@@ -72,6 +71,7 @@ use super::policy::{self, Owner, Policy};
 use super::restart::{RestartPolicy, Tracker};
 use super::state::{PluginState, Shared, SourceId};
 use super::stdio::Tail;
+use super::ticker::Ticker;
 use crate::signals::Signal;
 
 mod bridge;
@@ -281,24 +281,6 @@ struct HostInner<'l, Data> {
     limit_overrides: RefCell<HashMap<String, Arc<Limits>>>,
 }
 
-/// Increments the engine epoch periodically (for callback timeouts).
-struct Ticker {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Epoch tick period when a callback timeout is configured.
-const TICK: Duration = Duration::from_millis(5);
-
 /// One plugin instance as seen from the loop.
 struct PluginRt {
     id: PluginId,
@@ -395,29 +377,16 @@ impl<'l, Data: 'l> Host<'l, Data> {
             .insert_source(waker_source, |_, _, _| {})
             .map_err(|e| LoadError::Link(format!("cannot register waker: {}", e.error)))?;
         let (exit_tx, exit_rx) = channel::channel();
-        let (ticker, _ticks) = match limits.callback_timeout {
-            Some(t) => {
-                let stop = Arc::new(AtomicBool::new(false));
-                let (s, e) = (stop.clone(), engine.engine().clone());
-                let thread = std::thread::Builder::new()
-                    .name("callop-epoch".into())
-                    .spawn(move || {
-                        while !s.load(Ordering::Relaxed) {
-                            std::thread::sleep(TICK);
-                            e.increment_epoch();
-                        }
-                    })
-                    .map_err(|e| LoadError::Link(format!("cannot start epoch ticker: {e}")))?;
-                let ticks = (t.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1;
-                (
-                    Some(Ticker {
-                        stop,
-                        thread: Some(thread),
-                    }),
-                    ticks,
+        // Callback deadlines count the CPU time of this (the loop's) thread.
+        let ticker = match limits.callback_timeout {
+            Some(_) => {
+                let e = engine.engine().clone();
+                Some(
+                    Ticker::start(move || e.increment_epoch())
+                        .map_err(|e| LoadError::Link(format!("cannot start epoch ticker: {e}")))?,
                 )
             }
-            None => (None, u64::MAX / 2),
+            None => None,
         };
         Ok(Host {
             inner: Rc::new(HostInner {
