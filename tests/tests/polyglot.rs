@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{ExitReason, Host, LoadError, PluginSpec};
+use callop::plugin::{AppSender, ExitReason, Host, LoadError, PluginId, PluginSpec};
 use callop_tests::polyglot::{Lang, polyglot_plugin};
 use callop_tests::{
     args, assert_sigterm_is_graceful, cache_dir, config, host_bin, plugin, run_until_empty,
@@ -149,19 +149,30 @@ per_lang!(library_ticker: python_ticker_library_never_early_and_finishes, js_tic
 
 // ----------------------------------------------------------------- relay
 
-/// Rust twin: `library.rs::relay_answers_every_app_message_in_order_then_ends_on_close`.
-fn library_relay(lang: Lang) {
-    let mut ev: EventLoop<AppInbox> = EventLoop::try_new().unwrap();
+/// A loop whose `@app/out` is collected, with a `lang` relay loaded with
+/// `a`: returns them, the relay's id and a sender to `relay/in`.
+fn relay_host(
+    lang: Lang,
+    a: &[&str],
+) -> (
+    EventLoop<'static, AppInbox>,
+    Host<'static, AppInbox>,
+    PluginId,
+    AppSender,
+) {
+    let ev: EventLoop<AppInbox> = EventLoop::try_new().unwrap();
     let host = Host::new(ev.handle(), config()).unwrap();
     collect_app_out(&ev, &host);
     let id = host
-        .load_file(
-            polyglot_plugin(lang, "relay"),
-            "relay",
-            &args(&["--prefix", "re: "]),
-        )
+        .load_file(polyglot_plugin(lang, "relay"), "relay", &args(a))
         .unwrap();
     let tx = host.sender("relay/in").unwrap();
+    (ev, host, id, tx)
+}
+
+/// Rust twin: `library.rs::relay_answers_every_app_message_in_order_then_ends_on_close`.
+fn library_relay(lang: Lang) {
+    let (mut ev, host, id, tx) = relay_host(lang, &["--prefix", "re: "]);
     tx.send(b"hello".to_vec()).unwrap();
     tx.send(b"world".to_vec()).unwrap();
     drop(tx); // the relay sees `closed` and ends
@@ -179,16 +190,7 @@ per_lang!(library_relay: python_relay_answers_in_order_then_finishes_on_close, j
 
 /// Many messages keep their order through a guest-language relay.
 fn library_relay_many(lang: Lang) {
-    let mut ev: EventLoop<AppInbox> = EventLoop::try_new().unwrap();
-    let host = Host::new(ev.handle(), config()).unwrap();
-    collect_app_out(&ev, &host);
-    host.load_file(
-        polyglot_plugin(lang, "relay"),
-        "relay",
-        &args(&["--prefix", "re:"]),
-    )
-    .unwrap();
-    let tx = host.sender("relay/in").unwrap();
+    let (mut ev, host, _, tx) = relay_host(lang, &["--prefix", "re:"]);
     for i in 0..500 {
         tx.send(format!("m{i}").into_bytes()).unwrap();
     }
@@ -206,16 +208,7 @@ per_lang!(library_relay_many: python_relay_keeps_the_order_of_500_messages, js_r
 /// batch of 1,024 and a second one; `then` acts at the 3rd message. Returns
 /// the replies and whether the relay ended.
 fn relay_then(lang: Lang, then: &str) -> (Vec<String>, bool) {
-    let mut ev: EventLoop<AppInbox> = EventLoop::try_new().unwrap();
-    let host = Host::new(ev.handle(), config()).unwrap();
-    collect_app_out(&ev, &host);
-    host.load_file(
-        polyglot_plugin(lang, "relay"),
-        "relay",
-        &args(&["--after", "3", "--then", then]),
-    )
-    .unwrap();
-    let tx = host.sender("relay/in").unwrap();
+    let (mut ev, host, _, tx) = relay_host(lang, &["--after", "3", "--then", then]);
     for i in 0..2000 {
         tx.send(format!("{i}").into_bytes()).unwrap();
     }

@@ -2,7 +2,6 @@
 //! ending it (removing its sources and names, reporting the exit) and, after
 //! a failure, applying its restart policy and starting it again.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -87,22 +86,11 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             }
             let id = PluginId(self.next_id.get());
             self.next_id.set(id.0 + 1);
-            let p = Rc::new(PluginRt {
-                id,
-                name,
-                spec: Rc::new(StartSpec {
-                    component: s.component.clone(),
-                    args: s.args.to_vec(),
-                }),
-                restarts: 0,
-                fault: RefCell::new(None),
-                live: RefCell::new(Some(live)),
-                pending: RefCell::new(Pending::default()),
-                flush_scheduled: Cell::new(false),
-                idle_queue: RefCell::new(Vec::new()),
-                idle_runner_scheduled: Cell::new(false),
-                shutdown_called: Cell::new(false),
+            let spec = Rc::new(StartSpec {
+                component: s.component.clone(),
+                args: s.args.to_vec(),
             });
+            let p = PluginRt::new(id, name, spec, 0, Some(live));
             self.plugins.borrow_mut().insert(id, p.clone());
             tracing::info!(plugin = s.name, %id, origin = s.component.origin(), "plugin started");
             let after = {
@@ -331,19 +319,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             }
         };
         self.arm(&mut live, true);
-        let p = Rc::new(PluginRt {
-            id,
-            name: name.clone(),
-            spec: spec.clone(),
-            restarts,
-            fault: RefCell::new(None),
-            live: RefCell::new(None),
-            pending: RefCell::new(Pending::default()),
-            flush_scheduled: Cell::new(false),
-            idle_queue: RefCell::new(Vec::new()),
-            idle_runner_scheduled: Cell::new(false),
-            shutdown_called: Cell::new(false),
-        });
+        let p = PluginRt::new(id, name.clone(), spec.clone(), restarts, None);
         self.plugins.borrow_mut().insert(id, p.clone());
         tracing::info!(plugin = %name, %id, restarts, "plugin restarted");
         let after = {

@@ -299,6 +299,31 @@ struct PluginRt {
     shutdown_called: Cell<bool>,
 }
 
+impl PluginRt {
+    /// A run of plugin `id` (`restarts` restarts before it), live or not yet.
+    fn new(
+        id: PluginId,
+        name: Arc<str>,
+        spec: Rc<StartSpec>,
+        restarts: u32,
+        live: Option<Live>,
+    ) -> Rc<PluginRt> {
+        Rc::new(PluginRt {
+            id,
+            name,
+            spec,
+            restarts,
+            fault: RefCell::new(None),
+            live: RefCell::new(live),
+            pending: RefCell::new(Pending::default()),
+            flush_scheduled: Cell::new(false),
+            idle_queue: RefCell::new(Vec::new()),
+            idle_runner_scheduled: Cell::new(false),
+            shutdown_called: Cell::new(false),
+        })
+    }
+}
+
 struct Live {
     store: Store<PluginState>,
     bindings: PluginBindings,
