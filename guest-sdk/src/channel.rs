@@ -16,6 +16,12 @@
 //!   `@app/out`; plugins can send to them but not open them.
 //! * Messages sent to an existing plugin whose channel is not open yet are
 //!   buffered by the host (up to a limit) until it opens.
+//! * The host packs messages as they are sent and delivers up to 1,024 (or
+//!   1 MiB) of them in one event; the callback still runs once per message,
+//!   in order. Returning [`PostAction::Remove`] (or removing the source from
+//!   the callback) drops the rest of that batch with the channel;
+//!   [`PostAction::Disable`] takes effect after the batch, as it would if
+//!   each message were its own event.
 //!
 //! ```ignore
 //! use callop_guest::channel::{Channel, Event, Sender};
