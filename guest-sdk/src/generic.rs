@@ -38,7 +38,7 @@
 //!   [`read_available`](crate::io::read_available)), or it is not called
 //!   again until new data arrives — exactly as with the host loop.
 //! * [`Mode::OneShot`]: the callback runs once; return
-//!   [`PostAction::Reregister`](crate::PostAction::Reregister) (or call
+//!   [`PostAction::Reregister`] (or call
 //!   [`LoopHandle::update`](crate::LoopHandle::update)) to re-arm.
 //!
 //! Change the interest of a registered source with
