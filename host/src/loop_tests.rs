@@ -106,6 +106,16 @@ fn tick<Data>(event_loop: &mut EventLoop<'_, Data>, data: &mut Data) {
     event_loop.dispatch(Duration::ZERO, data).unwrap();
 }
 
+/// From a count of 0, dispatches (without blocking) once per entry of `counts`, checking the
+/// count after each.
+fn assert_counts_per_tick(event_loop: &mut EventLoop<'_, u32>, counts: &[u32]) {
+    let mut n = 0;
+    for (i, &expected) in counts.iter().enumerate() {
+        tick(event_loop, &mut n);
+        assert_eq!(n, expected, "after dispatch {}", i + 1);
+    }
+}
+
 /// Dispatches (blocking) until `done` holds.
 fn dispatch_until<Data>(
     event_loop: &mut EventLoop<'_, Data>,
@@ -912,15 +922,7 @@ fn timer_to_instant_in_the_past_fires_on_the_next_dispatch() {
             }
         })
         .unwrap();
-    let mut n = 0;
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 1);
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 2);
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 3);
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 3);
+    assert_counts_per_tick(&mut event_loop, &[1, 2, 3, 3]);
 }
 
 #[test]

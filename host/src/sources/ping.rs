@@ -345,6 +345,16 @@ mod tests {
         event_loop.dispatch(Duration::ZERO, data).unwrap();
     }
 
+    /// From a count of 0, dispatches (without blocking) once per entry of `counts`, checking the
+    /// count after each.
+    fn assert_counts_per_tick(event_loop: &mut EventLoop<'_, u32>, counts: &[u32]) {
+        let mut n = 0;
+        for (i, &expected) in counts.iter().enumerate() {
+            tick(event_loop, &mut n);
+            assert_eq!(n, expected, "after dispatch {}", i + 1);
+        }
+    }
+
     #[test]
     fn ping_is_send_sync_and_source_is_send() {
         assert_send_sync::<Ping>();
@@ -357,11 +367,7 @@ mod tests {
         let mut event_loop = EventLoop::<u32>::try_new().unwrap();
         let (ping, _) = counting_ping(&event_loop);
         ping.ping();
-        let mut n = 0;
-        tick(&mut event_loop, &mut n);
-        assert_eq!(n, 1);
-        tick(&mut event_loop, &mut n);
-        assert_eq!(n, 1);
+        assert_counts_per_tick(&mut event_loop, &[1, 1]);
     }
 
     #[test]
@@ -392,13 +398,7 @@ mod tests {
             })
             .unwrap();
         ping.ping();
-        let mut n = 0;
-        tick(&mut event_loop, &mut n);
-        assert_eq!(n, 1);
-        tick(&mut event_loop, &mut n);
-        assert_eq!(n, 2);
-        tick(&mut event_loop, &mut n);
-        assert_eq!(n, 2);
+        assert_counts_per_tick(&mut event_loop, &[1, 2, 2]);
     }
 
     #[test]
