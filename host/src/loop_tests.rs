@@ -102,13 +102,14 @@ fn recording_readiness(event_loop: &EventLoop<'_, Option<Readiness>>, fd: OwnedF
         .unwrap();
 }
 
-fn tick<Data>(event_loop: &mut EventLoop<'_, Data>, data: &mut Data) {
+/// Dispatches once without blocking (also used by the sources' test modules).
+pub(crate) fn tick<Data>(event_loop: &mut EventLoop<'_, Data>, data: &mut Data) {
     event_loop.dispatch(Duration::ZERO, data).unwrap();
 }
 
 /// From a count of 0, dispatches (without blocking) once per entry of `counts`, checking the
 /// count after each.
-fn assert_counts_per_tick(event_loop: &mut EventLoop<'_, u32>, counts: &[u32]) {
+pub(crate) fn assert_counts_per_tick(event_loop: &mut EventLoop<'_, u32>, counts: &[u32]) {
     let mut n = 0;
     for (i, &expected) in counts.iter().enumerate() {
         tick(event_loop, &mut n);

@@ -299,6 +299,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::loop_tests::{assert_counts_per_tick, tick};
     use crate::{Dispatcher, EventLoop, RegistrationToken, transient::TransientSource};
 
     fn assert_send_sync<T: Send + Sync>() {}
@@ -339,20 +340,6 @@ mod tests {
     ) {
         event_loop.handle().remove(token);
         assert!(dispatcher.into_source_inner().is_none());
-    }
-
-    fn tick<Data>(event_loop: &mut EventLoop<'_, Data>, data: &mut Data) {
-        event_loop.dispatch(Duration::ZERO, data).unwrap();
-    }
-
-    /// From a count of 0, dispatches (without blocking) once per entry of `counts`, checking the
-    /// count after each.
-    fn assert_counts_per_tick(event_loop: &mut EventLoop<'_, u32>, counts: &[u32]) {
-        let mut n = 0;
-        for (i, &expected) in counts.iter().enumerate() {
-            tick(event_loop, &mut n);
-            assert_eq!(n, expected, "after dispatch {}", i + 1);
-        }
     }
 
     #[test]

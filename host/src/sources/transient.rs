@@ -280,9 +280,10 @@ impl<T: EventSource> EventSource for TransientSource<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::{cell::Cell, rc::Rc, time::Duration};
+    use std::{cell::Cell, rc::Rc};
 
     use super::*;
+    use crate::loop_tests::tick;
     use crate::{
         Dispatcher, EventLoop,
         channel::{Event, channel},
@@ -401,10 +402,6 @@ mod tests {
             .register_dispatcher(parent.clone())
             .unwrap();
         (parent, token)
-    }
-
-    fn tick<Data>(event_loop: &mut EventLoop<'_, Data>, data: &mut Data) {
-        event_loop.dispatch(Duration::ZERO, data).unwrap();
     }
 
     /// A composite of one transient child, which it may replace with `next` once it fired.
