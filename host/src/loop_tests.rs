@@ -42,19 +42,113 @@ fn take(fd: &OwnedFd) -> usize {
 
 /// Inserts a `Generic` on `fd` that counts its callbacks in `data` (and never reads).
 fn counting<'l>(handle: &LoopHandle<'l, u32>, fd: OwnedFd, mode: Mode) -> RegistrationToken {
+    counting_then(handle, fd, mode, PostAction::Continue)
+}
+
+/// As [`counting`], with the callback answering `then` instead of `Continue`.
+fn counting_then<'l>(
+    handle: &LoopHandle<'l, u32>,
+    fd: OwnedFd,
+    mode: Mode,
+    then: PostAction,
+) -> RegistrationToken {
     handle
         .insert_source(
             Generic::new(fd, Interest::READ, mode),
-            |_, _, n: &mut u32| {
+            move |_, _, n: &mut u32| {
                 *n += 1;
-                Ok(PostAction::Continue)
+                Ok(then)
             },
         )
         .unwrap()
 }
 
-fn tick<Data>(event_loop: &mut EventLoop<'_, Data>, data: &mut Data) {
+/// Inserts a level-triggered counting `Generic` on `fd` whose callback, after counting, calls
+/// `on_call` with a handle and the source's own token.
+fn counting_with_own_token<'l>(
+    handle: &LoopHandle<'l, u32>,
+    fd: OwnedFd,
+    on_call: impl Fn(&LoopHandle<'l, u32>, RegistrationToken) + 'l,
+) -> RegistrationToken {
+    let me: Rc<Cell<Option<RegistrationToken>>> = Rc::default();
+    let me2 = me.clone();
+    let inner_handle = handle.clone();
+    let token = handle
+        .insert_source(
+            Generic::new(fd, Interest::READ, Mode::Level),
+            move |_, _, n| {
+                *n += 1;
+                on_call(&inner_handle, me2.get().unwrap());
+                Ok(PostAction::Continue)
+            },
+        )
+        .unwrap();
+    me.set(Some(token));
+    token
+}
+
+/// Inserts a level-triggered `Generic` on `fd` that records the readiness of its one call in
+/// `data`, then removes itself.
+fn recording_readiness(event_loop: &EventLoop<'_, Option<Readiness>>, fd: OwnedFd) {
+    event_loop
+        .handle()
+        .insert_source(
+            Generic::new(fd, Interest::READ, Mode::Level),
+            |r, _, seen| {
+                *seen = Some(r);
+                Ok(PostAction::Remove)
+            },
+        )
+        .unwrap();
+}
+
+/// Dispatches once without blocking (also used by the sources' test modules).
+pub(crate) fn tick<Data>(event_loop: &mut EventLoop<'_, Data>, data: &mut Data) {
     event_loop.dispatch(Duration::ZERO, data).unwrap();
+}
+
+/// From a count of 0, dispatches (without blocking) once per entry of `counts`, checking the
+/// count after each.
+pub(crate) fn assert_counts_per_tick(event_loop: &mut EventLoop<'_, u32>, counts: &[u32]) {
+    let mut n = 0;
+    for (i, &expected) in counts.iter().enumerate() {
+        tick(event_loop, &mut n);
+        assert_eq!(n, expected, "after dispatch {}", i + 1);
+    }
+}
+
+/// Dispatches (blocking) until `done` holds.
+fn dispatch_until<Data>(
+    event_loop: &mut EventLoop<'_, Data>,
+    data: &mut Data,
+    done: impl Fn(&Data) -> bool,
+) {
+    while !done(data) {
+        event_loop.dispatch(None, data).unwrap();
+    }
+}
+
+/// With a ready, level-triggered source behind `token` that disables itself when called: it
+/// fires once, stays quiet, and fires again once enabled.
+fn assert_fires_once_then_again_after_enable(
+    event_loop: &mut EventLoop<'_, u32>,
+    token: RegistrationToken,
+) {
+    let mut n = 0;
+    tick(event_loop, &mut n);
+    tick(event_loop, &mut n);
+    assert_eq!(n, 1);
+    event_loop.handle().enable(&token).unwrap();
+    tick(event_loop, &mut n);
+    assert_eq!(n, 2);
+}
+
+/// Runs `action` on another thread after a short while (long enough for the loop to block).
+fn soon(action: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        action();
+    })
 }
 
 // ---- insertion and removal from callbacks ----------------------------------------------------
@@ -137,20 +231,7 @@ fn source_removing_itself_from_its_callback() {
     let handle = event_loop.handle();
     let (a, b) = pair();
     put(&b, b"x");
-    let me: Rc<Cell<Option<RegistrationToken>>> = Rc::default();
-    let me2 = me.clone();
-    let inner_handle = handle.clone();
-    let token = handle
-        .insert_source(
-            Generic::new(a, Interest::READ, Mode::Level),
-            move |_, _, n| {
-                *n += 1;
-                inner_handle.remove(me2.get().unwrap());
-                Ok(PostAction::Continue)
-            },
-        )
-        .unwrap();
-    me.set(Some(token));
+    counting_with_own_token(&handle, a, |handle, me| handle.remove(me));
     let mut n = 0;
     tick(&mut event_loop, &mut n);
     tick(&mut event_loop, &mut n);
@@ -295,13 +376,12 @@ fn oneshot_disarms_until_update() {
 fn oneshot_rearmed_by_post_action_reregister() {
     let mut event_loop = EventLoop::<u32>::try_new().unwrap();
     let (a, b) = pair();
-    event_loop
-        .handle()
-        .insert_source(Generic::new(a, Interest::READ, Mode::OneShot), |_, _, n| {
-            *n += 1;
-            Ok(PostAction::Reregister)
-        })
-        .unwrap();
+    counting_then(
+        &event_loop.handle(),
+        a,
+        Mode::OneShot,
+        PostAction::Reregister,
+    );
     put(&b, b"x");
     let mut n = 0;
     for _ in 0..3 {
@@ -331,65 +411,25 @@ fn disable_from_own_callback_takes_effect_after_it() {
     let mut event_loop = EventLoop::<u32>::try_new().unwrap();
     let handle = event_loop.handle();
     let (a, b) = pair();
-    let me: Rc<Cell<Option<RegistrationToken>>> = Rc::default();
-    let me2 = me.clone();
-    let inner = handle.clone();
-    let token = handle
-        .insert_source(
-            Generic::new(a, Interest::READ, Mode::Level),
-            move |_, _, n| {
-                *n += 1;
-                inner.disable(&me2.get().unwrap()).unwrap();
-                Ok(PostAction::Continue)
-            },
-        )
-        .unwrap();
-    me.set(Some(token));
+    let token = counting_with_own_token(&handle, a, |handle, me| handle.disable(&me).unwrap());
     put(&b, b"x");
-    let mut n = 0;
-    tick(&mut event_loop, &mut n);
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 1);
-    handle.enable(&token).unwrap();
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 2);
+    assert_fires_once_then_again_after_enable(&mut event_loop, token);
 }
 
 #[test]
 fn post_action_disable_keeps_the_source_for_enable() {
     let mut event_loop = EventLoop::<u32>::try_new().unwrap();
-    let handle = event_loop.handle();
     let (a, b) = pair();
-    let token = handle
-        .insert_source(Generic::new(a, Interest::READ, Mode::Level), |_, _, n| {
-            *n += 1;
-            Ok(PostAction::Disable)
-        })
-        .unwrap();
+    let token = counting_then(&event_loop.handle(), a, Mode::Level, PostAction::Disable);
     put(&b, b"x");
-    let mut n = 0;
-    tick(&mut event_loop, &mut n);
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 1);
-    handle.enable(&token).unwrap();
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 2);
+    assert_fires_once_then_again_after_enable(&mut event_loop, token);
 }
 
 #[test]
 fn readiness_error_is_set_on_hang_up() {
     let mut event_loop = EventLoop::<Option<Readiness>>::try_new().unwrap();
     let (a, b) = pair();
-    event_loop
-        .handle()
-        .insert_source(
-            Generic::new(a, Interest::READ, Mode::Level),
-            |r, _, seen| {
-                *seen = Some(r);
-                Ok(PostAction::Remove)
-            },
-        )
-        .unwrap();
+    recording_readiness(&event_loop, a);
     drop(b);
     let mut seen = None;
     tick(&mut event_loop, &mut seen);
@@ -402,16 +442,7 @@ fn readiness_error_is_set_on_hang_up() {
 fn readiness_error_is_clear_on_plain_data() {
     let mut event_loop = EventLoop::<Option<Readiness>>::try_new().unwrap();
     let (a, b) = pair();
-    event_loop
-        .handle()
-        .insert_source(
-            Generic::new(a, Interest::READ, Mode::Level),
-            |r, _, seen| {
-                *seen = Some(r);
-                Ok(PostAction::Remove)
-            },
-        )
-        .unwrap();
+    recording_readiness(&event_loop, a);
     put(&b, b"x");
     let mut seen = None;
     tick(&mut event_loop, &mut seen);
@@ -503,10 +534,7 @@ fn wakeup_from_another_thread_unblocks_dispatch() {
     with_watchdog(|| {
         let mut event_loop = EventLoop::<()>::try_new().unwrap();
         let signal = event_loop.get_signal();
-        let thread = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            signal.wakeup();
-        });
+        let thread = soon(move || signal.wakeup());
         event_loop.dispatch(None, &mut ()).unwrap();
         thread.join().unwrap();
     });
@@ -545,8 +573,7 @@ fn run_returns_when_stopped_from_another_thread() {
     with_watchdog(|| {
         let mut event_loop = EventLoop::<()>::try_new().unwrap();
         let signal = event_loop.get_signal();
-        let thread = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
+        let thread = soon(move || {
             signal.stop();
             signal.wakeup();
         });
@@ -876,9 +903,7 @@ fn timer_is_never_early_and_gets_its_scheduled_deadline() {
             .unwrap();
     }
     let mut fired = Vec::new();
-    while fired.len() < 4 {
-        event_loop.dispatch(None, &mut fired).unwrap();
-    }
+    dispatch_until(&mut event_loop, &mut fired, |fired| fired.len() >= 4);
     for (scheduled, ran) in fired {
         assert!(ran >= scheduled, "fired early");
     }
@@ -898,15 +923,7 @@ fn timer_to_instant_in_the_past_fires_on_the_next_dispatch() {
             }
         })
         .unwrap();
-    let mut n = 0;
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 1);
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 2);
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 3);
-    tick(&mut event_loop, &mut n);
-    assert_eq!(n, 3);
+    assert_counts_per_tick(&mut event_loop, &[1, 2, 3, 3]);
 }
 
 #[test]
@@ -929,9 +946,9 @@ fn many_timers_fire_in_deadline_order() {
             .unwrap();
     }
     let mut fired = Vec::new();
-    while fired.len() < offsets.len() {
-        event_loop.dispatch(None, &mut fired).unwrap();
-    }
+    dispatch_until(&mut event_loop, &mut fired, |fired| {
+        fired.len() >= offsets.len()
+    });
     let mut sorted = fired.clone();
     sorted.sort_unstable();
     assert_eq!(fired, sorted);
@@ -971,9 +988,7 @@ fn timer_rearmed_with_to_duration_fires_again() {
         })
         .unwrap();
     let mut fired = Vec::new();
-    while fired.len() < 4 {
-        event_loop.dispatch(None, &mut fired).unwrap();
-    }
+    dispatch_until(&mut event_loop, &mut fired, |fired| fired.len() >= 4);
     for pair in fired.windows(2) {
         assert!(
             pair[1] - pair[0] >= Duration::from_millis(2),

@@ -24,7 +24,7 @@ mod tests {
     use std::time::Duration;
 
     use callop::signals::{Signal, Signals};
-    use callop::{Dispatcher, EventLoop};
+    use callop::{Dispatcher, EventLoop, RegistrationToken};
     use rustix::process::{Signal as RawSignal, getpid, kill_process};
 
     type Test = (&'static str, fn());
@@ -87,15 +87,49 @@ mod tests {
         assert!(done(data), "the expected signal never arrived");
     }
 
-    fn signal_is_delivered_as_event() {
-        let mut event_loop: EventLoop<Vec<Signal>> = EventLoop::try_new().unwrap();
+    /// Inserts a source of `signals` that pushes every signal it reports.
+    fn insert_collecting(
+        event_loop: &EventLoop<'_, Vec<Signal>>,
+        signals: &[Signal],
+    ) -> RegistrationToken {
         event_loop
             .handle()
-            .insert_source(
-                Signals::new(&[Signal::SIGUSR1]).unwrap(),
-                |event, &mut (), got| got.push(event.signal()),
-            )
+            .insert_source(Signals::new(signals).unwrap(), |event, &mut (), got| {
+                got.push(event.signal())
+            })
+            .unwrap()
+    }
+
+    /// Registers, through a dispatcher (to change its set afterwards), a source of `signals`
+    /// that pushes every signal it reports.
+    fn collecting_dispatcher<'l>(
+        event_loop: &EventLoop<'l, Vec<Signal>>,
+        signals: &[Signal],
+    ) -> Dispatcher<'l, Signals, Vec<Signal>> {
+        let dispatcher = Dispatcher::new(
+            Signals::new(signals).unwrap(),
+            |event, &mut (), got: &mut Vec<Signal>| got.push(event.signal()),
+        );
+        event_loop
+            .handle()
+            .register_dispatcher(dispatcher.clone())
             .unwrap();
+        dispatcher
+    }
+
+    /// Dispatches until a signal arrives, then a little longer for any that should not.
+    fn collect_first_and_stragglers(event_loop: &mut EventLoop<'_, Vec<Signal>>) -> Vec<Signal> {
+        let mut got = Vec::new();
+        dispatch_until(event_loop, &mut got, |got| !got.is_empty());
+        event_loop
+            .dispatch(Duration::from_millis(20), &mut got)
+            .unwrap();
+        got
+    }
+
+    fn signal_is_delivered_as_event() {
+        let mut event_loop: EventLoop<Vec<Signal>> = EventLoop::try_new().unwrap();
+        insert_collecting(&event_loop, &[Signal::SIGUSR1]);
 
         raise(RawSignal::USR1);
         let mut got = Vec::new();
@@ -126,14 +160,7 @@ mod tests {
 
     fn removed_signal_is_not_delivered() {
         let mut event_loop: EventLoop<Vec<Signal>> = EventLoop::try_new().unwrap();
-        let dispatcher = Dispatcher::new(
-            Signals::new(&[Signal::SIGUSR1, Signal::SIGUSR2]).unwrap(),
-            |event, &mut (), got: &mut Vec<Signal>| got.push(event.signal()),
-        );
-        event_loop
-            .handle()
-            .register_dispatcher(dispatcher.clone())
-            .unwrap();
+        let dispatcher = collecting_dispatcher(&event_loop, &[Signal::SIGUSR1, Signal::SIGUSR2]);
         dispatcher
             .as_source_mut()
             .remove_signals(&[Signal::SIGUSR2])
@@ -143,24 +170,13 @@ mod tests {
 
         raise(RawSignal::USR2);
         raise(RawSignal::USR1);
-        let mut got = Vec::new();
-        dispatch_until(&mut event_loop, &mut got, |got| !got.is_empty());
-        event_loop
-            .dispatch(Duration::from_millis(20), &mut got)
-            .unwrap();
+        let got = collect_first_and_stragglers(&mut event_loop);
         assert_eq!(got, vec![Signal::SIGUSR1]);
     }
 
     fn set_signals_replaces_the_set() {
         let mut event_loop: EventLoop<Vec<Signal>> = EventLoop::try_new().unwrap();
-        let dispatcher = Dispatcher::new(
-            Signals::new(&[Signal::SIGUSR1]).unwrap(),
-            |event, &mut (), got: &mut Vec<Signal>| got.push(event.signal()),
-        );
-        event_loop
-            .handle()
-            .register_dispatcher(dispatcher.clone())
-            .unwrap();
+        let dispatcher = collecting_dispatcher(&event_loop, &[Signal::SIGUSR1]);
         dispatcher
             .as_source_mut()
             .set_signals(&[Signal::SIGUSR2])
@@ -169,23 +185,16 @@ mod tests {
 
         raise(RawSignal::USR1);
         raise(RawSignal::USR2);
-        let mut got = Vec::new();
-        dispatch_until(&mut event_loop, &mut got, |got| !got.is_empty());
-        event_loop
-            .dispatch(Duration::from_millis(20), &mut got)
-            .unwrap();
+        let got = collect_first_and_stragglers(&mut event_loop);
         assert_eq!(got, vec![Signal::SIGUSR2]);
     }
 
     fn several_signals_in_one_dispatch() {
         let mut event_loop: EventLoop<Vec<Signal>> = EventLoop::try_new().unwrap();
-        event_loop
-            .handle()
-            .insert_source(
-                Signals::new(&[Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH]).unwrap(),
-                |event, &mut (), got| got.push(event.signal()),
-            )
-            .unwrap();
+        insert_collecting(
+            &event_loop,
+            &[Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH],
+        );
 
         raise(RawSignal::USR1);
         raise(RawSignal::USR2);
@@ -200,15 +209,9 @@ mod tests {
 
     fn removed_source_reports_nothing() {
         let mut event_loop: EventLoop<Vec<Signal>> = EventLoop::try_new().unwrap();
-        let handle = event_loop.handle();
         let _keep = Signals::new(&[Signal::SIGUSR1]).unwrap();
-        let token = handle
-            .insert_source(
-                Signals::new(&[Signal::SIGUSR1]).unwrap(),
-                |event, &mut (), got| got.push(event.signal()),
-            )
-            .unwrap();
-        handle.remove(token);
+        let token = insert_collecting(&event_loop, &[Signal::SIGUSR1]);
+        event_loop.handle().remove(token);
 
         // `_keep` still holds SIGUSR1, so the signal is harmless; nobody is listening in the loop.
         raise(RawSignal::USR1);

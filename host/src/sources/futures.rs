@@ -441,7 +441,27 @@ mod tests {
     };
 
     use super::*;
-    use crate::{EventLoop, timer::TimeoutFuture};
+    use crate::{EventLoop, RegistrationToken, timer::TimeoutFuture};
+
+    /// An executor inserted in `event_loop` that pushes every finished output.
+    fn collecting_executor(event_loop: &EventLoop<'_, Vec<u32>>) -> Scheduler<u32> {
+        let (exec, sched) = executor::<u32>().unwrap();
+        event_loop
+            .handle()
+            .insert_source(exec, |ret, &mut (), got| got.push(ret))
+            .unwrap();
+        sched
+    }
+
+    /// An executor of `()` futures inserted in `event_loop`, ignoring their outputs.
+    fn unit_executor(event_loop: &EventLoop<'_, ()>) -> (Scheduler<()>, RegistrationToken) {
+        let (exec, sched) = executor::<()>().unwrap();
+        let token = event_loop
+            .handle()
+            .insert_source(exec, |_, _, _| ())
+            .unwrap();
+        (sched, token)
+    }
 
     #[test]
     fn finished_future_output_reaches_callback() {
@@ -464,11 +484,7 @@ mod tests {
     #[test]
     fn batch_is_bounded_then_resumes() {
         let mut event_loop = EventLoop::<()>::try_new().unwrap();
-        let (exec, sched) = executor::<()>().unwrap();
-        event_loop
-            .handle()
-            .insert_source(exec, |_, _, _| ())
-            .unwrap();
+        let (sched, _) = unit_executor(&event_loop);
 
         let counter = Rc::new(Cell::new(0));
         for _ in 0..BATCH + 1 {
@@ -486,11 +502,7 @@ mod tests {
     #[test]
     fn future_woken_from_another_thread() {
         let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
-        let (exec, sched) = executor::<u32>().unwrap();
-        event_loop
-            .handle()
-            .insert_source(exec, |ret, &mut (), got| got.push(ret))
-            .unwrap();
+        let sched = collecting_executor(&event_loop);
 
         let mut senders = Vec::new();
         for i in 0..4 {
@@ -587,11 +599,7 @@ mod tests {
     #[test]
     fn future_can_schedule_another() {
         let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
-        let (exec, sched) = executor::<u32>().unwrap();
-        event_loop
-            .handle()
-            .insert_source(exec, |ret, &mut (), got| got.push(ret))
-            .unwrap();
+        let sched = collecting_executor(&event_loop);
 
         let inner = sched.clone();
         sched
@@ -621,8 +629,7 @@ mod tests {
     fn dropping_executor_drops_pending_futures() {
         let mut event_loop = EventLoop::<()>::try_new().unwrap();
         let handle = event_loop.handle();
-        let (exec, sched) = executor::<()>().unwrap();
-        let token = handle.insert_source(exec, |_, _, _| ()).unwrap();
+        let (sched, token) = unit_executor(&event_loop);
 
         let polled_pending = Rc::new(Cell::new(false));
         let dropped_pending = Rc::new(Cell::new(false));
@@ -663,8 +670,7 @@ mod tests {
     fn waking_after_executor_dropped_is_harmless() {
         let mut event_loop = EventLoop::<()>::try_new().unwrap();
         let handle = event_loop.handle();
-        let (exec, sched) = executor::<()>().unwrap();
-        let token = handle.insert_source(exec, |_, _, _| ()).unwrap();
+        let (sched, token) = unit_executor(&event_loop);
 
         let (tx, rx) = futures::channel::oneshot::channel::<()>();
         sched
@@ -704,11 +710,7 @@ mod tests {
     #[test]
     fn block_on_drives_an_executor() {
         let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
-        let (exec, sched) = executor::<u32>().unwrap();
-        event_loop
-            .handle()
-            .insert_source(exec, |ret, &mut (), got| got.push(ret))
-            .unwrap();
+        let sched = collecting_executor(&event_loop);
         let (tx, rx) = futures::channel::oneshot::channel::<u32>();
         sched
             .schedule(async move {

@@ -299,9 +299,48 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{Dispatcher, EventLoop, transient::TransientSource};
+    use crate::loop_tests::{assert_counts_per_tick, tick};
+    use crate::{Dispatcher, EventLoop, RegistrationToken, transient::TransientSource};
 
     fn assert_send_sync<T: Send + Sync>() {}
+
+    /// A ping whose source, inserted in `event_loop`, counts its callbacks.
+    fn counting_ping(event_loop: &EventLoop<'_, u32>) -> (Ping, RegistrationToken) {
+        let (ping, source) = make_ping().unwrap();
+        let token = event_loop
+            .handle()
+            .insert_source(source, |(), &mut (), n| *n += 1)
+            .unwrap();
+        (ping, token)
+    }
+
+    /// A ping whose source, in a `TransientSource` registered in `event_loop`, sets the flag
+    /// when it fires.
+    fn flagging_transient_ping<'l>(
+        event_loop: &EventLoop<'l, bool>,
+    ) -> (
+        Ping,
+        Dispatcher<'l, TransientSource<PingSource>, bool>,
+        RegistrationToken,
+    ) {
+        let (ping, source) = make_ping().unwrap();
+        let dispatcher = Dispatcher::new(TransientSource::from(source), |(), &mut (), d| *d = true);
+        let token = event_loop
+            .handle()
+            .register_dispatcher(dispatcher.clone())
+            .unwrap();
+        (ping, dispatcher, token)
+    }
+
+    /// Removes the transient ping's dispatcher: the closed ping left the wrapper empty.
+    fn assert_removed_and_empty<'l>(
+        event_loop: &EventLoop<'l, bool>,
+        dispatcher: Dispatcher<'l, TransientSource<PingSource>, bool>,
+        token: RegistrationToken,
+    ) {
+        event_loop.handle().remove(token);
+        assert!(dispatcher.into_source_inner().is_none());
+    }
 
     #[test]
     fn ping_is_send_sync_and_source_is_send() {
@@ -313,33 +352,21 @@ mod tests {
     #[test]
     fn ping_fires_once_then_is_drained() {
         let mut event_loop = EventLoop::<u32>::try_new().unwrap();
-        let (ping, source) = make_ping().unwrap();
-        event_loop
-            .handle()
-            .insert_source(source, |(), &mut (), n| *n += 1)
-            .unwrap();
+        let (ping, _) = counting_ping(&event_loop);
         ping.ping();
-        let mut n = 0;
-        event_loop.dispatch(Duration::ZERO, &mut n).unwrap();
-        assert_eq!(n, 1);
-        event_loop.dispatch(Duration::ZERO, &mut n).unwrap();
-        assert_eq!(n, 1);
+        assert_counts_per_tick(&mut event_loop, &[1, 1]);
     }
 
     #[test]
     fn many_pings_coalesce_into_one_callback() {
         let mut event_loop = EventLoop::<u32>::try_new().unwrap();
-        let (ping, source) = make_ping().unwrap();
-        event_loop
-            .handle()
-            .insert_source(source, |(), &mut (), n| *n += 1)
-            .unwrap();
+        let (ping, _) = counting_ping(&event_loop);
         for _ in 0..1000 {
             ping.ping();
         }
         let mut n = 0;
-        event_loop.dispatch(Duration::ZERO, &mut n).unwrap();
-        event_loop.dispatch(Duration::ZERO, &mut n).unwrap();
+        tick(&mut event_loop, &mut n);
+        tick(&mut event_loop, &mut n);
         assert_eq!(n, 1);
     }
 
@@ -358,13 +385,7 @@ mod tests {
             })
             .unwrap();
         ping.ping();
-        let mut n = 0;
-        event_loop.dispatch(Duration::ZERO, &mut n).unwrap();
-        assert_eq!(n, 1);
-        event_loop.dispatch(Duration::ZERO, &mut n).unwrap();
-        assert_eq!(n, 2);
-        event_loop.dispatch(Duration::ZERO, &mut n).unwrap();
-        assert_eq!(n, 2);
+        assert_counts_per_tick(&mut event_loop, &[1, 2, 2]);
     }
 
     #[test]
@@ -397,9 +418,7 @@ mod tests {
             .unwrap();
         let mut dispatched = false;
         // The close wakes the loop once, without calling the callback, and removes the source.
-        event_loop
-            .dispatch(Duration::ZERO, &mut dispatched)
-            .unwrap();
+        tick(&mut event_loop, &mut dispatched);
         assert!(!dispatched);
         assert_eq!(event_loop.handle().inner.sources.borrow().len(), 0);
         // Nothing wakes the loop any more: it sleeps the whole timeout (never early).
@@ -414,15 +433,11 @@ mod tests {
     #[test]
     fn last_ping_is_delivered_before_close() {
         let mut event_loop = EventLoop::<u32>::try_new().unwrap();
-        let (ping, source) = make_ping().unwrap();
-        event_loop
-            .handle()
-            .insert_source(source, |(), &mut (), n| *n += 1)
-            .unwrap();
+        let (ping, _) = counting_ping(&event_loop);
         ping.ping();
         drop(ping);
         let mut n = 0;
-        event_loop.dispatch(Duration::ZERO, &mut n).unwrap();
+        tick(&mut event_loop, &mut n);
         assert_eq!(n, 1);
         assert_eq!(event_loop.handle().inner.sources.borrow().len(), 0);
     }
@@ -485,79 +500,50 @@ mod tests {
     fn ping_removed() {
         let mut dispatched = false;
         let mut event_loop = EventLoop::<bool>::try_new().unwrap();
-        let (sender, source) = make_ping().unwrap();
-        let wrapper = TransientSource::from(source);
-        assert!(!wrapper.is_none());
-        let dispatcher = Dispatcher::new(wrapper, |(), &mut (), dispatched| *dispatched = true);
-        let token = event_loop
-            .handle()
-            .register_dispatcher(dispatcher.clone())
-            .unwrap();
+        let (sender, dispatcher, token) = flagging_transient_ping(&event_loop);
+        assert!(!dispatcher.as_source_ref().is_none());
         drop(sender);
-        event_loop
-            .dispatch(Duration::ZERO, &mut dispatched)
-            .unwrap();
+        tick(&mut event_loop, &mut dispatched);
         assert!(!dispatched);
-        event_loop.handle().remove(token);
-        assert!(dispatcher.into_source_inner().is_none());
+        assert_removed_and_empty(&event_loop, dispatcher, token);
     }
 
     #[test]
     fn ping_fired_and_removed() {
         let mut dispatched = false;
         let mut event_loop = EventLoop::<bool>::try_new().unwrap();
-        let (sender, source) = make_ping().unwrap();
-        let dispatcher = Dispatcher::new(TransientSource::from(source), |(), &mut (), d| *d = true);
-        let token = event_loop
-            .handle()
-            .register_dispatcher(dispatcher.clone())
-            .unwrap();
+        let (sender, dispatcher, token) = flagging_transient_ping(&event_loop);
         sender.ping();
         drop(sender);
-        event_loop
-            .dispatch(Duration::ZERO, &mut dispatched)
-            .unwrap();
+        tick(&mut event_loop, &mut dispatched);
         assert!(dispatched);
-        event_loop.handle().remove(token);
-        assert!(dispatcher.into_source_inner().is_none());
+        assert_removed_and_empty(&event_loop, dispatcher, token);
     }
 
     #[test]
     fn ping_multiple_senders() {
         let mut dispatched = false;
         let mut event_loop = EventLoop::<bool>::try_new().unwrap();
-        let (sender0, source) = make_ping().unwrap();
+        let (sender0, dispatcher, token) = flagging_transient_ping(&event_loop);
         let sender1 = sender0.clone();
         let sender2 = sender1.clone();
-        let dispatcher = Dispatcher::new(TransientSource::from(source), |(), &mut (), d| *d = true);
-        let token = event_loop
-            .handle()
-            .register_dispatcher(dispatcher.clone())
-            .unwrap();
 
         sender0.ping();
         drop(sender0);
-        event_loop
-            .dispatch(Duration::ZERO, &mut dispatched)
-            .unwrap();
+        tick(&mut event_loop, &mut dispatched);
         assert!(dispatched);
 
         dispatched = false;
         sender1.ping();
-        event_loop
-            .dispatch(Duration::ZERO, &mut dispatched)
-            .unwrap();
+        tick(&mut event_loop, &mut dispatched);
         assert!(dispatched);
 
         dispatched = false;
         drop(sender1);
         drop(sender2);
-        event_loop
-            .dispatch(Duration::ZERO, &mut dispatched)
-            .unwrap();
+        tick(&mut event_loop, &mut dispatched);
         assert!(!dispatched);
-        event_loop.handle().remove(token);
-        assert!(dispatcher.into_source_inner().is_none());
+        assert_removed_and_empty(&event_loop, dispatcher, token);
     }
 
     #[test]
@@ -572,18 +558,14 @@ mod tests {
     #[test]
     fn disabled_ping_fires_when_enabled_again() {
         let mut event_loop = EventLoop::<u32>::try_new().unwrap();
-        let (ping, source) = make_ping().unwrap();
-        let token = event_loop
-            .handle()
-            .insert_source(source, |(), &mut (), n| *n += 1)
-            .unwrap();
+        let (ping, token) = counting_ping(&event_loop);
         event_loop.handle().disable(&token).unwrap();
         ping.ping();
         let mut n = 0;
-        event_loop.dispatch(Duration::ZERO, &mut n).unwrap();
+        tick(&mut event_loop, &mut n);
         assert_eq!(n, 0);
         event_loop.handle().enable(&token).unwrap();
-        event_loop.dispatch(Duration::ZERO, &mut n).unwrap();
+        tick(&mut event_loop, &mut n);
         assert_eq!(n, 1);
     }
 

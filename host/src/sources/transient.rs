@@ -280,9 +280,10 @@ impl<T: EventSource> EventSource for TransientSource<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::{cell::Cell, rc::Rc, time::Duration};
+    use std::{cell::Cell, rc::Rc};
 
     use super::*;
+    use crate::loop_tests::tick;
     use crate::{
         Dispatcher, EventLoop,
         channel::{Event, channel},
@@ -371,6 +372,38 @@ mod tests {
         (ping, child, registered)
     }
 
+    /// Inserts `source` in `event_loop`, pushing the id of every child that fires.
+    fn insert_collecting<'l>(
+        event_loop: &EventLoop<'l, Vec<u32>>,
+        source: impl EventSource<Event = u32, Metadata = (), Ret = ()> + 'l,
+    ) -> crate::RegistrationToken {
+        event_loop
+            .handle()
+            .insert_source(source, |id, _, got| got.push(id))
+            .unwrap()
+    }
+
+    /// A `Parent` of `child` (to be replaced by `next`), registered in `event_loop` through a
+    /// dispatcher that pushes the id of every child that fires.
+    fn collecting_parent<'l>(
+        event_loop: &EventLoop<'l, Vec<u32>>,
+        child: Child,
+        next: Option<Child>,
+    ) -> (Dispatcher<'l, Parent, Vec<u32>>, crate::RegistrationToken) {
+        let parent = Dispatcher::new(
+            Parent {
+                child: child.into(),
+                next,
+            },
+            |id, _, got: &mut Vec<u32>| got.push(id),
+        );
+        let token = event_loop
+            .handle()
+            .register_dispatcher(parent.clone())
+            .unwrap();
+        (parent, token)
+    }
+
     /// A composite of one transient child, which it may replace with `next` once it fired.
     struct Parent {
         child: TransientSource<Child>,
@@ -419,13 +452,10 @@ mod tests {
     fn transient_passes_events_through() {
         let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
         let (ping, c, _) = child(7, PostAction::Continue);
-        let token = event_loop
-            .handle()
-            .insert_source(TransientSource::from(c), |id, _, got| got.push(id))
-            .unwrap();
+        let token = insert_collecting(&event_loop, TransientSource::from(c));
         ping.ping();
         let mut got = Vec::new();
-        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        tick(&mut event_loop, &mut got);
         assert_eq!(got, [7]);
         event_loop.handle().remove(token);
     }
@@ -434,26 +464,16 @@ mod tests {
     fn child_asking_for_removal_is_unregistered_and_dropped() {
         let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
         let (ping, c, registered) = child(1, PostAction::Remove);
-        let parent = Dispatcher::new(
-            Parent {
-                child: c.into(),
-                next: None,
-            },
-            |id, _, got: &mut Vec<u32>| got.push(id),
-        );
-        event_loop
-            .handle()
-            .register_dispatcher(parent.clone())
-            .unwrap();
+        let (parent, _) = collecting_parent(&event_loop, c, None);
         ping.ping();
         let mut got = Vec::new();
-        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        tick(&mut event_loop, &mut got);
         assert_eq!(got, [1]);
         assert!(!registered.get());
         assert!(parent.as_source_ref().child.is_none());
         assert!(parent.as_source_mut().child.map(|_| ()).is_none());
         ping.ping();
-        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        tick(&mut event_loop, &mut got);
         assert_eq!(got, [1]);
     }
 
@@ -462,25 +482,15 @@ mod tests {
         let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
         let (ping0, c0, registered0) = child(0, PostAction::Remove);
         let (ping1, c1, registered1) = child(1, PostAction::Continue);
-        let parent = Dispatcher::new(
-            Parent {
-                child: c0.into(),
-                next: Some(c1),
-            },
-            |id, _, got: &mut Vec<u32>| got.push(id),
-        );
-        let token = event_loop
-            .handle()
-            .register_dispatcher(parent.clone())
-            .unwrap();
+        let (parent, token) = collecting_parent(&event_loop, c0, Some(c1));
         ping0.ping();
         ping1.ping();
         let mut got = Vec::new();
-        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        tick(&mut event_loop, &mut got);
         assert_eq!(got, [0]);
         assert!(!registered0.get());
         assert!(registered1.get());
-        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        tick(&mut event_loop, &mut got);
         assert_eq!(got, [0, 1]);
         assert_eq!(parent.as_source_mut().child.map(|c| c.id), Some(1));
         event_loop.handle().remove(token);
@@ -491,24 +501,21 @@ mod tests {
     fn disabled_child_stays_quiet_until_enabled() {
         let mut event_loop = EventLoop::<Vec<u32>>::try_new().unwrap();
         let (ping, c, registered) = child(3, PostAction::Disable);
-        let token = event_loop
-            .handle()
-            .insert_source(TransientSource::from(c), |id, _, got| got.push(id))
-            .unwrap();
+        let token = insert_collecting(&event_loop, TransientSource::from(c));
         ping.ping();
         let mut got = Vec::new();
-        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        tick(&mut event_loop, &mut got);
         assert_eq!(got, [3]);
         assert!(!registered.get());
         ping.ping();
-        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        tick(&mut event_loop, &mut got);
         // Re-registering the composite for another reason does not wake a disabled child.
         event_loop.handle().update(&token).unwrap();
-        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        tick(&mut event_loop, &mut got);
         assert_eq!(got, [3]);
         event_loop.handle().disable(&token).unwrap();
         event_loop.handle().enable(&token).unwrap();
-        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        tick(&mut event_loop, &mut got);
         assert_eq!(got, [3, 3]);
     }
 
@@ -567,7 +574,7 @@ mod tests {
         let mut out = None;
         for n in 0..=2 {
             tx.send(n).unwrap();
-            event_loop.dispatch(Duration::ZERO, &mut out).unwrap();
+            tick(&mut event_loop, &mut out);
             assert_eq!(out.take(), Some(n));
         }
         // The channel was dropped with the child.
@@ -582,14 +589,11 @@ mod tests {
         let mut transient = TransientSource::from(c0);
         // c0 was never registered: its drop asserts it is not.
         transient.replace(c1);
-        let token = event_loop
-            .handle()
-            .insert_source(transient, |id, _, got| got.push(id))
-            .unwrap();
+        let token = insert_collecting(&event_loop, transient);
         assert!(registered1.get());
         ping1.ping();
         let mut got = Vec::new();
-        event_loop.dispatch(Duration::ZERO, &mut got).unwrap();
+        tick(&mut event_loop, &mut got);
         assert_eq!(got, [1]);
         event_loop.handle().remove(token);
     }
@@ -603,7 +607,7 @@ mod tests {
             .handle()
             .insert_source(empty, |_, _, _| {})
             .unwrap();
-        event_loop.dispatch(Duration::ZERO, &mut ()).unwrap();
+        tick(&mut event_loop, &mut ());
         event_loop.handle().update(&token).unwrap();
         event_loop.handle().remove(token);
     }
