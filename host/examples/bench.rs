@@ -24,8 +24,8 @@ use callop::plugin::{EngineOptions, PluginComponent, PluginEngine};
 
 mod support;
 use support::{
-    args, expect_stopped, flood_guest, flood_native, host, run_until_empty, storm_guest,
-    storm_native,
+    args, expect_stopped, flood_calloop, flood_guest, flood_native, host, run_until_empty,
+    storm_calloop, storm_guest, storm_native,
 };
 
 struct Opts {
@@ -83,46 +83,6 @@ fn engine(cache: &Path, pooling: Option<u32>) -> PluginEngine {
 
 fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
-}
-
-// ---------------------------------------------------------------- channel
-
-fn flood_calloop(n: u64) -> Duration {
-    let mut ev: calloop::EventLoop<u64> = calloop::EventLoop::try_new().unwrap();
-    let (tx, rx) = calloop::channel::channel::<Vec<u8>>();
-    ev.handle()
-        .insert_source(rx, |e, _, c: &mut u64| {
-            if let calloop::channel::Event::Msg(_) = e {
-                *c += 1
-            }
-        })
-        .unwrap();
-    let mut c = 0;
-    let t = Instant::now();
-    for i in 0..n {
-        tx.send(i.to_le_bytes().to_vec()).unwrap();
-    }
-    while c < n {
-        ev.dispatch(None, &mut c).unwrap();
-    }
-    t.elapsed()
-}
-
-// ---------------------------------------------------------------- ping
-
-fn storm_calloop(n: u64) -> Duration {
-    let mut ev: calloop::EventLoop<u64> = calloop::EventLoop::try_new().unwrap();
-    let (ping, src) = calloop::ping::make_ping().unwrap();
-    ev.handle()
-        .insert_source(src, |_, _, c: &mut u64| *c += 1)
-        .unwrap();
-    let mut c = 0;
-    let t = Instant::now();
-    while c < n {
-        ping.ping();
-        ev.dispatch(None, &mut c).unwrap();
-    }
-    t.elapsed()
 }
 
 // ---------------------------------------------------------------- start
@@ -314,6 +274,19 @@ fn us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 
+impl IdleResult {
+    /// The guest tickers' lateness, as a table cell.
+    fn lateness(&self) -> String {
+        format!(
+            "p50 {} / p99 {} / max {}; early: {}",
+            us(self.late_p50),
+            us(self.late_p99),
+            us(self.late_max),
+            self.early
+        )
+    }
+}
+
 fn main() {
     let o = opts();
     // Kept between runs: the cold compile (Python/JS: minutes) happens once.
@@ -419,13 +392,7 @@ fn main() {
             ),
             "-".into(),
             r.native.clone(),
-            format!(
-                "p50 {} / p99 {} / max {}; early: {}",
-                us(r.late_p50),
-                us(r.late_p99),
-                us(r.late_max),
-                r.early
-            ),
+            r.lateness(),
         );
         let r = idle_plugins(&ondemand, &sink, o.idle.min(200), false);
         row(
@@ -448,13 +415,7 @@ fn main() {
             ),
             "-".into(),
             r.native.clone(),
-            format!(
-                "p50 {} / p99 {} / max {}; early: {}",
-                us(r.late_p50),
-                us(r.late_p99),
-                us(r.late_max),
-                r.early
-            ),
+            r.lateness(),
         );
     }
     if o.run("polyglot") {

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use callop::EventLoop;
-use callop::channel::Event;
 use callop::plugin::{ExitReason, Host, Limits, PluginEngine, Policy};
 
 /// Isolation stays on in every measured configuration.
@@ -53,26 +52,52 @@ pub fn expect_stopped<D>(h: &Host<'_, D>, what: &str) {
     );
 }
 
-pub fn flood_native(n: u64) -> Duration {
-    let mut ev: EventLoop<u64> = EventLoop::try_new().unwrap();
-    let (tx, rx) = callop::channel::channel::<Vec<u8>>();
-    ev.handle()
-        .insert_source(rx, |e, _, c: &mut u64| {
-            if let Event::Msg(_) = e {
-                *c += 1
+/// The native workloads, written once for any crate with calloop's API:
+/// `native_workloads!(krate, flood_fn, storm_fn)` defines `flood_fn(n)` (n
+/// channel messages from the same thread, then dispatch until all arrived)
+/// and `storm_fn(n)` (n pings, one per loop iteration) on `krate`.
+macro_rules! native_workloads {
+    ($krate:ident, $flood:ident, $storm:ident) => {
+        pub fn $flood(n: u64) -> Duration {
+            let mut ev: $krate::EventLoop<u64> = $krate::EventLoop::try_new().unwrap();
+            let (tx, rx) = $krate::channel::channel::<Vec<u8>>();
+            ev.handle()
+                .insert_source(rx, |e, _, c: &mut u64| {
+                    if let $krate::channel::Event::Msg(_) = e {
+                        *c += 1
+                    }
+                })
+                .unwrap();
+            let mut c = 0;
+            let t = Instant::now();
+            for i in 0..n {
+                tx.send(i.to_le_bytes().to_vec()).unwrap();
             }
-        })
-        .unwrap();
-    let mut c = 0;
-    let t = Instant::now();
-    for i in 0..n {
-        tx.send(i.to_le_bytes().to_vec()).unwrap();
-    }
-    while c < n {
-        ev.dispatch(None, &mut c).unwrap();
-    }
-    t.elapsed()
+            while c < n {
+                ev.dispatch(None, &mut c).unwrap();
+            }
+            t.elapsed()
+        }
+
+        pub fn $storm(n: u64) -> Duration {
+            let mut ev: $krate::EventLoop<u64> = $krate::EventLoop::try_new().unwrap();
+            let (ping, src) = $krate::ping::make_ping().unwrap();
+            ev.handle()
+                .insert_source(src, |_, _, c: &mut u64| *c += 1)
+                .unwrap();
+            let mut c = 0;
+            let t = Instant::now();
+            while c < n {
+                ping.ping();
+                ev.dispatch(None, &mut c).unwrap();
+            }
+            t.elapsed()
+        }
+    };
 }
+
+native_workloads!(callop, flood_native, storm_native);
+native_workloads!(calloop, flood_calloop, storm_calloop);
 
 pub fn flood_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
     let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
@@ -88,21 +113,6 @@ pub fn flood_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
     let d = t.elapsed();
     expect_stopped(&h, "channel flood");
     d
-}
-
-pub fn storm_native(n: u64) -> Duration {
-    let mut ev: EventLoop<u64> = EventLoop::try_new().unwrap();
-    let (ping, src) = callop::ping::make_ping().unwrap();
-    ev.handle()
-        .insert_source(src, |_, _, c: &mut u64| *c += 1)
-        .unwrap();
-    let mut c = 0;
-    let t = Instant::now();
-    while c < n {
-        ping.ping();
-        ev.dispatch(None, &mut c).unwrap();
-    }
-    t.elapsed()
 }
 
 pub fn storm_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
