@@ -174,3 +174,22 @@ pub fn assert_sigterm_is_graceful(cmd: &mut Command) {
     assert!(err.contains("shutting down"), "{err}");
     assert!(err.contains("plugin finished"), "{err}");
 }
+
+/// `callop-host` with the shared compile cache and `RUST_LOG=info`.
+pub fn host_cmd() -> Command {
+    let mut c = Command::new(host_bin());
+    c.arg("--cache-dir")
+        .arg(cache_dir())
+        .env("RUST_LOG", "info");
+    c
+}
+
+/// Runs `c` to completion, capturing its output.
+pub fn run(c: &mut Command) -> std::process::Output {
+    c.output().expect("cannot run callop-host")
+}
+
+/// Bytes of captured output as text.
+pub fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}

@@ -3,28 +3,12 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use callop_tests::{assert_sigterm_is_graceful, cache_dir, host_bin, plugin};
-
-fn host() -> Command {
-    let mut c = Command::new(host_bin());
-    c.arg("--cache-dir")
-        .arg(cache_dir())
-        .env("RUST_LOG", "info");
-    c
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn run(c: &mut Command) -> Output {
-    c.output().expect("cannot run callop-host")
-}
+use callop_tests::{assert_sigterm_is_graceful, host_bin, host_cmd, plugin, run, text};
 
 #[test]
 fn ticker_ticks_in_order_never_early_and_exits_zero() {
     let start = Instant::now();
-    let o = run(host()
+    let o = run(host_cmd()
         .arg(plugin("ticker"))
         .args(["--", "--every", "25ms", "--count", "5"]));
     let elapsed = start.elapsed();
@@ -46,7 +30,7 @@ fn ticker_ticks_in_order_never_early_and_exits_zero() {
 #[test]
 fn ping_pong_exact_counts() {
     let pp = plugin("ping-pong");
-    let o = run(host()
+    let o = run(host_cmd()
         .arg(format!("{}@ping=--role,ping,--count,777", pp.display()))
         .arg(format!("{}@pong=--role,pong", pp.display())));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -60,7 +44,7 @@ fn ping_pong_exact_counts() {
 
 #[test]
 fn selftest_and_idle_worker() {
-    let o = run(host().arg(plugin("selftest")).arg(format!(
+    let o = run(host_cmd().arg(plugin("selftest")).arg(format!(
         "{}=--n,50000,--chunk,500",
         plugin("idle-worker").display()
     )));
@@ -82,7 +66,7 @@ fn selftest_and_idle_worker() {
 #[test]
 fn sigterm_is_graceful() {
     assert_sigterm_is_graceful(
-        host()
+        host_cmd()
             .arg("--forever")
             .arg(plugin("ticker"))
             .args(["--", "--every", "10ms", "--count", "100000"]),
@@ -116,7 +100,7 @@ fn load_errors_exit_2_with_message() {
         ),
     ];
     for (path, msg) in cases {
-        let o = run(host().arg(&path));
+        let o = run(host_cmd().arg(&path));
         assert_eq!(o.status.code(), Some(2), "{}", path.display());
         assert!(
             text(&o.stderr).contains(msg),
@@ -126,7 +110,7 @@ fn load_errors_exit_2_with_message() {
         );
     }
     // init error
-    let o = run(host().arg(format!("{}=--bogus", plugin("ticker").display())));
+    let o = run(host_cmd().arg(format!("{}=--bogus", plugin("ticker").display())));
     assert_eq!(o.status.code(), Some(2));
     assert!(
         text(&o.stderr).contains("plugin init failed: unknown argument"),
@@ -188,7 +172,7 @@ fn run_with_config(config: &str, input: &str) -> Output {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join(format!("callop-{}.toml", std::process::id()));
     std::fs::write(&cfg, config).unwrap();
-    let mut child = host()
+    let mut child = host_cmd()
         .arg("--config")
         .arg(&cfg)
         .arg(format!("{}@wc", plugin("line-counter").display()))

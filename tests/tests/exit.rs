@@ -6,13 +6,13 @@
 //! instead of hanging it.
 
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use callop::EventLoop;
 use callop::plugin::{ExitReason, Host, PluginExit};
-use callop_tests::{args, cache_dir, config, host_bin, plugin, wait_exit};
+use callop_tests::{args, config, host_cmd, plugin, wait_exit};
 
 /// Generous: covers a cold compile of the plugin in a debug host.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -88,11 +88,8 @@ fn reasons(exits: &[PluginExit]) -> Vec<ExitReason> {
 
 /// Runs `callop-host` with a watchdog: kills it and fails after [`LIMIT`].
 fn run_host(plugin_arg: String) -> (ExitStatus, String, String) {
-    let mut child: Child = Command::new(host_bin())
-        .arg("--cache-dir")
-        .arg(cache_dir())
+    let mut child: Child = host_cmd()
         .arg(&plugin_arg)
-        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -8,7 +8,6 @@
 //! needed) and fills the shared compile cache; a missing toolchain fails
 //! every test here with the reason.
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use callop::EventLoop;
@@ -16,27 +15,10 @@ use callop::channel::Event;
 use callop::plugin::{AppSender, ExitReason, Host, LoadError, PluginId, PluginSpec};
 use callop_tests::polyglot::{Lang, polyglot_plugin};
 use callop_tests::{
-    args, assert_sigterm_is_graceful, cache_dir, config, host_bin, plugin, run_until_empty,
+    args, assert_sigterm_is_graceful, config, host_cmd, plugin, run, run_until_empty, text,
 };
 
 // ------------------------------------------------------------------ helpers
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-/// `callop-host` with the shared compile cache.
-fn host_cmd() -> Command {
-    let mut c = Command::new(host_bin());
-    c.arg("--cache-dir")
-        .arg(cache_dir())
-        .env("RUST_LOG", "info");
-    c
-}
-
-fn run(c: &mut Command) -> Output {
-    c.output().expect("cannot run callop-host")
-}
 
 /// `PATH@NAME=ARG,...` for the CLI: the `lang` plugin `name`, with the
 /// instance name `name`.
