@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash plugins/build.sh >/dev/null
-cargo build --release -p callop --bin callop-host
+cargo build --release -p callop-host
 wasm="$(cd plugins && cargo metadata --format-version 1 --no-deps \
       | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/wasm32-wasip2/release"
 host="$(cargo metadata --format-version 1 --no-deps \

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{EngineOptions, Host, HostConfig, PluginEngine};
+use callop_plugin_host::{EngineOptions, Host, HostConfig, PluginEngine};
 use callop_tests::polyglot::{Lang, polyglot_plugin};
 use callop_tests::{plugin, target_dir};
 

@@ -64,7 +64,7 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The `callop-host` binary built alongside the tests (`cargo test
-/// --workspace` builds it, because the `callop` package has integration
+/// --workspace` builds it, because the `callop-host` package has integration
 /// tests).
 pub fn host_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -72,17 +72,17 @@ pub fn host_bin() -> PathBuf {
     let bin = dir.join("callop-host");
     assert!(
         bin.exists(),
-        "{} not built: run `cargo build -p callop --bins` (or `cargo test --workspace`)",
+        "{} not built: run `cargo build -p callop-host` (or `cargo test --workspace`)",
         bin.display()
     );
     bin
 }
 
-/// A [`HostConfig`](callop::plugin::HostConfig) using the shared compile
+/// A [`HostConfig`](callop_plugin_host::HostConfig) using the shared compile
 /// cache, everything else default.
-pub fn config() -> callop::plugin::HostConfig {
-    callop::plugin::HostConfig {
-        engine: callop::plugin::EngineOptions {
+pub fn config() -> callop_plugin_host::HostConfig {
+    callop_plugin_host::HostConfig {
+        engine: callop_plugin_host::EngineOptions {
             cache_dir: Some(cache_dir()),
             ..Default::default()
         },
@@ -98,7 +98,7 @@ pub fn args(a: &[&str]) -> Vec<String> {
 /// Dispatches `ev` until `host` has no plugin left; panics after `limit`.
 pub fn run_until_empty<D>(
     ev: &mut callop::EventLoop<'_, D>,
-    host: &callop::plugin::Host<'_, D>,
+    host: &callop_plugin_host::Host<'_, D>,
     data: &mut D,
     limit: Duration,
 ) {

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use callop::plugin::{EngineOptions, PluginEngine};
+use callop_plugin_host::{EngineOptions, PluginEngine};
 
 use crate::{cache_dir, repo_root};
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use callop::EventLoop;
-use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig, HostError};
+use callop_plugin_host::{EngineOptions, ExitReason, Host, HostConfig, HostError};
 use callop_tests::{cache_dir, plugin};
 
 fn host<'l>(ev: &EventLoop<'l, ()>) -> Host<'l, ()> {

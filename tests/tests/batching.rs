@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig, Limits};
+use callop_plugin_host::{EngineOptions, ExitReason, Host, HostConfig, Limits};
 use callop_tests::{cache_dir, plugin};
 
 fn config(max_batch: usize) -> HostConfig {

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use callop::EventLoop;
-use callop::plugin::{ExitReason, Host, PluginExit};
+use callop_plugin_host::{ExitReason, Host, PluginExit};
 use callop_tests::{args, config, host_cmd, plugin, wait_exit};
 
 /// Generous: covers a cold compile of the plugin in a debug host.

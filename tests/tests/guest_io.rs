@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use callop::EventLoop;
-use callop::plugin::{Capabilities, ExitReason, Host, HostConfig, Limits, PluginExit};
+use callop_plugin_host::{Capabilities, ExitReason, Host, HostConfig, Limits, PluginExit};
 use callop_tests::send_signal;
 
 // ---------------------------------------------------------------- helpers

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{
+use callop_plugin_host::{
     EngineOptions, ExitReason, FaultKind, Host, HostConfig, Limits, PluginExit, PluginSpec,
     RestartPolicy,
 };

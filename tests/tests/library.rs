@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{ExitReason, Host, HostConfig, Limits, LoadError, PluginSpec};
+use callop_plugin_host::{ExitReason, Host, HostConfig, Limits, LoadError, PluginSpec};
 use callop_tests::{args, config, plugin, run_until_empty};
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig};
+use callop_plugin_host::{EngineOptions, ExitReason, Host, HostConfig};
 use callop_tests::{cache_dir, plugin};
 
 const THREADS: usize = 4;

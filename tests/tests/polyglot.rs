@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{AppSender, ExitReason, Host, LoadError, PluginId, PluginSpec};
+use callop_plugin_host::{AppSender, ExitReason, Host, LoadError, PluginId, PluginSpec};
 use callop_tests::polyglot::{Lang, polyglot_plugin};
 use callop_tests::{
     args, assert_sigterm_is_graceful, config, host_cmd, plugin, run, run_until_empty, text,

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop::plugin::{EngineOptions, ExitReason, Host, HostConfig, Limits};
+use callop_plugin_host::{EngineOptions, ExitReason, Host, HostConfig, Limits};
 use callop_tests::{cache_dir, plugin};
 
 const PLUGINS: usize = 100;

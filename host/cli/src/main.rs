@@ -1,0 +1,695 @@
+//! `callop-host`: run callop wasm plugins in an event loop.
+//!
+//! A thin command line over [`callop_plugin_host::Host`]; see `--help`.
+
+// The clap doc comments below are `--help` text, where `[:ro]` and the like
+// mean "optional", not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use callop::EventLoop;
+use callop::signals::{Signal, Signals};
+use callop_plugin_host::Capabilities;
+use callop_plugin_host::config::ConfigFile;
+use callop_plugin_host::{
+    EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine, PluginSpec, Policy,
+    RestartPolicy, cache,
+};
+
+const EXAMPLES: &str = "\
+PLUGIN syntax:
+  PATH[@NAME][=ARG,ARG,...]
+    PATH   the plugin component (.wasm, built for wasm32-wasip2)
+    NAME   instance name (default: the file stem, e.g. `ticker`); other plugins
+           and the host address its endpoints as NAME/<channel>
+    ARG    arguments passed to the plugin's init, comma-separated
+  Arguments after `--` are appended to the arguments of every plugin.
+
+Examples:
+  callop-host ticker.wasm -- --every 10ms --count 3
+  callop-host ticker.wasm=--every,1s ticker.wasm@fast=--every,100ms,--count,20
+  callop-host ping_pong.wasm@ping=--role,ping,--count,1000 ping_pong.wasm@pong=--role,pong
+  callop-host --callback-timeout 100 --forever idle_worker.wasm
+  callop-host --restart on-failure:3/60s --max-memory 64 flaky.wasm
+  callop-host compile ticker.wasm relay.wasm      # fill the compile cache
+  callop-host inspect ticker.wasm                 # world, imports, exports
+
+Capabilities (deny by default, per plugin; NAME= may be omitted with one plugin):
+  --allow-net echo=127.0.0.1:7000   --allow-net 10.0.0.0/8:80-89   --allow-net connect:[::1]:*
+  --dir ./cfg::/config:ro   --fd db=3   --stdin   --allow-signal HUP,USR1   --config callop.toml
+  callop-host echo_server.wasm --allow-net 127.0.0.1:7000 -- --listen 127.0.0.1:7000
+  seq 10 | callop-host line_counter.wasm --stdin
+
+Config file (--config callop.toml; keys named like the flags, all optional):
+  [limits]                          # every plugin
+  callback-timeout-ms = 100         # also init-timeout-ms, max-memory-mib, max-sources,
+  restart = \"on-failure:3/60s\"      # max-message-size, max-queued-messages, max-handles, ...
+  [plugins.echo]                    # the instance `echo`: any [limits] key, and capabilities
+  max-memory-mib = 16
+  allow-net = [\"127.0.0.1:7000\"]    # also dir, fd, stdin, allow-signal
+
+Runs until no plugin has a live source (or, with --forever, until SIGINT/SIGTERM).
+On SIGINT/SIGTERM every plugin's `shutdown` is called and the host waits up to
+--shutdown-timeout for them to finish; a second signal exits at once.
+A plugin that fails (trap, panic, callback timeout, out of memory, stack
+overflow) is unloaded with all its sources; the others keep running. With
+--restart on-failure[:N[/PERIOD]] it is restarted (backoff 10ms, 20ms, ...)
+at most N times within PERIOD (default 3/60s), then quarantined. Each failure
+is reported on stderr with the plugin's name, the cause and the wasm backtrace.
+Exit status: 0 if every plugin finished; the first non-zero `stop` code of a
+plugin; 1 if a plugin failed; 2 if a plugin could not be loaded.
+Logs go to stderr, filtered by RUST_LOG (default `info`); plugin stdout/stderr
+lines are prefixed with `[NAME] `.";
+
+/// Run sandboxed callop wasm plugins in a calloop-style event loop.
+#[derive(Parser, Debug)]
+#[command(name = "callop-host", version, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
+enum Command {
+    /// Run plugins (the default when no subcommand is given).
+    Run(RunArgs),
+    /// Precompile plugins into the cache (used automatically by `run`).
+    Compile {
+        #[command(flatten)]
+        cache: CacheArgs,
+        /// Plugin components to compile.
+        #[arg(required = true)]
+        plugins: Vec<PathBuf>,
+    },
+    /// Print a component's world, imports and exports.
+    Inspect {
+        /// The component.
+        plugin: PathBuf,
+    },
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct CacheArgs {
+    /// Directory of precompiled components [default: $XDG_CACHE_HOME/callop or ~/.cache/callop].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compile cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(cache::default_cache_dir)
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct RunArgs {
+    /// Plugins to run: PATH[@NAME][=ARG,ARG,...] (see below).
+    #[arg(value_name = "PLUGIN")]
+    plugins: Vec<String>,
+    /// Arguments appended to every plugin's arguments.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+    /// Keep running when no plugin has a live source (until a signal).
+    #[arg(long)]
+    forever: bool,
+    /// Milliseconds plugins get to finish after SIGINT/SIGTERM.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    shutdown_timeout: u64,
+    /// Fail a plugin whose single callback spends more CPU time than this (milliseconds; 0: no limit) [default: 100].
+    #[arg(long, value_name = "MS")]
+    callback_timeout: Option<u64>,
+    /// Maximum linear memory per plugin, in MiB [default: 256].
+    #[arg(long, value_name = "MIB")]
+    max_memory: Option<usize>,
+    /// Maximum number of live sources (timers, idles, pings, channels) per plugin [default: 4096].
+    #[arg(long, value_name = "N")]
+    max_sources: Option<usize>,
+    /// Maximum size of one channel message, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    max_message_size: Option<usize>,
+    /// What to do when a plugin fails: `never` or `on-failure[:N[/PERIOD]]` (e.g. `on-failure:3/60s`) [default: never].
+    #[arg(long, value_name = "POLICY")]
+    restart: Option<RestartPolicy>,
+    /// TOML file: `[limits]` (every plugin) and `[plugins.NAME]` (one instance: limits and
+    /// capabilities), keys named like the flags (`callback-timeout-ms`, `max-memory-mib`,
+    /// `restart`, `allow-net`, ...); flags given explicitly override its `[limits]` and add grants.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Forbid plugins to talk to each other (they can still use their own sources).
+    #[arg(long)]
+    isolate: bool,
+    /// Allow binding/connecting: [NAME=][bind:|connect:]ADDR[/LEN][:PORTS] (comma-separated).
+    #[arg(long = "allow-net", value_name = "[NAME=]SPEC")]
+    allow_net: Vec<String>,
+    /// Grant a directory: [NAME=]HOST[::GUEST][:ro].
+    #[arg(long = "dir", value_name = "[NAME=]HOST[::GUEST][:ro]")]
+    dirs: Vec<String>,
+    /// Grant the inherited descriptor N as NAME: [PLUGIN=]NAME=N.
+    #[arg(long = "fd", value_name = "[PLUGIN=]NAME=N")]
+    fds: Vec<String>,
+    /// Grant the host's stdin (to the only plugin, or to NAME).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    stdin: Vec<String>,
+    /// Allow subscribing to signals: [NAME=]HUP,USR1,...
+    #[arg(long = "allow-signal", value_name = "[NAME=]SIGNALS")]
+    allow_signal: Vec<String>,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// A parsed PLUGIN argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PluginArg {
+    path: PathBuf,
+    name: String,
+    args: Vec<String>,
+}
+
+fn parse_plugin_arg(s: &str) -> Result<PluginArg, String> {
+    let (left, args) = match s.split_once('=') {
+        Some((l, a)) => (
+            l,
+            a.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+        None => (s, Vec::new()),
+    };
+    let (path, name) = match left.rsplit_once('@') {
+        Some((p, n)) if !n.contains('/') => (p, Some(n.to_string())),
+        _ => (left, None),
+    };
+    if path.is_empty() {
+        return Err(format!("`{s}`: missing plugin path"));
+    }
+    let path = PathBuf::from(path);
+    let name = match name {
+        Some(n) => n,
+        None => path
+            .file_stem()
+            .map(|x| x.to_string_lossy().into_owned())
+            .ok_or_else(|| format!("`{s}`: cannot derive an instance name; use PATH@NAME"))?,
+    };
+    Ok(PluginArg { path, name, args })
+}
+
+/// Splits `NAME=REST` if NAME is one of `names`; otherwise the value
+/// belongs to the only plugin.
+fn target_of<'a>(
+    flag: &str,
+    value: &'a str,
+    names: &[String],
+) -> Result<(String, &'a str), String> {
+    if let Some((n, rest)) = value.split_once('=')
+        && names.iter().any(|x| x == n)
+    {
+        return Ok((n.to_string(), rest));
+    }
+    match names {
+        [only] => Ok((only.clone(), value)),
+        _ => Err(format!(
+            "{flag} {value}: several plugins are loaded; prefix the value with the instance name (NAME=...)"
+        )),
+    }
+}
+
+/// Builds every plugin's capabilities from the config file and the flags.
+fn capabilities(
+    run: &RunArgs,
+    file: &ConfigFile,
+    names: &[String],
+) -> Result<Vec<(String, Capabilities)>, String> {
+    let mut caps: Vec<(String, Capabilities)> = names
+        .iter()
+        .map(|n| (n.clone(), Capabilities::new()))
+        .collect();
+    let mut add = |name: &str, c: Capabilities| {
+        if let Some(slot) = caps.iter_mut().find(|(n, _)| n == name) {
+            let old = std::mem::take(&mut slot.1);
+            slot.1 = old.merge(c);
+        }
+    };
+    for (name, t) in &file.plugins {
+        let c = t
+            .capabilities
+            .build()
+            .map_err(|e| format!("--config: `[plugins.{name}]`: {e}"))?;
+        add(name, c);
+    }
+    for v in &run.allow_net {
+        let (n, spec) = target_of("--allow-net", v, names)?;
+        add(&n, Capabilities::new().allow_net(spec)?);
+    }
+    for v in &run.dirs {
+        let (n, spec) = target_of("--dir", v, names)?;
+        add(&n, Capabilities::new().dir(spec)?);
+    }
+    for v in &run.fds {
+        // `db=3` is NAME=N for the only plugin; `echo=db=3` names the plugin.
+        let (n, spec) = match v.split_once('=') {
+            Some((p, rest)) if rest.contains('=') && names.iter().any(|x| x == p) => {
+                (p.to_string(), rest)
+            }
+            _ => target_of("--fd", "", names).map(|(n, _)| (n, v.as_str()))?,
+        };
+        add(&n, Capabilities::new().inherited_fd(spec)?);
+    }
+    for v in &run.stdin {
+        let n = if v.is_empty() {
+            target_of("--stdin", "", names)?.0
+        } else if names.contains(v) {
+            v.clone()
+        } else {
+            return Err(format!("--stdin {v}: no plugin instance named `{v}`"));
+        };
+        add(&n, Capabilities::new().stdin(true));
+    }
+    for v in &run.allow_signal {
+        let (n, spec) = target_of("--allow-signal", v, names)?;
+        add(&n, Capabilities::new().allow_signals(spec)?);
+    }
+    Ok(caps)
+}
+
+#[derive(Default)]
+struct CliState {
+    signals: u32,
+    /// Granted signals received, to route to the plugins.
+    routed: Vec<Signal>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal, and never with NO_COLOR set (no-color.org).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+
+    match cli.command {
+        Some(Command::Run(run)) => cmd_run(run),
+        Some(Command::Compile { cache, plugins }) => cmd_compile(cache, plugins),
+        Some(Command::Inspect { plugin }) => cmd_inspect(plugin),
+        None if cli.run.plugins.is_empty() => {
+            eprintln!("error: no plugin given (see `callop-host --help`)");
+            ExitCode::from(2)
+        }
+        None => cmd_run(cli.run),
+    }
+}
+
+fn cmd_compile(cache: CacheArgs, plugins: Vec<PathBuf>) -> ExitCode {
+    let Some(dir) = cache.dir() else {
+        eprintln!("error: compile needs a cache directory (drop --no-cache or set --cache-dir)");
+        return ExitCode::from(2);
+    };
+    let engine = match PluginEngine::new(&EngineOptions {
+        cache_dir: Some(dir),
+        ..Default::default()
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut status = ExitCode::SUCCESS;
+    for p in plugins {
+        let r = std::fs::read(&p)
+            .map_err(|source| callop_plugin_host::LoadError::Io {
+                path: p.clone(),
+                source,
+            })
+            .and_then(|bytes| engine.precompile_to_cache(&bytes));
+        match r {
+            Ok(out) => println!("{} -> {}", p.display(), out.display()),
+            Err(e) => {
+                eprintln!("error: {}: {e}", p.display());
+                status = ExitCode::from(2);
+            }
+        }
+    }
+    status
+}
+
+fn cmd_inspect(plugin: PathBuf) -> ExitCode {
+    let engine = match PluginEngine::new(&EngineOptions::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let component = std::fs::read(&plugin)
+        .map_err(|source| callop_plugin_host::LoadError::Io {
+            path: plugin.clone(),
+            source,
+        })
+        .and_then(|b| engine.compile(&b));
+    let component = match component {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}: {e}", plugin.display());
+            return ExitCode::from(2);
+        }
+    };
+    let info = engine.inspect(&component);
+    println!("component: {}", plugin.display());
+    println!(
+        "world: {}",
+        info.world
+            .as_deref()
+            .unwrap_or("(unknown: no callop:plugin/guest export)")
+    );
+    println!("imports:");
+    for (n, d) in &info.imports {
+        println!("  {n}: {d}");
+    }
+    println!("exports:");
+    for (n, d) in &info.exports {
+        println!("  {n}: {d}");
+    }
+    if info.problems.is_empty() {
+        println!("loadable: yes ({})", callop_plugin_host::WORLD);
+        ExitCode::SUCCESS
+    } else {
+        println!("loadable: no");
+        for p in &info.problems {
+            println!("  - {p}");
+        }
+        ExitCode::from(1)
+    }
+}
+
+fn cmd_run(run: RunArgs) -> ExitCode {
+    let mut specs = Vec::new();
+    for s in &run.plugins {
+        match parse_plugin_arg(s) {
+            Ok(mut p) => {
+                p.args.extend(run.args.iter().cloned());
+                specs.push(p);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if specs.is_empty() {
+        eprintln!("error: no plugin given (see `callop-host --help`)");
+        return ExitCode::from(2);
+    }
+
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    // The --config file, read once: limits, restart policies, capabilities.
+    let file = match &run.config {
+        Some(p) => ConfigFile::read(p).and_then(|f| f.check_instances(&names).map(|()| f)),
+        None => Ok(ConfigFile::default()),
+    };
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: --config: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let caps = match capabilities(&run, &file, &names) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Signals granted to some plugin are watched by the CLI's signal source
+    // too (see below) and routed to the host.
+    let mut watched = vec![Signal::SIGINT, Signal::SIGTERM];
+    for (_, c) in &caps {
+        for s in &c.signals {
+            if !watched.contains(s) {
+                watched.push(*s);
+            }
+        }
+    }
+
+    // The loop and the signal source come first: the signals are blocked in
+    // this thread before any other thread (compiler pool, epoch ticker)
+    // exists, so those threads inherit the mask and never get them.
+    let mut event_loop: EventLoop<'static, CliState> = match EventLoop::try_new() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot create the event loop: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let signals = match Signals::new(&watched) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot watch signals: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = event_loop
+        .handle()
+        .insert_source(signals, |ev, _, st: &mut CliState| {
+            // Handled after the iteration (the host lives in the loop's
+            // closure): granted signals go to the plugins; SIGINT/SIGTERM
+            // shut down unless a plugin is granted and subscribed.
+            tracing::info!("received {:?}", ev.signal());
+            st.routed.push(ev.signal());
+        })
+    {
+        eprintln!("error: cannot watch signals: {}", e.error);
+        return ExitCode::from(2);
+    }
+
+    let resolved = file.resolve_with(
+        &Limits::default(),
+        RestartPolicy::Never,
+        |l| {
+            if let Some(m) = run.max_memory {
+                l.max_memory_bytes = m.saturating_mul(1 << 20);
+            }
+            if let Some(n) = run.max_sources {
+                l.max_sources = n;
+            }
+            if let Some(n) = run.max_message_size {
+                l.max_message_bytes = n;
+            }
+            if let Some(ms) = run.callback_timeout {
+                l.callback_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+            }
+        },
+        run.restart,
+    );
+    let resolved = match resolved {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: --config: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let limits = resolved.limits.clone();
+    let policy = Policy {
+        allow_plugin_to_plugin: !run.isolate,
+        ..Policy::default()
+    };
+    let cache_dir = run.cache.dir();
+    let engine = match PluginEngine::new(&EngineOptions {
+        cache_dir,
+        ..Default::default()
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let host = match Host::with_engine(event_loop.handle(), engine, policy, limits) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    host.set_restart_policy(None, resolved.restart);
+    for (name, (l, r)) in &resolved.plugins {
+        host.set_limits(name, l.clone());
+        host.set_restart_policy(Some(name), *r);
+    }
+
+    host.watch_signals_externally(&watched);
+    for (name, c) in caps {
+        host.grant(&name, c);
+    }
+
+    let mut components: Vec<PluginComponent> = Vec::new();
+    for s in &specs {
+        match host.compile_file(&s.path) {
+            Ok(c) => components.push(c),
+            Err(e) => {
+                eprintln!("error: {}: {e}", s.path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let plugin_specs: Vec<PluginSpec<'_>> = specs
+        .iter()
+        .zip(&components)
+        .map(|(s, c)| PluginSpec {
+            component: c,
+            name: &s.name,
+            args: &s.args,
+        })
+        .collect();
+    match host.load_many(&plugin_specs) {
+        Err((name, e)) => {
+            eprintln!("error: plugin `{name}`: {e}");
+            return ExitCode::from(2);
+        }
+        Ok(results) => {
+            let mut failed = false;
+            for (s, r) in specs.iter().zip(results) {
+                if let Err(e) = r {
+                    eprintln!("error: plugin `{}` ({}): {e}", s.name, s.path.display());
+                    failed = true;
+                }
+            }
+            if failed {
+                drop(host);
+                return ExitCode::from(2);
+            }
+        }
+    }
+
+    let grace = Duration::from_millis(run.shutdown_timeout);
+    let mut state = CliState::default();
+    let mut handled_signals = 0;
+    // The exit condition is checked before every (blocking) dispatch, so
+    // plugins that already ended inside `init` end the run at once.
+    loop {
+        for sig in std::mem::take(&mut state.routed) {
+            let host_owned = matches!(sig, Signal::SIGINT | Signal::SIGTERM);
+            let delivered = host.deliver_signal(sig);
+            if host_owned && !delivered {
+                state.signals += 1;
+            } else if !delivered {
+                tracing::debug!("{sig:?}: no plugin subscribed");
+            }
+        }
+        if state.signals > handled_signals {
+            handled_signals = state.signals;
+            if handled_signals == 1 {
+                tracing::info!("shutting down (grace {grace:?})");
+                host.shutdown(grace);
+            } else {
+                tracing::warn!("second signal: exiting now");
+                break;
+            }
+        }
+        if host.is_empty() && (!run.forever || state.signals > 0) {
+            break;
+        }
+        if let Err(e) = event_loop.dispatch(None, &mut state) {
+            eprintln!("error: event loop: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    unload_rest(&host);
+    let exits = host.exits();
+    drop(host);
+    let mut code = 0;
+    for e in exits.iter().filter(|e| e.reason.is_failure()) {
+        match (&e.fault, &e.reason) {
+            (Some(f), _) => eprintln!(
+                "error: plugin `{}` failed (run {}): {f}",
+                e.name,
+                e.restarts + 1
+            ),
+            (None, r) => eprintln!("error: plugin `{}` {r}", e.name),
+        }
+    }
+    for e in &exits {
+        let c = match &e.reason {
+            ExitReason::Trapped(_) => 1,
+            r => r.code(),
+        };
+        if c != 0 && code == 0 {
+            code = c;
+        }
+    }
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// Unloads whatever is still alive (a second signal) so its exit is recorded.
+fn unload_rest(host: &Host<'_, CliState>) {
+    for (id, _) in host.plugins() {
+        host.unload(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_arg_syntax() {
+        let p = parse_plugin_arg("dir/ticker.wasm").unwrap();
+        assert_eq!(
+            p,
+            PluginArg {
+                path: "dir/ticker.wasm".into(),
+                name: "ticker".into(),
+                args: vec![]
+            }
+        );
+        let p = parse_plugin_arg("ping_pong.wasm@pong=--role,pong").unwrap();
+        assert_eq!(p.name, "pong");
+        assert_eq!(p.args, vec!["--role", "pong"]);
+        let p = parse_plugin_arg("a@b/c.wasm").unwrap();
+        assert_eq!(p.path, PathBuf::from("a@b/c.wasm"));
+        assert_eq!(p.name, "c");
+        assert!(parse_plugin_arg("@x").is_err());
+        let p = parse_plugin_arg("t.wasm=").unwrap();
+        assert!(p.args.is_empty());
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "callop-host",
+            "a.wasm",
+            "b.wasm@x=1,2",
+            "--",
+            "--count",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.run.plugins, vec!["a.wasm", "b.wasm@x=1,2"]);
+        assert_eq!(c.run.args, vec!["--count", "3"]);
+        let c = Cli::try_parse_from(["callop-host", "inspect", "a.wasm"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Inspect { .. })));
+    }
+}

@@ -1,0 +1,462 @@
+//! The plugin-host benchmark: prints one Markdown table comparing calloop
+//! 0.14, callop's native callbacks, and wasm guests (Rust, Python, JS).
+//!
+//! ```text
+//! plugins/build.sh && cargo run --release -p callop --example bench
+//! ```
+//!
+//! Options: `--idle N` (idle plugins for the memory row, default 1000),
+//! `--messages N` (channel flood, default 1000000), `--pings N` (ping storm
+//! iterations, default 200000), `--polyglot DIR` (Python/JS tickers built by
+//! `plugins/polyglot.sh`, default `target/polyglot`), `--only PART` (one of
+//! `flood`, `storm`, `start`, `idle`, `polyglot`, or `flood-guest` / `storm-guest` for
+//! the guest side of one workload alone: e.g. for `perf record`).
+//!
+//! Every guest configuration runs with isolation on: a 1 s callback timeout
+//! (epoch interruption, 5 ms ticks) and the default 256 MiB memory limit.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use callop::EventLoop;
+use callop::channel::Event;
+use callop_plugin_host::{EngineOptions, PluginComponent, PluginEngine};
+
+mod support;
+use support::{
+    args, expect_stopped, flood_calloop, flood_guest, flood_native, host, run_until_empty,
+    storm_calloop, storm_guest, storm_native,
+};
+
+struct Opts {
+    idle: usize,
+    messages: u64,
+    pings: u64,
+    plugins: PathBuf,
+    polyglot: PathBuf,
+    only: Option<String>,
+}
+
+impl Opts {
+    fn run(&self, part: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == part)
+    }
+}
+
+fn opts() -> Opts {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut o = Opts {
+        idle: 1000,
+        messages: 1_000_000,
+        pings: 200_000,
+        plugins: root.join("plugins/target/wasm32-wasip2/release"),
+        polyglot: root.join("target/polyglot"),
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let v = it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--idle" => o.idle = v.parse().expect("--idle N"),
+            "--messages" => o.messages = v.parse().expect("--messages N"),
+            "--pings" => o.pings = v.parse().expect("--pings N"),
+            "--plugins" => o.plugins = v.into(),
+            "--polyglot" => o.polyglot = v.into(),
+            "--only" => o.only = Some(v),
+            _ => panic!("unknown option {a}"),
+        }
+    }
+    o
+}
+
+fn engine(cache: &Path, pooling: Option<u32>) -> PluginEngine {
+    PluginEngine::new(&EngineOptions {
+        cache_dir: Some(cache.to_path_buf()),
+        pooling_instances: pooling,
+        ..Default::default()
+    })
+    .expect("engine")
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+// ---------------------------------------------------------------- start
+
+/// Warm start: cached `.cwasm` on disk → compiled component → instance →
+/// `init` → first event callback. Returns (load from cache, instantiate +
+/// init, to first callback), medians over `runs`.
+fn warm_start(e: &PluginEngine, sink: &Path, runs: usize) -> (Duration, Duration, Duration) {
+    e.load_file(sink).expect("cold compile fills the cache");
+    let mut load = Vec::new();
+    let mut init = Vec::new();
+    let mut first = Vec::new();
+    for _ in 0..runs {
+        let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
+        let h = host(&ev, e);
+        let t = Instant::now();
+        let c = e.load_file(sink).unwrap();
+        let t1 = t.elapsed();
+        h.load(&c, "sink", &args("--pings 1")).unwrap();
+        let t2 = t.elapsed();
+        h.ping("sink/p").unwrap().ping();
+        run_until_empty(&mut ev, &h, &mut ());
+        let t3 = t.elapsed();
+        expect_stopped(&h, "warm start");
+        load.push(t1);
+        init.push(t2 - t1);
+        first.push(t3);
+    }
+    (median(load), median(init), median(first))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Start time of a ticker (`--every 1ms --count 1`; cached component in
+/// memory: instantiate + init) and its per-event cost (`--every 0ms
+/// --count n`: each tick is one timer event, one guest call, one re-arm).
+fn ticker_costs(e: &PluginEngine, c: &PluginComponent, n: u64) -> (Duration, Duration) {
+    let mut starts = Vec::new();
+    for _ in 0..5 {
+        let ev: EventLoop<()> = EventLoop::try_new().unwrap();
+        let h = host(&ev, e);
+        let t = Instant::now();
+        h.load(c, "t", &args("--every 1ms --count 1")).unwrap();
+        starts.push(t.elapsed());
+    }
+    let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
+    let h = host(&ev, e);
+    let t = Instant::now();
+    h.load(c, "t", &args(&format!("--every 0ms --count {n}")))
+        .unwrap();
+    run_until_empty(&mut ev, &h, &mut ());
+    let per = t.elapsed() / n as u32;
+    let exit = &h.exits()[0];
+    assert!(!exit.reason.is_failure(), "ticker: {}", exit.reason);
+    (median(starts), per)
+}
+
+// ---------------------------------------------------------------- memory
+
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+struct IdleResult {
+    per_plugin: u64,
+    total: u64,
+    load_time: Duration,
+    ticks_ok: bool,
+    late_p50: Duration,
+    late_p99: Duration,
+    late_max: Duration,
+    early: usize,
+    /// Lateness of a native 7 ms timer on the same loop.
+    native: String,
+}
+
+/// `n` bench-sink plugins ticking every second three times (first ticks
+/// spread evenly over one second if `spread`, else all at once), each reporting
+/// `<name> <k> <late-ns>` to `@app/ticks`. Checks every plugin reported
+/// exactly 1, 2, 3 in order and measures RSS after all ticked once.
+fn idle_plugins(e: &PluginEngine, sink: &Path, n: usize, spread: bool) -> IdleResult {
+    struct D {
+        got: Vec<Vec<u64>>,
+        late: Vec<i64>,
+        native_late: Vec<Duration>,
+        msgs: usize,
+    }
+    let mut ev: EventLoop<D> = EventLoop::try_new().unwrap();
+    let h = host(&ev, e);
+    let rx = h.app_channel("ticks").unwrap();
+    ev.handle()
+        .insert_source(rx, |e, _, d: &mut D| {
+            if let Event::Msg(m) = e {
+                let s = String::from_utf8(m).unwrap();
+                let mut f = s.split(' ');
+                let i: usize = f.next().unwrap()[1..].parse().unwrap();
+                d.got[i].push(f.next().unwrap().parse().unwrap());
+                d.late.push(f.next().unwrap().parse().unwrap());
+                d.msgs += 1;
+            }
+        })
+        .unwrap();
+    // A native timer every 7 ms on the same loop: the machine's own
+    // lateness, to compare the guests' with.
+    ev.handle()
+        .insert_source(
+            callop::timer::Timer::from_duration(Duration::from_millis(7)),
+            |deadline, _, d: &mut D| {
+                d.native_late
+                    .push(Instant::now().saturating_duration_since(deadline));
+                callop::timer::TimeoutAction::ToInstant(deadline + Duration::from_millis(7))
+            },
+        )
+        .unwrap();
+    let c = e.load_file(sink).unwrap();
+    let base = rss_bytes();
+    let t = Instant::now();
+    for i in 0..n {
+        let offset = if spread { i * 1000 / n } else { 0 };
+        let a = format!("--tick 1000 --ticks 3 --report --offset {offset}");
+        h.load(&c, &format!("p{i}"), &args(&a)).unwrap();
+    }
+    let load_time = t.elapsed();
+    let mut d = D {
+        got: vec![Vec::new(); n],
+        late: Vec::new(),
+        native_late: Vec::new(),
+        msgs: 0,
+    };
+    let mut total = 0;
+    while !h.is_empty() {
+        ev.dispatch(Some(Duration::from_millis(100)), &mut d)
+            .unwrap();
+        if d.msgs >= n && total == 0 {
+            total = rss_bytes().saturating_sub(base);
+        }
+    }
+    // Drain the last reports.
+    for _ in 0..3 {
+        ev.dispatch(Some(Duration::ZERO), &mut d).unwrap();
+    }
+    let ticks_ok = d.got.iter().all(|v| v == &[1, 2, 3]);
+    let early = d.late.iter().filter(|&&l| l < 0).count();
+    let mut late: Vec<Duration> = d
+        .late
+        .iter()
+        .map(|&l| Duration::from_nanos(l.max(0) as u64))
+        .collect();
+    late.sort();
+    let pct = |p: f64| late[((late.len() - 1) as f64 * p) as usize];
+    IdleResult {
+        per_plugin: total / n as u64,
+        total,
+        load_time,
+        ticks_ok,
+        late_p50: pct(0.5),
+        late_p99: pct(0.99),
+        late_max: *late.last().unwrap(),
+        native: {
+            d.native_late.sort();
+            let n = &d.native_late;
+            format!(
+                "p50 {} / p99 {} / max {}",
+                us(n[n.len() / 2]),
+                us(n[(n.len() - 1) * 99 / 100]),
+                us(*n.last().unwrap())
+            )
+        },
+        early,
+    }
+}
+
+// ---------------------------------------------------------------- main
+
+fn ns(d: Duration) -> String {
+    format!("{} ns", d.as_nanos())
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+impl IdleResult {
+    /// The guest tickers' lateness, as a table cell.
+    fn lateness(&self) -> String {
+        format!(
+            "p50 {} / p99 {} / max {}; early: {}",
+            us(self.late_p50),
+            us(self.late_p99),
+            us(self.late_max),
+            self.early
+        )
+    }
+}
+
+fn main() {
+    let o = opts();
+    // Kept between runs: the cold compile (Python/JS: minutes) happens once.
+    let cache = std::env::temp_dir().join("callop-bench-cache");
+    let sink = o.plugins.join("bench_sink.wasm");
+    let ticker = o.plugins.join("ticker.wasm");
+    assert!(
+        sink.exists(),
+        "{} missing: run plugins/build.sh",
+        sink.display()
+    );
+    let ondemand = engine(&cache, None);
+    let pool_size = (o.idle as u32 + 16).max(64);
+    let pooled = engine(&cache, Some(pool_size));
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    let mut row = |a: &str, b: String, c: String, d: String| rows.push([a.into(), b, c, d]);
+
+    // Only the guest side of one workload, for profilers.
+    match o.only.as_deref() {
+        Some("flood-guest") => {
+            let d = flood_guest(&pooled, &sink, o.messages);
+            println!("guest flood: {:.2} M/s", rate(o.messages, d) / 1e6);
+            return;
+        }
+        Some("storm-guest") => {
+            let d = storm_guest(&pooled, &sink, o.pings);
+            println!("guest storm: {} per ping", ns(d / o.pings as u32));
+            return;
+        }
+        _ => {}
+    }
+    if o.run("flood") {
+        let n = o.messages;
+        let cl = flood_calloop(n);
+        let na = flood_native(n);
+        let gu = flood_guest(&pooled, &sink, n);
+        row(
+            &format!("channel flood, {n} msgs: events/s"),
+            format!("{:.2} M/s", rate(n, cl) / 1e6),
+            format!("{:.2} M/s", rate(n, na) / 1e6),
+            format!(
+                "{:.2} M/s (guest/native = {:.2})",
+                rate(n, gu) / 1e6,
+                na.as_secs_f64() / gu.as_secs_f64()
+            ),
+        );
+    }
+    if o.run("storm") {
+        let n = o.pings;
+        let cl = storm_calloop(n);
+        let na = storm_native(n);
+        let gu = storm_guest(&pooled, &sink, n);
+        row(
+            &format!("ping storm, {n} pings (1 per iteration): per event"),
+            ns(cl / n as u32),
+            ns(na / n as u32),
+            format!(
+                "{} (guest/native events/s = {:.2})",
+                ns(gu / n as u32),
+                na.as_secs_f64() / gu.as_secs_f64()
+            ),
+        );
+    }
+    if o.run("start") {
+        let (load, init, first) = warm_start(&pooled, &sink, 21);
+        row(
+            "warm start, pooling (cached .cwasm → first callback), median of 21",
+            "-".into(),
+            "-".into(),
+            format!(
+                "{} (cache load {} + instantiate&init {})",
+                us(first),
+                us(load),
+                us(init)
+            ),
+        );
+        let (_, _, first_od) = warm_start(&ondemand, &sink, 21);
+        row(
+            "warm start, on-demand allocator",
+            "-".into(),
+            "-".into(),
+            us(first_od),
+        );
+    }
+    if o.run("idle") {
+        let r = idle_plugins(&pooled, &sink, o.idle, true);
+        row(
+            &format!("{} idle Rust plugins ticking 1/s, pooling: RSS", o.idle),
+            "-".into(),
+            "-".into(),
+            format!(
+                "{:.1} MiB total, {:.0} KiB/plugin; loaded in {:.0} ms; counts exact: {}",
+                r.total as f64 / (1 << 20) as f64,
+                r.per_plugin as f64 / 1024.0,
+                r.load_time.as_secs_f64() * 1e3,
+                r.ticks_ok
+            ),
+        );
+        row(
+            &format!(
+                "timer lateness, {} guest tickers spread over each second + 1 native 7 ms timer",
+                o.idle
+            ),
+            "-".into(),
+            r.native.clone(),
+            r.lateness(),
+        );
+        let r = idle_plugins(&ondemand, &sink, o.idle.min(200), false);
+        row(
+            &format!(
+                "{} idle Rust plugins, on-demand allocator: RSS",
+                o.idle.min(200)
+            ),
+            "-".into(),
+            "-".into(),
+            format!(
+                "{:.0} KiB/plugin; counts exact: {}",
+                r.per_plugin as f64 / 1024.0,
+                r.ticks_ok
+            ),
+        );
+        row(
+            &format!(
+                "timer lateness, {} guest tickers firing in the same instant (burst) + 1 native 7 ms timer",
+                o.idle.min(200)
+            ),
+            "-".into(),
+            r.native.clone(),
+            r.lateness(),
+        );
+    }
+    if o.run("polyglot") {
+        let mut guests = vec![("Rust", ticker.clone())];
+        for (lang, f) in [("Python", "python-ticker.wasm"), ("JS", "js-ticker.wasm")] {
+            guests.push((lang, o.polyglot.join(f)));
+        }
+        for (lang, path) in guests {
+            if !path.exists() {
+                row(
+                    &format!("{lang} ticker"),
+                    "-".into(),
+                    "-".into(),
+                    format!("not measured: {} missing", path.display()),
+                );
+                continue;
+            }
+            let t = Instant::now();
+            let c = pooled.load_file(&path).unwrap();
+            let load = t.elapsed();
+            let n = if lang == "Rust" { 20_000 } else { 2_000 };
+            let (start, per) = ticker_costs(&pooled, &c, n);
+            row(
+                &format!("{lang} ticker: start (instantiate+init) / per timer event"),
+                "-".into(),
+                "-".into(),
+                format!(
+                    "start {} (+ {} to load the cache) / {} per event",
+                    us(start),
+                    us(load),
+                    ns(per)
+                ),
+            );
+        }
+    }
+
+    println!(
+        "\n| measurement | calloop 0.14 | callop native | wasm guest (epoch deadline 1 s + 256 MiB memory limit on) |"
+    );
+    println!("|---|---|---|---|");
+    for [a, b, c, d] in &rows {
+        println!("| {a} | {b} | {c} | {d} |");
+    }
+}

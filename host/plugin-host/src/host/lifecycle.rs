@@ -1,0 +1,345 @@
+//! The life of a plugin instance: loading (names, instantiation, `init`),
+//! ending it (removing its sources and names, reporting the exit) and, after
+//! a failure, applying its restart policy and starting it again.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::Store;
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::{
+    After, ExitReason, HostInner, Live, Pending, PluginExit, PluginId, PluginRt, PluginSpec,
+    StartSpec,
+};
+use crate::engine::PluginComponent;
+use crate::error::{self, LoadError};
+use crate::policy;
+use crate::restart::Decision;
+use crate::state::PluginState;
+use crate::stdio::{Tagged, Tail, Which};
+use callop::timer::{TimeoutAction, Timer};
+
+impl<'l, Data: 'l> HostInner<'l, Data> {
+    /// See [`Host::load_many`].
+    #[allow(clippy::type_complexity)]
+    pub(super) fn load_many(
+        self: &Rc<Self>,
+        specs: &[PluginSpec<'_>],
+    ) -> Result<Vec<Result<PluginId, LoadError>>, (String, LoadError)> {
+        // 1. Names.
+        {
+            let mut reg = self.shared.registry();
+            let mut seen = std::collections::HashSet::new();
+            for s in specs {
+                policy::check_name(s.name)
+                    .map_err(|e| (s.name.to_string(), LoadError::Name(e.0)))?;
+                if reg.instances.contains(s.name) || !seen.insert(s.name) {
+                    return Err((
+                        s.name.to_string(),
+                        LoadError::Name(format!(
+                            "an instance named `{}` is already running",
+                            s.name
+                        )),
+                    ));
+                }
+            }
+            for s in specs {
+                reg.instances.insert(s.name.to_string());
+            }
+        }
+        // 2. Instances.
+        let mut prepared = Vec::new();
+        for s in specs {
+            let name: Arc<str> = Arc::from(s.name);
+            match self.instantiate(s.component, &name, 0) {
+                Ok(live) => prepared.push((name, live)),
+                Err(e) => {
+                    let mut reg = self.shared.registry();
+                    for s in specs {
+                        reg.remove_instance(s.name);
+                    }
+                    return Err((s.name.to_string(), e));
+                }
+            }
+        }
+        // 3. init, in order.
+        let mut out = Vec::new();
+        for (s, (name, mut live)) in specs.iter().zip(prepared) {
+            self.arm(&mut live, true);
+            let r = match live
+                .bindings
+                .callop_plugin_guest()
+                .call_init(&mut live.store, s.args)
+            {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(msg)) => Err(LoadError::Init(msg)),
+                Err(e) => Err(LoadError::Trap(self.classify(&live, &e).to_string())),
+            };
+            if let Err(e) = r {
+                tracing::error!(plugin = s.name, "{e}");
+                self.shared.registry().remove_instance(s.name);
+                drop(live);
+                out.push(Err(e));
+                continue;
+            }
+            let id = PluginId(self.next_id.get());
+            self.next_id.set(id.0 + 1);
+            let spec = Rc::new(StartSpec {
+                component: s.component.clone(),
+                args: s.args.to_vec(),
+            });
+            let p = PluginRt::new(id, name, spec, 0, Some(live));
+            self.plugins.borrow_mut().insert(id, p.clone());
+            tracing::info!(plugin = s.name, %id, origin = s.component.origin(), "plugin started");
+            let after = {
+                let mut guard = p.live.borrow_mut();
+                let live = guard.as_mut().expect("just created");
+                self.apply_ops(&p, live);
+                self.check_after(live)
+            };
+            if let After::End(reason) = after {
+                self.end(&p, reason);
+            }
+            out.push(Ok(id));
+        }
+        Ok(out)
+    }
+
+    fn instantiate(
+        &self,
+        component: &PluginComponent,
+        name: &Arc<str>,
+        restarts: u32,
+    ) -> Result<Live, LoadError> {
+        let policy = &self.shared.policy;
+        let mut wasi = WasiCtxBuilder::new();
+        // WASI args carry only the instance name: plugin arguments go to
+        // `init`. The only environment variable is CALLOP_RESTARTS (how
+        // often this instance was restarted after a failure). No preopens,
+        // no network, stdin closed.
+        wasi.args(&[name.to_string()])
+            .env("CALLOP_RESTARTS", restarts.to_string())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if policy.forward_stdout {
+            wasi.stdout(Tagged::new(name, Which::Stdout));
+        }
+        let stderr_tail = Tail::default();
+        let which = if policy.forward_stderr {
+            Which::Stderr
+        } else {
+            Which::Discard
+        };
+        wasi.stderr(Tagged::with_tail(name, which, Some(stderr_tail.clone())));
+        let limits = self
+            .limit_overrides
+            .borrow()
+            .get(&**name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(self.shared.limits.clone()));
+        let caps = self.grants.borrow_mut().remove(&**name).unwrap_or_default();
+        let state = PluginState::with_limits(
+            name.clone(),
+            self.shared.clone(),
+            limits,
+            wasi.build(),
+            caps,
+        );
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|s| &mut s.store_limits);
+        store.epoch_deadline_trap();
+        let init_timeout = store.data().limits.init_timeout;
+        store.set_epoch_deadline(self.ticks(init_timeout));
+        let bindings = component
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| LoadError::Instantiate(error::chain(&e)))?;
+        Ok(Live {
+            store,
+            bindings,
+            stderr_tail,
+            armed: None,
+        })
+    }
+
+    /// Ends a plugin: removes its sources, names and instance.
+    pub(super) fn end(self: &Rc<Self>, p: &Rc<PluginRt>, reason: ExitReason) {
+        let Some(live) = p.live.try_borrow_mut().ok().and_then(|mut l| l.take()) else {
+            if p.live.try_borrow_mut().is_err() {
+                tracing::error!(plugin = %p.name, "cannot end a plugin while it runs");
+            }
+            return;
+        };
+        {
+            let st = live.store.data();
+            for rec in st.sources.values() {
+                if let Some(t) = rec.token {
+                    self.handle.remove(t);
+                }
+            }
+        }
+        self.shared.registry().remove_instance(&p.name);
+        p.pending.replace(Pending::default());
+        p.idle_queue.borrow_mut().clear();
+        drop(live); // drops the store: sender handles release their channels
+        self.plugins.borrow_mut().remove(&p.id);
+        let fault = p.fault.borrow_mut().take();
+        match (&reason, &fault) {
+            (ExitReason::Trapped(_), Some(f)) => {
+                tracing::error!(plugin = %p.name, id = %p.id, "plugin failed: {f}")
+            }
+            (ExitReason::Trapped(c), None) => {
+                tracing::error!(plugin = %p.name, id = %p.id, "plugin failed: {c}")
+            }
+            (r, _) => tracing::info!(plugin = %p.name, id = %p.id, "plugin {r}"),
+        }
+        let failed = matches!(reason, ExitReason::Trapped(_));
+        self.record_exit(PluginExit {
+            id: p.id,
+            name: p.name.to_string(),
+            reason,
+            fault,
+            restarts: p.restarts,
+        });
+        if failed {
+            self.after_failure(p);
+        }
+    }
+
+    fn record_exit(&self, exit: PluginExit) {
+        self.exits.borrow_mut().push(exit.clone());
+        let _ = self.exit_tx.send(exit);
+        // An embedder typically loops `while !host.is_empty()` or checks
+        // it after each dispatch. A plugin can end outside the loop (in
+        // `init`, during `load`) or late in an iteration; without a wake-up
+        // the next dispatch would block with nothing left to wake it.
+        self.waker.ping();
+    }
+
+    /// Applies the restart policy after `p` failed.
+    fn after_failure(self: &Rc<Self>, p: &Rc<PluginRt>) {
+        if self.shutting_down.get() {
+            return;
+        }
+        let policy = self
+            .restart_overrides
+            .borrow()
+            .get(&*p.name)
+            .copied()
+            .unwrap_or(self.restart_default.get());
+        let decision = self
+            .trackers
+            .borrow_mut()
+            .entry(p.name.to_string())
+            .or_default()
+            .on_failure(policy, Instant::now());
+        match decision {
+            Decision::Stay => {}
+            Decision::Quarantine { failures } => {
+                let why = format!(
+                    "{failures} failures within the period of its restart policy `{policy}`; not restarted"
+                );
+                tracing::error!(plugin = %p.name, id = %p.id, "plugin quarantined: {why}");
+                self.record_exit(PluginExit {
+                    id: p.id,
+                    name: p.name.to_string(),
+                    reason: ExitReason::Quarantined(why),
+                    fault: None,
+                    restarts: p.restarts,
+                });
+            }
+            Decision::Restart(delay) => {
+                tracing::warn!(plugin = %p.name, id = %p.id, "restarting in {delay:?} (restart {} under `{policy}`)", p.restarts + 1);
+                self.pending_restarts.set(self.pending_restarts.get() + 1);
+                let w = Rc::downgrade(self);
+                let (id, name, spec, restarts) =
+                    (p.id, p.name.clone(), p.spec.clone(), p.restarts + 1);
+                let r = self
+                    .handle
+                    .insert_source(Timer::from_duration(delay), move |_, _, _| {
+                        if let Some(inner) = w.upgrade() {
+                            inner
+                                .pending_restarts
+                                .set(inner.pending_restarts.get().saturating_sub(1));
+                            inner.restart(id, &name, &spec, restarts);
+                        }
+                        TimeoutAction::Drop
+                    });
+                match r {
+                    Ok(t) => self.aux_tokens.borrow_mut().push(t),
+                    Err(e) => {
+                        self.pending_restarts
+                            .set(self.pending_restarts.get().saturating_sub(1));
+                        tracing::error!(plugin = %p.name, "cannot schedule the restart: {}", e.error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a failed instance again, under the same id and name.
+    fn restart(
+        self: &Rc<Self>,
+        id: PluginId,
+        name: &Arc<str>,
+        spec: &Rc<StartSpec>,
+        restarts: u32,
+    ) {
+        if self.shutting_down.get() {
+            return;
+        }
+        let fail = |reason: String| {
+            tracing::error!(plugin = %name, %id, "restart failed: {reason}");
+            self.record_exit(PluginExit {
+                id,
+                name: name.to_string(),
+                reason: ExitReason::Trapped(reason),
+                fault: None,
+                restarts,
+            });
+        };
+        {
+            let mut reg = self.shared.registry();
+            if reg.instances.contains(&**name) {
+                drop(reg);
+                fail(format!("the instance name `{name}` was taken meanwhile"));
+                return;
+            }
+            reg.instances.insert(name.to_string());
+        }
+        let mut live = match self.instantiate(&spec.component, name, restarts) {
+            Ok(l) => l,
+            Err(e) => {
+                self.shared.registry().remove_instance(name);
+                fail(e.to_string());
+                return;
+            }
+        };
+        self.arm(&mut live, true);
+        let p = PluginRt::new(id, name.clone(), spec.clone(), restarts, None);
+        self.plugins.borrow_mut().insert(id, p.clone());
+        tracing::info!(plugin = %name, %id, restarts, "plugin restarted");
+        let after = {
+            let r = live
+                .bindings
+                .callop_plugin_guest()
+                .call_init(&mut live.store, &spec.args);
+            let after = match r {
+                Ok(Ok(())) => {
+                    self.apply_ops(&p, &mut live);
+                    self.check_after(&live)
+                }
+                Ok(Err(msg)) => After::End(ExitReason::Trapped(format!("init failed: {msg}"))),
+                Err(e) => After::End(self.failure(&p, &live, &e)),
+            };
+            *p.live.borrow_mut() = Some(live);
+            after
+        };
+        if let After::End(reason) = after {
+            self.end(&p, reason);
+        }
+    }
+}

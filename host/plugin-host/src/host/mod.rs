@@ -1,0 +1,728 @@
+//! The embedding API: [`Host`] bridges plugin instances to a real event loop.
+//!
+//! # How guest sources map to loop sources
+//!
+//! Every guest registration becomes a real source in the application's loop:
+//! `add-timer` a [`Timer`](callop::timer::Timer), `make-ping` a [`ping`](callop::ping) source,
+//! `open-channel` a mailbox source (a channel whose messages are packed as
+//! they are sent, see `mailbox.rs`), `add-idle` an idle callback, `io.register`
+//! a [`Generic`](callop::generic::Generic) source.
+//! Their callbacks never call into wasm: they only append an event to the
+//! plugin's *pending batch* and, once per loop iteration, schedule a *flush*
+//! as an idle callback. Idle callbacks run after all event sources of the
+//! iteration were dispatched, so the flush calls the guest's `dispatch` once
+//! with every event of the iteration (split at [`Limits::max_batch`]), guest
+//! idles last. Timers are therefore never early (the loop's timer decides),
+//! and a guest is never re-entered: the only places that call into wasm are
+//! `init` (in [`Host::load`]), the flush, and `shutdown` (in
+//! [`Host::shutdown`]), each guarded by a `RefCell` borrow.
+//!
+//! Calls the guest makes to `host-loop` during an export are validated at
+//! once and queued (as `state::Op`s); after the export returns the
+//! host applies the `dispatch` results (re-arming timers, disabling or
+//! removing sources) and then the queued operations, in call order.
+//!
+//! A timer fires once in the loop (its callback returns
+//! [`TimeoutAction::Drop`](callop::timer::TimeoutAction::Drop)); when the
+//! guest answers `to-duration`/`to-instant` the host registers a new timer.
+//!
+//! Idles added while the loop is inside its idle phase (or outside the loop)
+//! would only run after the next wake-up, so the host owns a ping source it
+//! triggers to make the next `dispatch` return at once.
+//!
+//! # Layout
+//!
+//! `host/mod.rs` holds the embedding API and the runtime's state; the
+//! runtime's work is split into private modules per concept, following the
+//! data flow (loop → source → bridge → guest export, registrations back
+//! through imports):
+//! * `lifecycle` — loading and instantiating plugins, ending them and
+//!   restarting failed ones;
+//! * `faults` — the deadline of each guest call and what a failed call means;
+//! * `bridge` — pending events, the flush into `dispatch`, its results and
+//!   the queued operations (timers, idles, pings, channels);
+//! * `io_routing` — the loop sources of I/O registrations and their readiness;
+//! * `signal_routing` — signal sources and delivering signals to plugins;
+//! * `shutdown` — graceful shutdown.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Store;
+
+use callop::channel::{self, Channel, Sender};
+use callop::ping::Ping;
+use callop::{LoopHandle, RegistrationToken};
+
+use super::app_sender::AppSender;
+use super::bindings::Plugin as PluginBindings;
+use super::bindings::callop::plugin::types::{Event, EventKind};
+use super::capabilities::Capabilities;
+use super::engine::{EngineOptions, PluginComponent, PluginEngine};
+use super::error::LoadError;
+use super::fault::Fault;
+use super::limits::Limits;
+use super::mailbox::Mailbox;
+use super::policy::{self, Owner, Policy};
+use super::restart::{RestartPolicy, Tracker};
+use super::state::{PluginState, Shared, SourceId};
+use super::stdio::Tail;
+use super::ticker::Ticker;
+use callop::signals::Signal;
+
+mod bridge;
+mod faults;
+mod io_routing;
+mod lifecycle;
+mod shutdown;
+mod signal_routing;
+
+/// Identifies one loaded plugin instance within a [`Host`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PluginId(pub u64);
+
+impl fmt::Display for PluginId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Why a plugin instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// It owned no source any more (exit code 0).
+    Finished,
+    /// It called `host-loop.stop(code)`.
+    Stopped(i32),
+    /// It failed: a trap, a guest panic, the callback timeout, out of memory
+    /// or stack overflow; the cause is included (one line; the full
+    /// [`Fault`], with the wasm backtrace, is in [`PluginExit::fault`]).
+    Trapped(String),
+    /// It failed again after being restarted as often as its
+    /// [`RestartPolicy`] allows within the period; it is not restarted any
+    /// more. Reported after the `Trapped` exit of that last failure.
+    Quarantined(String),
+    /// The embedder unloaded it.
+    Unloaded,
+    /// It was still alive when the shutdown deadline passed.
+    ShutdownTimeout,
+}
+
+impl ExitReason {
+    /// Process-style exit code: 0 for `Finished`, `Unloaded` and
+    /// `ShutdownTimeout`, the code for `Stopped`, 1 for `Trapped`.
+    pub fn code(&self) -> i32 {
+        match self {
+            ExitReason::Stopped(c) => *c,
+            ExitReason::Trapped(_) | ExitReason::Quarantined(_) => 1,
+            _ => 0,
+        }
+    }
+
+    /// Whether this is a failure (a fault, or the quarantine after faults).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, ExitReason::Trapped(_) | ExitReason::Quarantined(_))
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Finished => f.write_str("finished (no sources left)"),
+            ExitReason::Stopped(c) => write!(f, "stopped with code {c}"),
+            ExitReason::Trapped(c) => write!(f, "failed: {c}"),
+            ExitReason::Quarantined(c) => write!(f, "quarantined: {c}"),
+            ExitReason::Unloaded => f.write_str("unloaded"),
+            ExitReason::ShutdownTimeout => f.write_str("killed at the shutdown deadline"),
+        }
+    }
+}
+
+/// A plugin instance ended; delivered on [`Host::exit_events`] and kept in
+/// [`Host::exits`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginExit {
+    /// The instance.
+    pub id: PluginId,
+    /// Its instance name.
+    pub name: String,
+    /// Why it ended.
+    pub reason: ExitReason,
+    /// For a failure: its kind, cause and wasm backtrace.
+    pub fault: Option<Fault>,
+    /// How many times this instance had been restarted before this exit
+    /// (0 for the first run).
+    pub restarts: u32,
+}
+
+/// One plugin to start with [`Host::load_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct PluginSpec<'a> {
+    /// The checked component.
+    pub component: &'a PluginComponent,
+    /// Instance name (`[A-Za-z0-9_.-]+`, at most 64 bytes, unique in the host).
+    pub name: &'a str,
+    /// Arguments passed to the plugin's `init`.
+    pub args: &'a [String],
+}
+
+/// Errors of [`Host`] operations other than loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostError {
+    /// A malformed name or target.
+    InvalidName(String),
+    /// The named plugin, channel, ping or endpoint does not exist.
+    NotFound(String),
+    /// The name is already taken.
+    AlreadyExists(String),
+    /// The channel is closed.
+    Closed(String),
+    /// The plugin is currently running (a host call from inside the plugin's
+    /// own dispatch); retry from another callback.
+    Busy(String),
+    /// The event loop refused a registration.
+    Loop(String),
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::InvalidName(m) => write!(f, "invalid name: {m}"),
+            HostError::NotFound(m) => write!(f, "not found: {m}"),
+            HostError::AlreadyExists(m) => write!(f, "already exists: {m}"),
+            HostError::Closed(m) => write!(f, "closed: {m}"),
+            HostError::Busy(m) => write!(f, "busy: {m}"),
+            HostError::Loop(m) => write!(f, "event loop: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for HostError {}
+
+/// Configuration of a [`Host`].
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    /// Naming rules and permissions.
+    pub policy: Policy,
+    /// Resource limits per plugin.
+    pub limits: Limits,
+    /// Engine options (compile cache, pooling allocator). Ignored by
+    /// [`Host::with_engine`].
+    pub engine: EngineOptions,
+    /// What to do when a plugin fails (default: never restart); override it
+    /// per instance name with [`Host::set_restart_policy`].
+    pub restart: RestartPolicy,
+}
+
+/// A wasm plugin host living in an application's event loop.
+///
+/// Create it on a [`LoopHandle`], load plugins, and keep running the loop:
+/// the plugins' sources are ordinary sources of that loop. Dropping the host
+/// unloads every plugin and removes all their sources.
+///
+/// ```no_run
+/// use callop::EventLoop;
+/// use callop_plugin_host::{Host, HostConfig};
+///
+/// let mut event_loop: EventLoop<()> = EventLoop::try_new().unwrap();
+/// let host = Host::new(event_loop.handle(), HostConfig::default()).unwrap();
+/// host.load_file("ticker.wasm", "ticker", &["3".into()]).unwrap();
+/// while !host.is_empty() {
+///     event_loop.dispatch(None, &mut ()).unwrap();
+/// }
+/// ```
+pub struct Host<'l, Data: 'l> {
+    inner: Rc<HostInner<'l, Data>>,
+}
+
+impl<Data> std::fmt::Debug for Host<'_, Data> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("plugins", &self.plugins())
+            .finish_non_exhaustive()
+    }
+}
+
+struct HostInner<'l, Data> {
+    handle: LoopHandle<'l, Data>,
+    engine: PluginEngine,
+    shared: Arc<Shared>,
+    plugins: RefCell<BTreeMap<PluginId, Rc<PluginRt>>>,
+    next_id: Cell<u64>,
+    exits: RefCell<Vec<PluginExit>>,
+    exit_tx: Sender<PluginExit>,
+    exit_rx: RefCell<Option<Channel<PluginExit>>>,
+    waker: Ping,
+    waker_token: Cell<Option<RegistrationToken>>,
+    /// Application-side registrations to remove on drop (timers).
+    aux_tokens: RefCell<Vec<RegistrationToken>>,
+    /// Kept for its `Drop` (stops the thread).
+    _ticker: Option<Ticker>,
+    /// Capabilities granted to instance names not loaded yet.
+    grants: RefCell<HashMap<String, Capabilities>>,
+    /// Signals some source of the loop watches and routes to
+    /// [`Host::deliver_signal`] (the embedder's or the host's own).
+    watched_signals: RefCell<Vec<Signal>>,
+    /// Restart policy for instances without an override.
+    restart_default: Cell<RestartPolicy>,
+    /// Restart policies by instance name.
+    restart_overrides: RefCell<HashMap<String, RestartPolicy>>,
+    /// Failure history by instance name.
+    trackers: RefCell<HashMap<String, Tracker>>,
+    /// Restarts scheduled but not yet done (the host is not empty meanwhile).
+    pending_restarts: Cell<usize>,
+    /// Set by `shutdown`: no more restarts.
+    shutting_down: Cell<bool>,
+    /// Limits by instance name (overriding the host's).
+    limit_overrides: RefCell<HashMap<String, Arc<Limits>>>,
+}
+
+/// One plugin instance as seen from the loop.
+struct PluginRt {
+    id: PluginId,
+    name: Arc<str>,
+    /// What is needed to start it again.
+    spec: Rc<StartSpec>,
+    /// Restarts before this run.
+    restarts: u32,
+    /// The fault that ends it, set when a guest call fails.
+    fault: RefCell<Option<Fault>>,
+    live: RefCell<Option<Live>>,
+    pending: RefCell<Pending>,
+    flush_scheduled: Cell<bool>,
+    idle_queue: RefCell<Vec<SourceId>>,
+    idle_runner_scheduled: Cell<bool>,
+    shutdown_called: Cell<bool>,
+}
+
+impl PluginRt {
+    /// A run of plugin `id` (`restarts` restarts before it), live or not yet.
+    fn new(
+        id: PluginId,
+        name: Arc<str>,
+        spec: Rc<StartSpec>,
+        restarts: u32,
+        live: Option<Live>,
+    ) -> Rc<PluginRt> {
+        Rc::new(PluginRt {
+            id,
+            name,
+            spec,
+            restarts,
+            fault: RefCell::new(None),
+            live: RefCell::new(live),
+            pending: RefCell::new(Pending::default()),
+            flush_scheduled: Cell::new(false),
+            idle_queue: RefCell::new(Vec::new()),
+            idle_runner_scheduled: Cell::new(false),
+            shutdown_called: Cell::new(false),
+        })
+    }
+}
+
+struct Live {
+    store: Store<PluginState>,
+    bindings: PluginBindings,
+    /// The end of the guest's stderr (for panic messages).
+    stderr_tail: Tail,
+    /// The deadline of the current guest call, and what it is called.
+    armed: Option<(Duration, &'static str)>,
+}
+
+/// The component and arguments of an instance, kept for restarts.
+struct StartSpec {
+    component: PluginComponent,
+    args: Vec<String>,
+}
+
+#[derive(Default)]
+struct Pending {
+    events: Vec<Event>,
+    idles: Vec<Event>,
+    /// Index in `events` of each I/O source's readiness (they coalesce).
+    readiness: HashMap<SourceId, usize>,
+}
+
+/// Outcome of a guest call.
+enum After {
+    Continue,
+    End(ExitReason),
+}
+
+impl<'l, Data: 'l> Host<'l, Data> {
+    /// Creates a host (and a new engine) on `handle`.
+    pub fn new(handle: LoopHandle<'l, Data>, config: HostConfig) -> Result<Self, LoadError> {
+        let engine = PluginEngine::new(&config.engine)?;
+        let host = Self::with_engine(handle, engine, config.policy, config.limits)?;
+        host.inner.restart_default.set(config.restart);
+        Ok(host)
+    }
+
+    /// Sets the limits of instances named `name` started from now on
+    /// (overriding the host's [`HostConfig::limits`]). A callback timeout
+    /// override is honoured only if the host itself has a callback timeout
+    /// (which starts the epoch ticker); it is then rounded up to the ticker's
+    /// period of 5 ms.
+    pub fn set_limits(&self, name: &str, limits: Limits) {
+        self.inner
+            .limit_overrides
+            .borrow_mut()
+            .insert(name.to_string(), Arc::new(limits));
+    }
+
+    /// Sets the restart policy of instance `name`, or (with `None`) the
+    /// default of every instance without its own. Takes effect at the next
+    /// failure.
+    pub fn set_restart_policy(&self, name: Option<&str>, policy: RestartPolicy) {
+        match name {
+            Some(n) => {
+                self.inner
+                    .restart_overrides
+                    .borrow_mut()
+                    .insert(n.to_string(), policy);
+            }
+            None => self.inner.restart_default.set(policy),
+        }
+    }
+
+    /// Creates a host sharing an existing engine (and its compile cache).
+    pub fn with_engine(
+        handle: LoopHandle<'l, Data>,
+        engine: PluginEngine,
+        policy: Policy,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        let (waker, waker_source) = callop::ping::make_ping()
+            .map_err(|e| LoadError::Link(format!("cannot create waker: {e}")))?;
+        let waker_token = handle
+            .insert_source(waker_source, |_, _, _| {})
+            .map_err(|e| LoadError::Link(format!("cannot register waker: {}", e.error)))?;
+        let (exit_tx, exit_rx) = channel::channel();
+        // Callback deadlines count the CPU time of this (the loop's) thread.
+        let ticker = match limits.callback_timeout {
+            Some(_) => {
+                let e = engine.engine().clone();
+                Some(
+                    Ticker::start(move || e.increment_epoch())
+                        .map_err(|e| LoadError::Link(format!("cannot start epoch ticker: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Host {
+            inner: Rc::new(HostInner {
+                handle,
+                engine,
+                shared: Arc::new(Shared::new(policy, limits)),
+                plugins: RefCell::new(BTreeMap::new()),
+                next_id: Cell::new(1),
+                exits: RefCell::new(Vec::new()),
+                exit_tx,
+                exit_rx: RefCell::new(Some(exit_rx)),
+                waker,
+                waker_token: Cell::new(Some(waker_token)),
+                aux_tokens: RefCell::new(Vec::new()),
+                _ticker: ticker,
+                grants: RefCell::new(HashMap::new()),
+                watched_signals: RefCell::new(Vec::new()),
+                restart_default: Cell::new(RestartPolicy::Never),
+                restart_overrides: RefCell::new(HashMap::new()),
+                trackers: RefCell::new(HashMap::new()),
+                pending_restarts: Cell::new(0),
+                shutting_down: Cell::new(false),
+                limit_overrides: RefCell::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The engine (share it between hosts to share compiled code and cache).
+    pub fn engine(&self) -> &PluginEngine {
+        &self.inner.engine
+    }
+
+    /// Compiles and checks a plugin file (using the compile cache if any).
+    pub fn compile_file(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<PluginComponent, LoadError> {
+        self.inner.engine.load_file(path)
+    }
+
+    /// Loads a plugin file and starts it as instance `name` with `args`.
+    pub fn load_file(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        name: &str,
+        args: &[String],
+    ) -> Result<PluginId, LoadError> {
+        let c = self.inner.engine.load_file(path)?;
+        self.load(&c, name, args)
+    }
+
+    /// Loads a plugin from bytes and starts it as instance `name`.
+    pub fn load_bytes(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        args: &[String],
+    ) -> Result<PluginId, LoadError> {
+        let c = self.inner.engine.load_bytes(bytes)?;
+        self.load(&c, name, args)
+    }
+
+    /// Instantiates a checked component as instance `name` and runs its
+    /// `init(args)`. The returned id stays valid after the plugin ends (it
+    /// may even end inside `load`, e.g. if `init` registered no source).
+    pub fn load(
+        &self,
+        component: &PluginComponent,
+        name: &str,
+        args: &[String],
+    ) -> Result<PluginId, LoadError> {
+        let spec = PluginSpec {
+            component,
+            name,
+            args,
+        };
+        match self.inner.load_many(std::slice::from_ref(&spec)) {
+            Ok(mut v) => v.pop().expect("one result per spec"),
+            Err((_, e)) => Err(e),
+        }
+    }
+
+    /// Loads several plugins together: all names are registered and all
+    /// components instantiated before the first `init`, so they can
+    /// `connect` to each other from `init`.
+    ///
+    /// Fails as a whole (nothing started) on a bad or duplicate name or an
+    /// instantiation error (the error names the plugin); otherwise returns
+    /// one `init` outcome per spec, in order.
+    #[allow(clippy::type_complexity)]
+    pub fn load_many(
+        &self,
+        specs: &[PluginSpec<'_>],
+    ) -> Result<Vec<Result<PluginId, LoadError>>, (String, LoadError)> {
+        self.inner.load_many(specs)
+    }
+
+    /// Unloads a plugin at once (no `shutdown` call); its sources are
+    /// removed. Returns `false` if it had already ended.
+    pub fn unload(&self, id: PluginId) -> bool {
+        let p = self.inner.plugins.borrow().get(&id).cloned();
+        match p {
+            Some(p) => {
+                self.inner.end(&p, ExitReason::Unloaded);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Asks every plugin to terminate: calls each one's `shutdown(deadline)`
+    /// (at most once per plugin), keeps dispatching their events, and
+    /// unloads those still alive after `grace` ([`ExitReason::ShutdownTimeout`]).
+    pub fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown(grace);
+    }
+
+    /// Whether no plugin is alive and no restart is pending.
+    pub fn is_empty(&self) -> bool {
+        self.inner.plugins.borrow().is_empty() && self.inner.pending_restarts.get() == 0
+    }
+
+    /// The live plugins (id and instance name), in load order.
+    pub fn plugins(&self) -> Vec<(PluginId, String)> {
+        self.inner
+            .plugins
+            .borrow()
+            .values()
+            .map(|p| (p.id, p.name.to_string()))
+            .collect()
+    }
+
+    /// Number of live sources of a plugin (`None` if it is not alive).
+    pub fn source_count(&self, id: PluginId) -> Option<usize> {
+        let p = self.inner.plugins.borrow().get(&id).cloned()?;
+        let live = p.live.try_borrow().ok()?;
+        live.as_ref().map(|l| l.store.data().live_sources())
+    }
+
+    /// Every plugin exit so far, in order.
+    pub fn exits(&self) -> Vec<PluginExit> {
+        self.inner.exits.borrow().clone()
+    }
+
+    /// A channel receiving every [`PluginExit`]; insert it into the loop to
+    /// react to plugins ending. Can be taken once.
+    pub fn exit_events(&self) -> Option<Channel<PluginExit>> {
+        self.inner.exit_rx.borrow_mut().take()
+    }
+
+    /// A sender delivering to the plugin channel `target` (`instance/name`).
+    ///
+    /// The channel need not be open yet (messages are buffered) but the
+    /// instance must exist. The sender counts like a plugin's: when every
+    /// sender of the channel is dropped, its owner gets a `closed` event.
+    /// Messages go straight into the plugin's channel: the next loop
+    /// iteration delivers them.
+    pub fn sender(&self, target: &str) -> Result<AppSender, HostError> {
+        self.inner.sender(target)
+    }
+
+    /// Creates the application endpoint `@app/<name>` that plugins can
+    /// `connect` to, and returns its receiving end: insert it into the loop.
+    /// It reports `Closed` once every plugin sender to it was dropped (after
+    /// at least one existed) or [`Host::close_app_channel`] was called.
+    pub fn app_channel(&self, name: &str) -> Result<Channel<Vec<u8>>, HostError> {
+        policy::check_name(name).map_err(|e| HostError::InvalidName(e.0))?;
+        let full = format!("{}/{name}", policy::APP_PREFIX);
+        let mut reg = self.inner.shared.registry();
+        if reg.channels.contains_key(&full) {
+            return Err(HostError::AlreadyExists(full));
+        }
+        let (tx, rx) = channel::channel();
+        reg.channels
+            .insert(full.clone(), Mailbox::new_app(full, tx));
+        Ok(rx)
+    }
+
+    /// Removes the endpoint `@app/<name>`: plugin senders to it then get
+    /// `not-found`, and its receiver reports `Closed`.
+    pub fn close_app_channel(&self, name: &str) -> bool {
+        let full = format!("{}/{name}", policy::APP_PREFIX);
+        match self.inner.shared.registry().channels.remove(&full) {
+            Some(slot) => {
+                slot.mark_closed();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A handle to the named ping `instance/name` of a plugin.
+    pub fn ping(&self, target: &str) -> Result<Ping, HostError> {
+        let (inst, local) = target
+            .split_once('/')
+            .ok_or_else(|| HostError::InvalidName(format!("`{target}` is not `instance/name`")))?;
+        policy::check_name(inst)
+            .and_then(|_| policy::check_name(local))
+            .map_err(|e| HostError::InvalidName(e.0))?;
+        self.inner
+            .shared
+            .registry()
+            .pings
+            .get(target)
+            .cloned()
+            .ok_or_else(|| HostError::NotFound(format!("no ping named `{target}`")))
+    }
+
+    /// The plugins' clock (`host-loop.now`), in nanoseconds.
+    pub fn now(&self) -> u64 {
+        self.inner.shared.now_ns()
+    }
+
+    /// Grants `caps` (network, directories, descriptors, stdin, signals) to
+    /// the instance that will be loaded under `name`. Without a grant a
+    /// plugin gets no capability at all. Grants are consumed when the
+    /// instance is created; granting again replaces a pending grant.
+    pub fn grant(&self, name: &str, caps: Capabilities) {
+        self.inner
+            .grants
+            .borrow_mut()
+            .insert(name.to_string(), caps);
+    }
+
+    /// Tells the host that the embedder watches these signals itself and
+    /// forwards them with [`deliver_signal`](Self::deliver_signal) (the
+    /// host then does not create its own signal sources for them).
+    /// Signals must be blocked before threads are spawned to be reliably
+    /// received by a signal source; an embedder that creates its `Signals`
+    /// source first (as `callop-host` does) gets that for free.
+    pub fn watch_signals_externally(&self, signals: &[Signal]) {
+        let mut w = self.inner.watched_signals.borrow_mut();
+        for s in signals {
+            if !w.contains(s) {
+                w.push(*s);
+            }
+        }
+    }
+
+    /// Delivers `signal` to every plugin subscribed to it (and granted it).
+    /// Returns whether at least one plugin received it.
+    pub fn deliver_signal(&self, signal: Signal) -> bool {
+        self.inner.deliver_signal(signal)
+    }
+
+    /// Whether some live plugin is subscribed to `signal`.
+    pub fn has_signal_subscriber(&self, signal: Signal) -> bool {
+        self.inner.plugins.borrow().values().any(|p| {
+            p.live.try_borrow().ok().is_some_and(|l| {
+                l.as_ref().is_some_and(|l| {
+                    l.store
+                        .data()
+                        .sources
+                        .values()
+                        .any(|r| r.active && !r.removed && r.enabled && r.signals.contains(&signal))
+                })
+            })
+        })
+    }
+}
+
+impl<'l, Data> Drop for Host<'l, Data> {
+    fn drop(&mut self) {
+        let all: Vec<Rc<PluginRt>> = self.inner.plugins.borrow().values().cloned().collect();
+        for p in all {
+            self.inner.end(&p, ExitReason::Unloaded);
+        }
+        if let Some(t) = self.inner.waker_token.take() {
+            self.inner.handle.remove(t);
+        }
+        for t in self.inner.aux_tokens.borrow_mut().drain(..) {
+            self.inner.handle.remove(t);
+        }
+    }
+}
+
+fn plugin_of(id: SourceId, kind: EventKind) -> Event {
+    Event { source: id, kind }
+}
+
+impl<'l, Data: 'l> HostInner<'l, Data> {
+    fn sender(self: &Rc<Self>, target: &str) -> Result<AppSender, HostError> {
+        let (inst, local) = target
+            .split_once('/')
+            .ok_or_else(|| HostError::InvalidName(format!("`{target}` is not `instance/name`")))?;
+        let t = policy::parse_target(inst, target).map_err(|e| HostError::InvalidName(e.0))?;
+        if t.owner == Owner::App {
+            return Err(HostError::InvalidName(
+                "the application cannot send to its own endpoints".into(),
+            ));
+        }
+        let full = format!("{inst}/{local}");
+        let slot = {
+            let mut reg = self.shared.registry();
+            match reg.channels.get(&full) {
+                Some(s) => s.clone(),
+                None => {
+                    if !reg.instances.contains(inst) {
+                        return Err(HostError::NotFound(format!(
+                            "no plugin instance named `{inst}`"
+                        )));
+                    }
+                    let s = Mailbox::new(full.clone());
+                    reg.channels.insert(full.clone(), s.clone());
+                    s
+                }
+            }
+        };
+        if slot.is_closed() {
+            return Err(HostError::Closed(format!("channel `{full}` is closed")));
+        }
+        Ok(AppSender::new(slot))
+    }
+}

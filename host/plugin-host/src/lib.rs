@@ -1,0 +1,105 @@
+//! callop-plugin-host: sandboxed WebAssembly component plugins living on a
+//! [`callop`] event loop — the library an application embeds.
+//!
+//! Which crate to pick: [`callop`] alone is the event loop (a calloop 0.14
+//! drop-in, no wasmtime in its tree); this crate puts wasm plugins on such a
+//! loop (wasmtime, WASI p2, capabilities, limits, restarts, a compile
+//! cache); `callop-host` is the command line over this crate.
+//!
+//! A plugin is a WebAssembly component targeting the world
+//! `callop:plugin/plugin@0.2.0` (see `wit/`). A [`Host`] lives inside an
+//! application's [`EventLoop`](callop::EventLoop): each timer, idle, ping or
+//! channel a plugin registers becomes a real source of that loop, whose
+//! events are delivered to the plugin in batches through its `dispatch`
+//! export. Plugins get no ambient authority: WASI p2 is linked with no
+//! preopened directories, no network, no environment, a closed stdin, and
+//! stdout/stderr forwarded line by line with an `[instance-name]` prefix.
+//!
+//! Module layout:
+//! * [`engine`] — wasmtime engine + linker, loading and load-time checks;
+//! * [`cache`] — precompiled-component cache;
+//! * [`host`] — the embedding API ([`Host`]) and the loop bridge;
+//! * `host_loop`, `types` — the host side of the WIT interfaces
+//!   `callop:plugin/host-loop` and `callop:plugin/types` (the guest side,
+//!   `callop:plugin/guest`, is called from [`host`]);
+//! * [`policy`], [`limits`] — naming rules, permissions and limits;
+//! * [`fault`], [`restart`] — classifying plugin failures and restarting
+//!   failed plugins (see "Isolation" in the README);
+//! * `mailbox` — the host side of a channel: messages packed as they are
+//!   sent, delivered one batch per loop iteration;
+//! * `ticker` — the epoch ticker that turns the loop thread's CPU time into
+//!   callback deadlines.
+//! * [`config`] — the TOML file of `callop-host --config`:
+//!   limits, restart policies and capabilities.
+
+#![warn(missing_docs)]
+
+pub mod app_sender;
+pub mod cache;
+pub mod capabilities;
+
+pub mod config;
+pub mod engine;
+mod error;
+pub mod fault;
+#[cfg(test)]
+mod fuzz_tests;
+pub mod host;
+mod host_loop;
+mod io;
+pub mod limits;
+mod mailbox;
+pub mod policy;
+pub mod pooling;
+pub mod restart;
+mod state;
+mod stdio;
+mod ticker;
+mod types;
+
+pub use app_sender::AppSender;
+pub use capabilities::{Capabilities, CapabilitySpec, DirGrant, NetDirection, NetRule};
+pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
+pub use error::LoadError;
+pub use fault::{Fault, FaultKind};
+pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec};
+pub use limits::Limits;
+pub use policy::Policy;
+pub use pooling::Allocator;
+pub use restart::RestartPolicy;
+pub use state::{PingHandle, PluginState, SenderHandle};
+
+/// The WIT package this host implements.
+pub const PACKAGE: &str = "callop:plugin";
+/// The version of [`PACKAGE`] this host implements.
+pub const PACKAGE_VERSION: &str = "0.2.0";
+/// The world plugins must target.
+pub const WORLD: &str = "callop:plugin/plugin@0.2.0";
+/// The interface plugins must export.
+pub const GUEST_EXPORT: &str = "callop:plugin/guest@0.2.0";
+/// The shared-types interface plugins may import.
+pub const TYPES_IMPORT: &str = "callop:plugin/types@0.2.0";
+/// The I/O interface this host provides to plugins.
+pub const IO_IMPORT: &str = "callop:plugin/io@0.2.0";
+/// The interface this host provides to plugins.
+pub const HOST_LOOP_IMPORT: &str = "callop:plugin/host-loop@0.2.0";
+
+/// Bindings generated from `wit/` (package `callop:plugin@0.2.0`, world `plugin`).
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        world: "plugin",
+        path: "wit",
+        with: {
+            "callop:plugin/host-loop.ping": super::state::PingHandle,
+            "callop:plugin/host-loop.sender": super::state::SenderHandle,
+            "callop:plugin/io.tcp-listener": super::io::TcpListenerRes,
+            "callop:plugin/io.tcp-stream": super::io::TcpStreamRes,
+            "callop:plugin/io.udp-socket": super::io::UdpSocketRes,
+            "callop:plugin/io.unix-listener": super::io::UnixListenerRes,
+            "callop:plugin/io.unix-stream": super::io::UnixStreamRes,
+            "callop:plugin/io.fd": super::io::FdRes,
+            "callop:plugin/io.file": super::io::FileRes,
+            "callop:plugin/io.dir": super::io::DirRes,
+        },
+    });
+}

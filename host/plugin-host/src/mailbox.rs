@@ -1,0 +1,486 @@
+//! [`Mailbox`]: the host side of one named channel, and [`MailboxSource`],
+//! the loop source that delivers a plugin's channel to it.
+//!
+//! Messages for a plugin are *packed* as they are sent: each send appends
+//! its bytes to the newest [`MessageBatch`] of the mailbox (a new batch is
+//! started at [`BATCH_MESSAGES`] messages or [`BATCH_BYTES`] bytes). The
+//! owner's loop source takes one whole batch per loop iteration and hands
+//! it to the guest as a single `messages` event, so a flood costs two list
+//! copies per batch across the component boundary instead of one guest
+//! allocation per message, and the loop stays fair to other sources.
+//!
+//! An application endpoint (`@app/name`) has a mailbox too, so plugins
+//! address both kinds the same way; its messages go one by one into the
+//! application's [`Channel`](callop::channel::Channel).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use callop::channel::Sender;
+use callop::ping::{Ping, PingSource};
+use callop::{EventSource, Poll, PostAction, Readiness, Token, TokenFactory};
+
+use super::bindings::callop::plugin::types::MessageBatch;
+
+/// A batch is closed to new messages once it holds this many messages...
+pub(crate) const BATCH_MESSAGES: usize = 1024;
+/// ...or this many bytes (a larger single message gets a batch of its own).
+pub(crate) const BATCH_BYTES: usize = 1 << 20;
+
+/// The host side of one named channel: where senders put messages.
+///
+/// A mailbox exists from the first `connect` (messages are buffered until
+/// the owner opens the channel) or from `open-channel`, until the channel
+/// is removed or its owner ends.
+pub(crate) struct Mailbox {
+    /// Full name, e.g. `pong/in`.
+    pub full_name: String,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Packed messages not yet taken by the owner, oldest first.
+    batches: VecDeque<MessageBatch>,
+    /// Number of messages in `batches`.
+    queued: usize,
+    sink: Sink,
+    /// Every sender was dropped after the owner opened the channel: the
+    /// owner sees `closed` after the queued messages; new senders are
+    /// refused.
+    closing: bool,
+    /// Closed for good: removed, its owner ended, or `closed` was taken.
+    closed: bool,
+    /// Live sender handles (guest `sender`s and application senders).
+    senders: usize,
+    /// Whether a sender ever existed (closing needs one).
+    ever: bool,
+}
+
+/// Where the messages of a mailbox go.
+enum Sink {
+    /// Not opened yet: messages wait in `batches`.
+    Unopened,
+    /// Opened by a plugin: its [`MailboxSource`] takes `batches`, woken by
+    /// this ping.
+    Plugin(Ping),
+    /// An application endpoint: messages go straight into the application's
+    /// loop channel (`None` once every sender was dropped, which closes it).
+    App(Option<Sender<Vec<u8>>>),
+}
+
+/// Why a send was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SendError {
+    /// The channel was closed or removed.
+    Closed,
+    /// The queue limit was reached.
+    Full,
+}
+
+/// What the owner's source takes from its mailbox.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// The oldest batch of messages.
+    Messages(MessageBatch),
+    /// Every sender is gone and every message was delivered.
+    Closed,
+}
+
+impl Mailbox {
+    /// A mailbox for a plugin channel, not opened yet.
+    pub fn new(full_name: String) -> Arc<Mailbox> {
+        Self::with_sink(full_name, Sink::Unopened)
+    }
+
+    /// An application endpoint delivering into `tx`.
+    pub fn new_app(full_name: String, tx: Sender<Vec<u8>>) -> Arc<Mailbox> {
+        Self::with_sink(full_name, Sink::App(Some(tx)))
+    }
+
+    fn with_sink(full_name: String, sink: Sink) -> Arc<Mailbox> {
+        Arc::new(Mailbox {
+            full_name,
+            state: Mutex::new(State {
+                batches: VecDeque::new(),
+                queued: 0,
+                sink,
+                closing: false,
+                closed: false,
+                senders: 0,
+                ever: false,
+            }),
+        })
+    }
+
+    /// Locks the state (poisoning is ignored: no invariant spans a panic).
+    fn st(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether new senders are refused (closed, or closing).
+    pub fn is_closed(&self) -> bool {
+        let st = self.st();
+        st.closed || st.closing
+    }
+
+    /// Whether the channel has an owner (a plugin opened it, or it is an
+    /// application endpoint).
+    pub fn is_open(&self) -> bool {
+        !matches!(self.st().sink, Sink::Unopened)
+    }
+
+    /// Messages sent but not yet taken by the owner.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.st().queued
+    }
+
+    /// Registers a new sender handle.
+    pub fn add_sender(&self) {
+        let mut st = self.st();
+        st.senders += 1;
+        st.ever = true;
+    }
+
+    /// Unregisters a sender handle; the last one closes an open channel.
+    pub fn drop_sender(&self) {
+        let mut st = self.st();
+        st.senders = st.senders.saturating_sub(1);
+        if st.senders == 0 {
+            st.close_if_open();
+        }
+    }
+
+    /// Queues one message. `max_queued` bounds the messages waiting for the
+    /// owner (the application passes `usize::MAX`).
+    pub fn send(&self, data: Vec<u8>, max_queued: usize) -> Result<(), SendError> {
+        let mut st = self.st();
+        if st.closed || st.closing {
+            return Err(SendError::Closed);
+        }
+        if let Sink::App(tx) = &st.sink {
+            // The application drains its own channel; nothing to count.
+            let sent = tx.as_ref().is_some_and(|tx| tx.send(data).is_ok());
+            if !sent {
+                st.closed = true;
+                st.sink = Sink::App(None);
+                return Err(SendError::Closed);
+            }
+            return Ok(());
+        }
+        if st.queued >= max_queued {
+            return Err(SendError::Full);
+        }
+        let wake = st.batches.is_empty();
+        let room = st.batches.back().is_some_and(|b| {
+            b.lengths.len() < BATCH_MESSAGES && b.data.len() + data.len() <= BATCH_BYTES
+        });
+        if !room {
+            st.batches.push_back(MessageBatch {
+                data: Vec::with_capacity(data.len().clamp(64, BATCH_BYTES)),
+                lengths: Vec::new(),
+            });
+        }
+        let batch = st.batches.back_mut().expect("pushed above");
+        batch.data.extend_from_slice(&data);
+        // Lossless: a message longer than u32::MAX cannot pass the host's
+        // message size limit, and the application's are clamped here.
+        batch
+            .lengths
+            .push(u32::try_from(data.len()).unwrap_or(u32::MAX));
+        st.queued += 1;
+        if wake && let Sink::Plugin(ping) = &st.sink {
+            ping.ping();
+        }
+        Ok(())
+    }
+
+    /// A plugin opened the channel: `ping` wakes its [`MailboxSource`].
+    /// Buffered messages are delivered on the next loop iteration. If every
+    /// sender was already dropped, the owner sees `closed` after them.
+    pub fn open(&self, ping: Ping) {
+        let mut st = self.st();
+        if !st.batches.is_empty() {
+            ping.ping();
+        }
+        st.sink = Sink::Plugin(ping);
+        if st.ever && st.senders == 0 {
+            st.close_if_open();
+        }
+    }
+
+    /// Takes the oldest batch, or `closed` once the mailbox is closing and
+    /// drained. The second value tells whether more is pending.
+    pub fn take(&self) -> (Option<Delivery>, bool) {
+        let mut st = self.st();
+        if st.closed {
+            return (None, false);
+        }
+        if let Some(b) = st.batches.pop_front() {
+            st.queued -= b.lengths.len();
+            let more = !st.batches.is_empty() || st.closing;
+            return (Some(Delivery::Messages(b)), more);
+        }
+        if st.closing {
+            st.closed = true;
+            return (Some(Delivery::Closed), false);
+        }
+        (None, false)
+    }
+
+    /// The channel was removed or its owner ended: queued messages are
+    /// dropped and senders get `closed`.
+    pub fn mark_closed(&self) {
+        let mut st = self.st();
+        st.closed = true;
+        st.batches.clear();
+        st.queued = 0;
+        if let Sink::App(tx) = &mut st.sink {
+            *tx = None;
+        }
+    }
+}
+
+impl State {
+    /// Every sender is gone: an opened channel starts closing.
+    fn close_if_open(&mut self) {
+        match &mut self.sink {
+            Sink::Unopened => {}
+            Sink::Plugin(ping) => {
+                if !self.closing {
+                    self.closing = true;
+                    ping.ping();
+                }
+            }
+            Sink::App(tx) => {
+                *tx = None;
+                self.closing = true;
+            }
+        }
+    }
+}
+
+/// The loop source of a plugin's open channel: on each wake-up it takes one
+/// [`Delivery`] from the mailbox (and wakes itself again if more is
+/// pending). After `Closed` it removes itself.
+pub(crate) struct MailboxSource {
+    mailbox: Arc<Mailbox>,
+    ping: Ping,
+    source: PingSource,
+}
+
+impl MailboxSource {
+    /// Opens `mailbox` for a plugin and returns the source to insert.
+    pub fn open(mailbox: Arc<Mailbox>) -> callop::Result<MailboxSource> {
+        let (ping, source) = callop::ping::make_ping()?;
+        mailbox.open(ping.clone());
+        Ok(MailboxSource {
+            mailbox,
+            ping,
+            source,
+        })
+    }
+}
+
+impl EventSource for MailboxSource {
+    type Event = Delivery;
+    type Metadata = ();
+    type Ret = ();
+    type Error = <PingSource as EventSource>::Error;
+
+    fn process_events<F>(
+        &mut self,
+        readiness: Readiness,
+        token: Token,
+        mut callback: F,
+    ) -> Result<PostAction, Self::Error>
+    where
+        F: FnMut(Self::Event, &mut Self::Metadata) -> Self::Ret,
+    {
+        let mut woken = false;
+        self.source
+            .process_events(readiness, token, |(), _| woken = true)?;
+        if !woken {
+            return Ok(PostAction::Continue);
+        }
+        let (delivery, more) = self.mailbox.take();
+        if more {
+            self.ping.ping();
+        }
+        match delivery {
+            Some(Delivery::Closed) => {
+                callback(Delivery::Closed, &mut ());
+                Ok(PostAction::Remove)
+            }
+            Some(d) => {
+                callback(d, &mut ());
+                Ok(PostAction::Continue)
+            }
+            None => Ok(PostAction::Continue),
+        }
+    }
+
+    fn register(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> callop::Result<()> {
+        self.source.register(poll, factory)
+    }
+
+    fn reregister(&mut self, poll: &mut Poll, factory: &mut TokenFactory) -> callop::Result<()> {
+        self.source.reregister(poll, factory)
+    }
+
+    fn unregister(&mut self, poll: &mut Poll) -> callop::Result<()> {
+        self.source.unregister(poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callop::EventLoop;
+
+    /// A delivery as comparable values: `Some((data, lengths))` or `None` for `Closed`.
+    type Shown = Option<(Vec<u8>, Vec<u32>)>;
+
+    fn batch(msgs: &[&[u8]]) -> Shown {
+        Some((msgs.concat(), msgs.iter().map(|m| m.len() as u32).collect()))
+    }
+
+    fn show(d: Delivery) -> Shown {
+        match d {
+            Delivery::Messages(b) => Some((b.data, b.lengths)),
+            Delivery::Closed => None,
+        }
+    }
+
+    fn take_all(m: &Mailbox) -> Vec<Shown> {
+        let mut out = Vec::new();
+        loop {
+            let (d, more) = m.take();
+            out.extend(d.map(show));
+            if !more {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn buffers_until_open_then_closes_after_the_messages() {
+        let m = Mailbox::new("p/in".into());
+        m.add_sender();
+        m.send(b"a".to_vec(), 10).unwrap();
+        m.send(b"bc".to_vec(), 10).unwrap();
+        assert_eq!(m.queued(), 2);
+        let (ping, _src) = callop::ping::make_ping().unwrap();
+        m.open(ping);
+        m.send(b"".to_vec(), 10).unwrap();
+        m.drop_sender();
+        assert!(m.is_closed());
+        assert_eq!(m.send(b"x".to_vec(), 10), Err(SendError::Closed));
+        assert_eq!(take_all(&m), vec![batch(&[b"a", b"bc", b""]), None]);
+        assert_eq!(m.queued(), 0);
+        assert!(matches!(m.take(), (None, false)));
+    }
+
+    #[test]
+    fn queue_limit_counts_untaken_messages() {
+        let m = Mailbox::new("p/in".into());
+        m.add_sender();
+        m.send(vec![1], 1).unwrap();
+        assert_eq!(m.send(vec![2], 1), Err(SendError::Full));
+        let _ = m.take();
+        m.send(vec![3], 1).unwrap();
+        m.mark_closed();
+        assert_eq!(m.send(vec![4], 10), Err(SendError::Closed));
+        assert_eq!(m.queued(), 0);
+    }
+
+    #[test]
+    fn senders_gone_before_open_close_at_open() {
+        let m = Mailbox::new("p/in".into());
+        m.add_sender();
+        m.send(b"x".to_vec(), 10).unwrap();
+        m.drop_sender();
+        assert!(!m.is_closed(), "not closing before the owner opens it");
+        let (ping, _src) = callop::ping::make_ping().unwrap();
+        m.open(ping);
+        assert!(m.is_closed());
+        assert_eq!(take_all(&m), vec![batch(&[b"x"]), None]);
+    }
+
+    #[test]
+    fn batches_are_bounded_by_count_and_bytes() {
+        let m = Mailbox::new("p/in".into());
+        for i in 0..BATCH_MESSAGES + 1 {
+            m.send((i as u32).to_le_bytes().to_vec(), usize::MAX)
+                .unwrap();
+        }
+        m.send(vec![7; BATCH_BYTES], usize::MAX).unwrap();
+        m.send(vec![8; 3], usize::MAX).unwrap();
+        let sizes: Vec<(usize, usize)> = take_all(&m)
+            .into_iter()
+            .map(|d| d.map_or((0, 0), |(data, lengths)| (lengths.len(), data.len())))
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![
+                (BATCH_MESSAGES, 4 * BATCH_MESSAGES),
+                (1, 4),
+                (1, BATCH_BYTES),
+                (1, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn app_endpoint_forwards_each_message() {
+        let (tx, rx) = callop::channel::channel();
+        let m = Mailbox::new_app("@app/out".into(), tx);
+        assert!(m.is_open());
+        m.add_sender();
+        m.send(b"hi".to_vec(), 0).unwrap();
+        m.drop_sender();
+        assert!(m.is_closed());
+        let mut ev: EventLoop<Vec<Option<Vec<u8>>>> = EventLoop::try_new().unwrap();
+        ev.handle()
+            .insert_source(rx, |e, _, got| {
+                got.push(match e {
+                    callop::channel::Event::Msg(m) => Some(m),
+                    callop::channel::Event::Closed => None,
+                })
+            })
+            .unwrap();
+        let mut got = Vec::new();
+        ev.dispatch(Some(std::time::Duration::ZERO), &mut got)
+            .unwrap();
+        assert_eq!(got, vec![Some(b"hi".to_vec()), None]);
+    }
+
+    #[test]
+    fn source_delivers_one_batch_per_iteration_then_closed() {
+        let m = Mailbox::new("p/in".into());
+        m.add_sender();
+        for i in 0..BATCH_MESSAGES * 2 + 5 {
+            m.send(vec![i as u8], usize::MAX).unwrap();
+        }
+        let src = MailboxSource::open(m.clone()).unwrap();
+        let mut ev: EventLoop<Vec<usize>> = EventLoop::try_new().unwrap();
+        ev.handle()
+            .insert_source(src, |d, _, got: &mut Vec<usize>| {
+                got.push(match d {
+                    Delivery::Messages(b) => b.lengths.len(),
+                    Delivery::Closed => 0,
+                })
+            })
+            .unwrap();
+        let mut got = Vec::new();
+        ev.dispatch(Some(std::time::Duration::ZERO), &mut got)
+            .unwrap();
+        assert_eq!(got, vec![BATCH_MESSAGES]);
+        m.drop_sender();
+        for _ in 0..4 {
+            ev.dispatch(Some(std::time::Duration::ZERO), &mut got)
+                .unwrap();
+        }
+        assert_eq!(got, vec![BATCH_MESSAGES, BATCH_MESSAGES, 5, 0]);
+    }
+}
