@@ -1,6 +1,8 @@
 //! `callop-host`: run callop wasm plugins in an event loop.
 //!
-//! A thin command line over [`callop_plugin_host::Host`]; see `--help`.
+//! A thin command line over [`callop_plugin_host::Host`]; see `--help`. Which crate to pick:
+//! this binary to run plugins from the shell; `callop-plugin-host` to host plugins inside your
+//! own application; `callop` for the event loop alone.
 
 // The clap doc comments below are `--help` text, where `[:ro]` and the like
 // mean "optional", not rustdoc links.
