@@ -22,6 +22,9 @@
 //! * `host_loop`, `types` — the host side of the WIT interfaces
 //!   `callop:plugin/host-loop` and `callop:plugin/types` (the guest side,
 //!   `callop:plugin/guest`, is called from [`host`]);
+//! * `io` — the host side of `callop:plugin/io`: one module per resource
+//!   family (tcp, udp, unix, fd, file, dir) over the concrete types the
+//!   resource table holds;
 //! * [`policy`], [`limits`] — naming rules, permissions and limits;
 //! * [`fault`], [`restart`] — classifying plugin failures and restarting
 //!   failed plugins (see "Isolation" in the README);

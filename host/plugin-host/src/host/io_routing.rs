@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use super::{HostInner, PluginRt, plugin_of};
 use crate::bindings::callop::plugin::types::{Event, EventKind, Readiness as WitReadiness};
-use crate::io::{IoReg, LoopFd};
+use crate::io::IoReg;
 use crate::state::{PluginState, SourceId};
 use callop::RegistrationToken;
 use callop::generic::Generic;
@@ -23,7 +23,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     ) -> Result<RegistrationToken, String> {
         let w = Rc::downgrade(self);
         let p2 = p.clone();
-        if reg.obj.always_ready {
+        if reg.obj.always_ready() {
             let (ping, source) = callop::ping::make_ping().map_err(|e| e.to_string())?;
             let (interest, level, again) = (
                 reg.interest,
@@ -50,7 +50,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             reg.ping = Some(ping);
             return Ok(t);
         }
-        let source = Generic::new(LoopFd(reg.obj.clone()), reg.interest, reg.mode);
+        let source = Generic::new(reg.obj.clone(), reg.interest, reg.mode);
         self.handle
             .insert_source(source, move |r, _, _| {
                 if let Some(inner) = w.upgrade() {
