@@ -14,8 +14,11 @@
 //! with every event of the iteration (split at [`Limits::max_batch`]), guest
 //! idles last. Timers are therefore never early (the loop's timer decides),
 //! and a guest is never re-entered: the only places that call into wasm are
-//! `init` (in [`Host::load`]), the flush, and `shutdown` (in
-//! [`Host::shutdown`]), each guarded by a `RefCell` borrow.
+//! `init` (in [`Host::load`] and on a restart), the flush, and `shutdown`
+//! (in [`Host::shutdown`]), each guarded by a `RefCell` borrow and all going
+//! through one funnel (module `call`) that arms the call's deadline and
+//! classifies its outcome the same way for all of them. A WASI `exit(code)`
+//! counts as `stop(code)` in every export, `init` included.
 //!
 //! Calls the guest makes to `host-loop` during an export are validated at
 //! once and queued (as `state::Op`s); after the export returns the
@@ -371,8 +374,8 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// Sets the limits of instances named `name` started from now on
     /// (overriding the host's [`HostConfig::limits`]). A callback timeout
     /// override is honoured only if the host itself has a callback timeout
-    /// (which starts the epoch ticker); it is then rounded up to the ticker's
-    /// period of 5 ms.
+    /// (which makes the host hold its engine's epoch ticker); it is then
+    /// checked at each tick of the ticker, every 5 ms.
     pub fn set_limits(&self, name: &str, limits: Limits) {
         self.inner
             .limit_overrides
