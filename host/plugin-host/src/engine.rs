@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -13,6 +13,7 @@ use super::cache::CompileCache;
 use super::error::{LoadError, chain};
 use super::pooling::Allocator;
 use super::state::PluginState;
+use super::ticker::Ticker;
 use super::{GUEST_EXPORT, HOST_LOOP_IMPORT, IO_IMPORT, PACKAGE, PACKAGE_VERSION, TYPES_IMPORT};
 
 /// How the engine is built.
@@ -46,6 +47,8 @@ struct EngineInner {
     linker: Linker<PluginState>,
     cache: Option<CompileCache>,
     allocator: Allocator,
+    /// The epoch ticker, while some host holds it (see [`PluginEngine::ticker`]).
+    ticker: Mutex<Weak<Ticker>>,
 }
 
 /// A plugin component that passed the load-time checks and is ready to be
@@ -140,6 +143,7 @@ impl PluginEngine {
                 linker,
                 cache,
                 allocator,
+                ticker: Mutex::new(Weak::new()),
             }),
         })
     }
@@ -153,6 +157,20 @@ impl PluginEngine {
     /// on-demand allocation, see [`super::pooling`]).
     pub fn allocator(&self) -> Allocator {
         self.inner.allocator
+    }
+
+    /// The engine's epoch ticker (see [`crate::ticker`]): started by the
+    /// first caller, shared by every later one, stopped when the last
+    /// returned handle is dropped. A host with a callback timeout holds one
+    /// for its lifetime, so all hosts on one engine share one ticker thread.
+    pub(crate) fn ticker(&self) -> std::io::Result<Arc<Ticker>> {
+        let mut slot = self.inner.ticker.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = slot.upgrade() {
+            return Ok(t);
+        }
+        let t = Arc::new(Ticker::start(self.inner.engine.clone())?);
+        *slot = Arc::downgrade(&t);
+        Ok(t)
     }
 
     /// The compile cache, if enabled.
@@ -408,6 +426,24 @@ mod tests {
 
     fn err(bytes: &[u8]) -> String {
         engine().load_bytes(bytes).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn hosts_of_one_engine_share_one_ticker_until_the_last_goes() {
+        let e = engine();
+        let a = e.ticker().unwrap();
+        let b = e.clone().ticker().unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "a second user started a second ticker");
+        drop(a);
+        assert!(e.inner.ticker.lock().unwrap().upgrade().is_some());
+        drop(b);
+        assert!(
+            e.inner.ticker.lock().unwrap().upgrade().is_none(),
+            "the ticker outlived its last user"
+        );
+        // A later user starts a new one.
+        let c = e.ticker().unwrap();
+        assert_eq!(Arc::strong_count(&c), 1);
     }
 
     #[test]

@@ -30,8 +30,8 @@
 //!   failed plugins (see "Isolation" in the README);
 //! * `mailbox` — the host side of a channel: messages packed as they are
 //!   sent, delivered one batch per loop iteration;
-//! * `ticker` — the epoch ticker that turns the loop thread's CPU time into
-//!   callback deadlines.
+//! * `ticker` — the epoch ticker (one per engine) and the CPU-time budget
+//!   each guest call of a loop thread is checked against at every tick.
 //! * [`config`] — the TOML file of `callop-host --config`:
 //!   limits, restart policies and capabilities.
 

@@ -40,8 +40,8 @@ pub struct Limits {
     pub max_table_elements: usize,
     /// Maximum CPU time of one guest call (`dispatch`, `shutdown`),
     /// enforced with epoch interruption (`--callback-timeout`, default
-    /// 100 ms). The epoch advances with the CPU time of the loop's thread
-    /// (5 ms ticks), so a spinning guest is stopped after its budget while a
+    /// 100 ms). It counts the CPU time of the loop's thread, checked at each
+    /// 5 ms epoch tick, so a spinning guest is stopped after its budget while a
     /// guest that is merely not scheduled (a loaded machine) is not; where
     /// no per-thread CPU clock exists (macOS) it is wall time. Epochs are
     /// checked in wasm code only: a guest blocked inside a host call (a WASI
@@ -50,7 +50,8 @@ pub struct Limits {
     /// Maximum CPU time of a plugin's `init` call (and of its instantiation),
     /// default 1 s: initialisation may legitimately take longer than one
     /// callback (e.g. an interpreter-based plugin). Enforced only when
-    /// `callback_timeout` is set (it starts the epoch ticker).
+    /// `callback_timeout` is set (the host then holds the engine's epoch
+    /// ticker).
     pub init_timeout: Option<Duration>,
 }
 

@@ -1,13 +1,19 @@
-//! The epoch ticker behind callback deadlines.
+//! The epoch ticker behind guest-call deadlines, and the CPU-time budget
+//! each store checks at every tick.
 //!
 //! wasmtime interrupts a guest call when the engine's *epoch* passes the
-//! deadline set before the call. The ticker thread advances the epoch by one
-//! every [`TICK`] of **CPU time spent by the host's thread** (the thread that
-//! runs the event loop and therefore every guest call), read from that
-//! thread's CPU-time clock. A deadline is thus a CPU budget: a guest spinning
-//! in a loop is stopped after its budget, while a healthy callback on a
-//! machine loaded by other processes is not (it does not run, so it does not
-//! spend).
+//! deadline set before the call. One [`Ticker`] per engine (see
+//! [`PluginEngine::ticker`](crate::engine::PluginEngine)), shared by every
+//! host on that engine and stopped when the last one goes, advances the
+//! epoch by one every [`TICK`]. At each tick that passes a call's deadline
+//! wasmtime asks the store's [`CpuDeadline`], on the thread running the
+//! call (the loop thread of its host): the call is interrupted once it has
+//! spent its budget of **CPU time of that thread**, read from the thread's
+//! CPU-time clock; otherwise it goes on to the next tick. A deadline is thus
+//! a CPU budget: a guest spinning in a loop is stopped after its budget
+//! (within one tick), while a healthy callback on a machine loaded by other
+//! processes is not (it does not run, so it does not spend). Hosts on
+//! different threads sharing one engine each spend their own thread's time.
 //!
 //! Where no per-thread CPU clock exists (macOS), wall time is counted.
 //!
@@ -16,46 +22,36 @@
 //! wall-time deadline; it fails when the call returns.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// One epoch tick: the granularity of callback deadlines.
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+/// One epoch tick: how often a running guest's budget is checked.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
 
-/// Epoch ticks a call with a budget of `timeout` may take (rounded up; one
-/// extra tick because the first may come at once).
-pub(crate) fn ticks(timeout: Duration) -> u64 {
-    (timeout.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
-}
+/// Name of the ticker's thread.
+pub(crate) const THREAD_NAME: &str = "callop-epoch";
 
-/// A running ticker; stopping it (drop) joins its thread.
+/// A running ticker advancing one engine's epoch; dropping the last handle
+/// to it stops and joins its thread.
 pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
-    /// Starts a ticker that calls `tick` once per [`TICK`] of CPU time of
-    /// the calling thread. The caller must drop the ticker before it exits.
-    pub fn start(mut tick: impl FnMut() + Send + 'static) -> std::io::Result<Ticker> {
-        let clock = ThreadClock::current();
+    /// Starts a thread that increments `engine`'s epoch once per [`TICK`].
+    pub(crate) fn start(engine: Engine) -> std::io::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::Builder::new()
-            .name("callop-epoch".into())
+            .name(THREAD_NAME.into())
             .spawn(move || {
-                // CPU time already turned into ticks.
-                let mut counted: Option<Duration> = None;
                 while !s.load(Ordering::Relaxed) {
                     std::thread::sleep(TICK);
-                    let Some(now) = clock.now() else { continue };
-                    let base = *counted.get_or_insert(now);
-                    let n = (now.saturating_sub(base).as_nanos() / TICK.as_nanos()) as u32;
-                    for _ in 0..n {
-                        tick();
-                    }
-                    counted = Some(base + TICK * n);
+                    engine.increment_epoch();
                 }
             })?;
         Ok(Ticker {
@@ -74,105 +70,173 @@ impl Drop for Ticker {
     }
 }
 
-/// The CPU-time clock of one thread, readable from another.
-enum ThreadClock {
-    /// A POSIX per-thread CPU clock.
-    #[cfg(not(target_vendor = "apple"))]
-    Cpu(libc::clockid_t),
-    /// Wall time since this instant (no per-thread CPU clock available).
-    Wall(Instant),
+/// The CPU-time deadline of one store's current guest call.
+///
+/// Installed once per store ([`CpuDeadline::install`]) and armed before
+/// each call ([`CpuDeadline::arm`]) on the thread that makes the call.
+pub(crate) struct CpuDeadline {
+    /// The calling thread's CPU time (ns) at which the call runs out;
+    /// `u64::MAX`: no deadline.
+    end_ns: AtomicU64,
 }
 
-impl ThreadClock {
-    /// The clock of the calling thread.
-    fn current() -> ThreadClock {
-        #[cfg(not(target_vendor = "apple"))]
-        {
-            let mut id: libc::clockid_t = 0;
-            // SAFETY: `pthread_self()` is the calling, live thread and `id`
-            // is a valid out-pointer for the duration of the call.
-            if unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) } == 0 {
-                return ThreadClock::Cpu(id);
-            }
-        }
-        ThreadClock::Wall(Instant::now())
+impl CpuDeadline {
+    /// Makes `store` check the returned deadline at each epoch tick that
+    /// passes its epoch deadline (instead of trapping at once).
+    pub(crate) fn install<T: 'static>(store: &mut Store<T>) -> Arc<CpuDeadline> {
+        let d = Arc::new(CpuDeadline {
+            end_ns: AtomicU64::new(u64::MAX),
+        });
+        let d2 = d.clone();
+        store.epoch_deadline_callback(move |_| Ok(d2.at_tick()));
+        d
     }
 
-    /// The time counted so far; `None` if the clock cannot be read (e.g.
-    /// the thread is gone).
-    fn now(&self) -> Option<Duration> {
-        match self {
-            #[cfg(not(target_vendor = "apple"))]
-            ThreadClock::Cpu(id) => {
-                let mut ts = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                };
-                // SAFETY: `ts` is a valid out-pointer; an invalid clock id
-                // (a thread that exited) makes the call fail, not misbehave.
-                if unsafe { libc::clock_gettime(*id, &mut ts) } != 0 {
-                    return None;
-                }
-                Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-            }
-            ThreadClock::Wall(base) => Some(base.elapsed()),
+    /// Arms the next guest call of `store` with a budget of `budget` of the
+    /// calling thread's CPU time (`None`: no deadline). A zero budget lets
+    /// no guest code run (the first epoch check interrupts it).
+    pub(crate) fn arm<T>(&self, store: &mut Store<T>, budget: Option<Duration>) {
+        self.set(budget);
+        store.set_epoch_deadline(match budget {
+            None => u64::MAX / 2,
+            Some(b) if b.is_zero() => 0,
+            Some(_) => 1,
+        });
+    }
+
+    /// Sets the budget from now on (see [`CpuDeadline::arm`]).
+    fn set(&self, budget: Option<Duration>) {
+        let end = match budget {
+            Some(b) => thread_cpu_ns().saturating_add(b.as_nanos().min(u64::MAX as u128) as u64),
+            None => u64::MAX,
+        };
+        self.end_ns.store(end, Ordering::Relaxed);
+    }
+
+    /// Whether the budget is spent (on the calling thread's clock).
+    fn expired(&self) -> bool {
+        thread_cpu_ns() >= self.end_ns.load(Ordering::Relaxed)
+    }
+
+    /// What a store does at a tick past its epoch deadline.
+    fn at_tick(&self) -> UpdateDeadline {
+        if self.expired() {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Continue(1)
         }
     }
+}
+
+/// The CPU time (ns) of the calling thread; wall time since the first call
+/// where no per-thread CPU clock exists.
+fn thread_cpu_ns() -> u64 {
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer for the duration of the call.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return (ts.tv_sec as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(ts.tv_nsec as u64);
+        }
+    }
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
-
-    fn counting_ticker() -> (Ticker, Arc<AtomicU64>) {
-        let n = Arc::new(AtomicU64::new(0));
-        let n2 = n.clone();
-        let t = Ticker::start(move || {
-            n2.fetch_add(1, Ordering::Relaxed);
-        })
-        .unwrap();
-        (t, n)
-    }
 
     /// Burns `d` of this thread's CPU time.
     fn spin(d: Duration) {
-        let clock = ThreadClock::current();
-        let start = clock.now().unwrap();
-        while clock.now().unwrap() - start < d {
+        let start = thread_cpu_ns();
+        while thread_cpu_ns() - start < d.as_nanos() as u64 {
             std::hint::black_box(0u64);
         }
     }
 
+    #[cfg(not(target_vendor = "apple"))]
     #[test]
-    fn ticks_round_up_and_add_one() {
-        assert_eq!(ticks(Duration::from_millis(100)), 21);
-        assert_eq!(ticks(Duration::from_millis(1)), 2);
-    }
-
-    /// Waits (wall time, however loaded the machine is) until `n` reaches
-    /// `at_least`; returns its value.
-    fn await_ticks(n: &AtomicU64, at_least: u64) -> u64 {
-        let start = Instant::now();
-        while n.load(Ordering::Relaxed) < at_least && start.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(TICK);
-        }
-        n.load(Ordering::Relaxed)
+    fn sleeping_does_not_spend_the_budget_spending_cpu_does() {
+        let d = CpuDeadline {
+            end_ns: AtomicU64::new(u64::MAX),
+        };
+        d.set(Some(Duration::from_millis(50)));
+        // 150 ms asleep: (almost) no CPU spent by this thread.
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(!d.expired(), "sleeping spent the budget");
+        assert!(matches!(d.at_tick(), UpdateDeadline::Continue(1)));
+        spin(Duration::from_millis(60));
+        assert!(d.expired(), "60 ms of CPU did not spend a 50 ms budget");
+        assert!(matches!(d.at_tick(), UpdateDeadline::Interrupt));
+        d.set(None);
+        assert!(!d.expired());
     }
 
     #[cfg(not(target_vendor = "apple"))]
     #[test]
-    fn sleeping_does_not_tick_spending_cpu_does() {
-        let (ticker, n) = counting_ticker();
-        // 300 ms asleep: (almost) no CPU spent by this thread (wall time
-        // would be 60 ticks).
-        std::thread::sleep(Duration::from_millis(300));
-        let asleep = n.load(Ordering::Relaxed);
-        assert!(asleep <= 2, "{asleep} ticks while asleep");
-        // 60 ms of CPU: 12 ticks are due.
-        spin(Duration::from_millis(60));
-        let got = await_ticks(&n, asleep + 11) - asleep;
-        assert!((11..=13).contains(&got), "{got} ticks for 60 ms of CPU");
-        drop(ticker);
+    fn another_threads_cpu_does_not_spend_the_budget() {
+        let d = Arc::new(CpuDeadline {
+            end_ns: AtomicU64::new(u64::MAX),
+        });
+        d.set(Some(Duration::from_millis(30)));
+        let d2 = d.clone();
+        // The other thread spends 60 ms; this one's budget is untouched.
+        std::thread::spawn(move || {
+            spin(Duration::from_millis(60));
+            d2.expired()
+        })
+        .join()
+        .unwrap();
+        assert!(!d.expired());
+    }
+
+    /// A store of a fresh engine with epoch interruption, and the `spin`
+    /// export of a core module looping forever.
+    fn spinner() -> (Engine, Store<()>, wasmtime::TypedFunc<(), ()>) {
+        let engine = Engine::new(wasmtime::Config::new().epoch_interruption(true)).unwrap();
+        let wasm = wat::parse_str(r#"(module (func (export "spin") (loop br 0)))"#).unwrap();
+        let module = wasmtime::Module::new(&engine, wasm).unwrap();
+        let mut store = Store::new(&engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let spin = instance.get_typed_func(&mut store, "spin").unwrap();
+        (engine, store, spin)
+    }
+
+    fn is_interrupt(e: &wasmtime::Error) -> bool {
+        e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
+    }
+
+    #[test]
+    fn a_spinning_call_is_interrupted_after_its_budget() {
+        let (engine, mut store, spin) = spinner();
+        let d = CpuDeadline::install(&mut store);
+        let _ticker = Ticker::start(engine).unwrap();
+        d.arm(&mut store, Some(Duration::from_millis(30)));
+        let cpu = thread_cpu_ns();
+        let e = spin.call(&mut store, ()).unwrap_err();
+        assert!(is_interrupt(&e), "{e:?}");
+        let spent = Duration::from_nanos(thread_cpu_ns() - cpu);
+        assert!(
+            spent >= Duration::from_millis(30),
+            "interrupted after {spent:?}"
+        );
+    }
+
+    #[test]
+    fn a_zero_budget_runs_no_guest_code() {
+        // No ticker: the first epoch check interrupts.
+        let (_engine, mut store, spin) = spinner();
+        let d = CpuDeadline::install(&mut store);
+        d.arm(&mut store, Some(Duration::ZERO));
+        let e = spin.call(&mut store, ()).unwrap_err();
+        assert!(is_interrupt(&e), "{e:?}");
     }
 }

@@ -8,6 +8,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::call::{Export, Outcome};
 use super::{After, HostInner, Live, PluginRt, plugin_of};
 use crate::bindings::callop::plugin::types::{
     Event, EventKind, EventResult, PostAction, TimeoutAction as WitTimeout,
@@ -106,19 +107,12 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             let mut after = After::Continue;
             let max = live.store.data().limits.max_batch.max(1);
             for chunk in events.chunks(max) {
-                self.arm(live, false);
-                match live
-                    .bindings
-                    .callop_plugin_guest()
-                    .call_dispatch(&mut live.store, chunk)
-                {
-                    Ok(results) => {
-                        self.apply_results(p, live, chunk, &results);
-                        self.apply_ops(p, live);
-                        after = self.check_after(live);
-                    }
-                    Err(e) => after = After::End(self.failure(p, live, &e)),
+                let outcome = self.call_guest(live, Export::Dispatch { events: chunk });
+                // The results first, then the queued operations (`settle`).
+                if let Outcome::Returned(results) = &outcome {
+                    self.apply_results(p, live, chunk, results);
                 }
+                after = self.settle(p, live, outcome);
                 if matches!(after, After::End(_)) {
                     break;
                 }

@@ -1,36 +1,18 @@
-//! Deadlines and faults of guest calls: the epoch deadline armed before each
-//! call into the guest (init or callback timeout), what a failed call means
-//! (a WASI `exit(code)` or a classified `Fault`), and whether a plugin ends
-//! after a call.
+//! Deadlines and faults of guest calls: the CPU-time budget armed before
+//! each call into the guest (init or callback timeout), classifying a
+//! failed call into a `Fault`, and whether a plugin ends after a call.
 
 use std::time::Duration;
 
-use super::{After, ExitReason, HostInner, Live, PluginRt};
+use super::{After, ExitReason, HostInner, Live};
 use crate::fault::{self, Fault};
-use crate::ticker;
 
 impl<'l, Data: 'l> HostInner<'l, Data> {
-    /// How a failed guest call ends the plugin: WASI `exit(code)` (e.g.
-    /// `std::process::exit`) counts as `stop(code)`, anything else is a
-    /// fault (kept in `p.fault` for the exit report).
-    pub(super) fn failure(&self, p: &PluginRt, live: &Live, e: &wasmtime::Error) -> ExitReason {
-        match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            Some(x) => ExitReason::Stopped(x.0),
-            None => {
-                let f = self.classify(live, e);
-                let reason = ExitReason::Trapped(format!("{}: {}", f.kind, f.message));
-                *p.fault.borrow_mut() = Some(f);
-                reason
-            }
-        }
-    }
-
-    /// Epoch ticks a guest call with `timeout` may take.
-    pub(super) fn ticks(&self, timeout: Option<Duration>) -> u64 {
-        match (&self._ticker, timeout) {
-            (Some(_), Some(t)) => ticker::ticks(t),
-            _ => u64::MAX / 2,
-        }
+    /// The CPU budget of a guest call with `timeout`: none without the
+    /// engine's ticker (held only by a host with a callback timeout), since
+    /// then no epoch tick ever checks it.
+    pub(super) fn budget(&self, timeout: Option<Duration>) -> Option<Duration> {
+        timeout.filter(|_| self.ticker.is_some())
     }
 
     /// Sets the deadline of the next guest call (`init`: the init timeout,
@@ -46,8 +28,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             )
         };
         live.armed = timeout.map(|t| (t, what));
-        let ticks = self.ticks(timeout);
-        live.store.set_epoch_deadline(ticks);
+        let budget = self.budget(timeout);
+        live.deadline.arm(&mut live.store, budget);
     }
 
     /// Classifies a failed guest call of `live`.
@@ -68,7 +50,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         )
     }
 
-    /// Decides whether a plugin ends after a guest call.
+    /// Decides whether a plugin ends after a guest call that returned.
     pub(super) fn check_after(&self, live: &Live) -> After {
         let st = live.store.data();
         if let Some(code) = st.stop {

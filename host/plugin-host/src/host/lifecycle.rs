@@ -9,6 +9,7 @@ use std::time::Instant;
 use wasmtime::Store;
 use wasmtime_wasi::WasiCtxBuilder;
 
+use super::call::{Export, Outcome};
 use super::{
     After, ExitReason, HostInner, Live, Pending, PluginExit, PluginId, PluginRt, PluginSpec,
     StartSpec,
@@ -19,6 +20,7 @@ use crate::policy;
 use crate::restart::Decision;
 use crate::state::PluginState;
 use crate::stdio::{Tagged, Tail, Which};
+use crate::ticker::CpuDeadline;
 use callop::timer::{TimeoutAction, Timer};
 
 impl<'l, Data: 'l> HostInner<'l, Data> {
@@ -64,20 +66,13 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 }
             }
         }
-        // 3. init, in order.
+        // 3. init, in order. A failed init is the caller's error (see
+        // `call` for the rules); any other outcome is a started plugin.
         let mut out = Vec::new();
         for (s, (name, mut live)) in specs.iter().zip(prepared) {
-            self.arm(&mut live, true);
-            let r = match live
-                .bindings
-                .callop_plugin_guest()
-                .call_init(&mut live.store, s.args)
-            {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(msg)) => Err(LoadError::Init(msg)),
-                Err(e) => Err(LoadError::Trap(self.classify(&live, &e).to_string())),
-            };
-            if let Err(e) = r {
+            let outcome = self.call_guest(&mut live, Export::Init { args: s.args });
+            if let Outcome::Failed(f) = &outcome {
+                let e = f.load_error();
                 tracing::error!(plugin = s.name, "{e}");
                 self.shared.registry().remove_instance(s.name);
                 drop(live);
@@ -96,8 +91,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             let after = {
                 let mut guard = p.live.borrow_mut();
                 let live = guard.as_mut().expect("just created");
-                self.apply_ops(&p, live);
-                self.check_after(live)
+                self.settle(&p, live, outcome)
             };
             if let After::End(reason) = after {
                 self.end(&p, reason);
@@ -150,9 +144,10 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         );
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.store_limits);
-        store.epoch_deadline_trap();
+        // Instantiation (start functions) runs under the init timeout.
+        let deadline = CpuDeadline::install(&mut store);
         let init_timeout = store.data().limits.init_timeout;
-        store.set_epoch_deadline(self.ticks(init_timeout));
+        deadline.arm(&mut store, self.budget(init_timeout));
         let bindings = component
             .pre
             .instantiate(&mut store)
@@ -162,6 +157,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             bindings,
             stderr_tail,
             armed: None,
+            deadline,
         })
     }
 
@@ -318,26 +314,14 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 return;
             }
         };
-        self.arm(&mut live, true);
         let p = PluginRt::new(id, name.clone(), spec.clone(), restarts, None);
         self.plugins.borrow_mut().insert(id, p.clone());
         tracing::info!(plugin = %name, %id, restarts, "plugin restarted");
-        let after = {
-            let r = live
-                .bindings
-                .callop_plugin_guest()
-                .call_init(&mut live.store, &spec.args);
-            let after = match r {
-                Ok(Ok(())) => {
-                    self.apply_ops(&p, &mut live);
-                    self.check_after(&live)
-                }
-                Ok(Err(msg)) => After::End(ExitReason::Trapped(format!("init failed: {msg}"))),
-                Err(e) => After::End(self.failure(&p, &live, &e)),
-            };
-            *p.live.borrow_mut() = Some(live);
-            after
-        };
+        // The same funnel and rules as a first load; a failed init, having
+        // no caller to return to, ends the run (see `call`).
+        let outcome = self.call_guest(&mut live, Export::Init { args: &spec.args });
+        let after = self.settle(&p, &mut live, outcome);
+        *p.live.borrow_mut() = Some(live);
         if let After::End(reason) = after {
             self.end(&p, reason);
         }

@@ -14,8 +14,11 @@
 //! with every event of the iteration (split at [`Limits::max_batch`]), guest
 //! idles last. Timers are therefore never early (the loop's timer decides),
 //! and a guest is never re-entered: the only places that call into wasm are
-//! `init` (in [`Host::load`]), the flush, and `shutdown` (in
-//! [`Host::shutdown`]), each guarded by a `RefCell` borrow.
+//! `init` (in [`Host::load`] and on a restart), the flush, and `shutdown`
+//! (in [`Host::shutdown`]), each guarded by a `RefCell` borrow and all going
+//! through one funnel (module `call`) that arms the call's deadline and
+//! classifies its outcome the same way for all of them. A WASI `exit(code)`
+//! counts as `stop(code)` in every export, `init` included.
 //!
 //! Calls the guest makes to `host-loop` during an export are validated at
 //! once and queued (as `state::Op`s); after the export returns the
@@ -38,6 +41,8 @@
 //! through imports):
 //! * `lifecycle` — loading and instantiating plugins, ending them and
 //!   restarting failed ones;
+//! * `call` — the one funnel through which every guest export call goes
+//!   (`init`, `dispatch`, `shutdown`) and its typed outcome;
 //! * `faults` — the deadline of each guest call and what a failed call means;
 //! * `bridge` — pending events, the flush into `dispatch`, its results and
 //!   the queued operations (timers, idles, pings, channels);
@@ -71,10 +76,11 @@ use super::policy::{self, Owner, Policy};
 use super::restart::{RestartPolicy, Tracker};
 use super::state::{PluginState, Shared, SourceId};
 use super::stdio::Tail;
-use super::ticker::Ticker;
+use super::ticker::{CpuDeadline, Ticker};
 use callop::signals::Signal;
 
 mod bridge;
+mod call;
 mod faults;
 mod io_routing;
 mod lifecycle;
@@ -260,8 +266,9 @@ struct HostInner<'l, Data> {
     waker_token: Cell<Option<RegistrationToken>>,
     /// Application-side registrations to remove on drop (timers).
     aux_tokens: RefCell<Vec<RegistrationToken>>,
-    /// Kept for its `Drop` (stops the thread).
-    _ticker: Option<Ticker>,
+    /// The engine's epoch ticker, held while this host lives (only with a
+    /// callback timeout: without one no guest call has a deadline).
+    ticker: Option<Arc<Ticker>>,
     /// Capabilities granted to instance names not loaded yet.
     grants: RefCell<HashMap<String, Capabilities>>,
     /// Signals some source of the loop watches and routes to
@@ -331,6 +338,8 @@ struct Live {
     stderr_tail: Tail,
     /// The deadline of the current guest call, and what it is called.
     armed: Option<(Duration, &'static str)>,
+    /// The CPU-time budget its store checks at each epoch tick.
+    deadline: Arc<CpuDeadline>,
 }
 
 /// The component and arguments of an instance, kept for restarts.
@@ -365,8 +374,8 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// Sets the limits of instances named `name` started from now on
     /// (overriding the host's [`HostConfig::limits`]). A callback timeout
     /// override is honoured only if the host itself has a callback timeout
-    /// (which starts the epoch ticker); it is then rounded up to the ticker's
-    /// period of 5 ms.
+    /// (which makes the host hold its engine's epoch ticker); it is then
+    /// checked at each tick of the ticker, every 5 ms.
     pub fn set_limits(&self, name: &str, limits: Limits) {
         self.inner
             .limit_overrides
@@ -402,15 +411,14 @@ impl<'l, Data: 'l> Host<'l, Data> {
             .insert_source(waker_source, |_, _, _| {})
             .map_err(|e| LoadError::Link(format!("cannot register waker: {}", e.error)))?;
         let (exit_tx, exit_rx) = channel::channel();
-        // Callback deadlines count the CPU time of this (the loop's) thread.
+        // One ticker per engine, shared with its other hosts; deadlines
+        // count the CPU time of the thread making each guest call.
         let ticker = match limits.callback_timeout {
-            Some(_) => {
-                let e = engine.engine().clone();
-                Some(
-                    Ticker::start(move || e.increment_epoch())
-                        .map_err(|e| LoadError::Link(format!("cannot start epoch ticker: {e}")))?,
-                )
-            }
+            Some(_) => Some(
+                engine
+                    .ticker()
+                    .map_err(|e| LoadError::Link(format!("cannot start epoch ticker: {e}")))?,
+            ),
             None => None,
         };
         Ok(Host {
@@ -426,7 +434,7 @@ impl<'l, Data: 'l> Host<'l, Data> {
                 waker,
                 waker_token: Cell::new(Some(waker_token)),
                 aux_tokens: RefCell::new(Vec::new()),
-                _ticker: ticker,
+                ticker,
                 grants: RefCell::new(HashMap::new()),
                 watched_signals: RefCell::new(Vec::new()),
                 restart_default: Cell::new(RestartPolicy::Never),

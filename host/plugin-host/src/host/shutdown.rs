@@ -4,6 +4,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::call::Export;
 use super::{After, ExitReason, HostInner, PluginRt};
 use callop::timer::{TimeoutAction, Timer};
 
@@ -23,18 +24,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     continue;
                 };
                 let Some(live) = guard.as_mut() else { continue };
-                self.arm(live, false);
-                match live
-                    .bindings
-                    .callop_plugin_guest()
-                    .call_shutdown(&mut live.store, deadline_ns)
-                {
-                    Ok(()) => {
-                        self.apply_ops(&p, live);
-                        self.check_after(live)
-                    }
-                    Err(e) => After::End(self.failure(&p, live, &e)),
-                }
+                let outcome = self.call_guest(live, Export::Shutdown { deadline_ns });
+                self.settle(&p, live, outcome)
             };
             if let After::End(reason) = after {
                 self.end(&p, reason);

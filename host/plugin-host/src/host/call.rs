@@ -1,0 +1,223 @@
+//! The funnel every call into a guest export goes through: `init` (first
+//! load and restart), `dispatch` (the flush) and `shutdown`.
+//!
+//! [`HostInner::call_guest`] arms the deadline of that kind of call, makes
+//! the call and classifies what happened once, into an [`Outcome`];
+//! [`HostInner::settle`] then turns every outcome into what follows for the
+//! plugin, the same way for all four callers (the flush first applies the
+//! `dispatch` results of an outcome that returned).
+//!
+//! # The rules
+//!
+//! * A WASI `exit(code)` (e.g. `std::process::exit`) during any export,
+//!   `init` included, counts as `host-loop.stop(code)`: the plugin ends
+//!   with [`ExitReason::Stopped`]`(code)` and it is not a failure (no
+//!   restart). In `init` this means the load succeeded and the plugin
+//!   stopped at once — on a first load (`Host::load` returns its id) as on a
+//!   restart, and exactly like `stop(code)` in `init`. `exit(0)` is
+//!   `Stopped(0)` (code 0, a success, like `Finished`).
+//! * `init` returning an error, and a fault (trap, panic, deadline, out of
+//!   memory, stack overflow, host error) in any export, are failures. In
+//!   `init` on a first load the caller gets the error
+//!   ([`LoadError::Init`] / [`LoadError::Trap`], from
+//!   [`Failure::load_error`]). A restart has no caller: it records an exit
+//!   [`ExitReason::Trapped`] whose cause is the first line of that same
+//!   error (`plugin init failed: …`, `plugin trapped in init: KIND: …`;
+//!   the fault itself, with its backtrace, in `PluginExit::fault`), and the
+//!   restart policy applies to it like to any failure.
+//! * An export that returned applies the guest's queued operations; the
+//!   plugin then ends if it called `stop(code)` or owns no source any more.
+
+use std::rc::Rc;
+
+use super::{After, ExitReason, HostInner, Live, PluginRt};
+use crate::bindings::callop::plugin::types::{Event, EventResult};
+use crate::error::LoadError;
+use crate::fault::Fault;
+
+/// One call of a guest export, with its arguments.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Export<'a> {
+    /// `init(args)`, under the init timeout.
+    Init {
+        /// The plugin's arguments.
+        args: &'a [String],
+    },
+    /// `dispatch(events)`, under the callback timeout.
+    Dispatch {
+        /// One batch (at most `Limits::max_batch` events).
+        events: &'a [Event],
+    },
+    /// `shutdown(deadline)`, under the callback timeout.
+    Shutdown {
+        /// The shutdown deadline on the plugins' clock.
+        deadline_ns: u64,
+    },
+}
+
+impl Export<'_> {
+    fn is_init(&self) -> bool {
+        matches!(self, Export::Init { .. })
+    }
+}
+
+/// What a guest export call came to, classified once.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// It returned (`dispatch`: with its results; empty otherwise). Its
+    /// queued operations are not applied yet.
+    Returned(Vec<EventResult>),
+    /// The guest called WASI `exit(code)`.
+    Exited(i32),
+    /// It failed.
+    Failed(Failure),
+}
+
+/// How a guest export call failed.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// `init` returned `Err(message)`.
+    Refused(String),
+    /// A trap, guest panic, deadline, out of memory, stack overflow or host
+    /// error, classified.
+    Fault {
+        /// The classified fault.
+        fault: Fault,
+        /// Whether it happened in `init`.
+        in_init: bool,
+    },
+}
+
+impl Failure {
+    /// The error a first load reports for this failure of `init`.
+    pub(super) fn load_error(&self) -> LoadError {
+        match self {
+            Failure::Refused(m) => LoadError::Init(m.clone()),
+            Failure::Fault { fault, .. } => LoadError::Trap(fault.to_string()),
+        }
+    }
+
+    /// The one-line cause of the exit this failure ends a plugin with: for
+    /// `init`, the first line of [`Failure::load_error`].
+    fn cause(&self) -> String {
+        match self {
+            Failure::Fault {
+                fault,
+                in_init: false,
+            } => one_line(fault),
+            Failure::Fault {
+                fault,
+                in_init: true,
+            } => LoadError::Trap(one_line(fault)).to_string(),
+            Failure::Refused(m) => LoadError::Init(m.clone()).to_string(),
+        }
+    }
+
+    /// The fault, if the failure is one (kept for the exit report).
+    fn into_fault(self) -> Option<Fault> {
+        match self {
+            Failure::Refused(_) => None,
+            Failure::Fault { fault, .. } => Some(fault),
+        }
+    }
+}
+
+/// A fault's kind and message, without the backtrace.
+fn one_line(f: &Fault) -> String {
+    format!("{}: {}", f.kind, f.message)
+}
+
+impl<'l, Data: 'l> HostInner<'l, Data> {
+    /// Calls `export` of the instance `live`: arms the deadline of that kind
+    /// of call, makes the call and classifies the outcome. Every call into
+    /// a guest export goes through here.
+    pub(super) fn call_guest(&self, live: &mut Live, export: Export<'_>) -> Outcome {
+        self.arm(live, export.is_init());
+        let guest = live.bindings.callop_plugin_guest();
+        let r = match export {
+            Export::Init { args } => guest
+                .call_init(&mut live.store, args)
+                .map(|r| r.map(|()| Vec::new())),
+            Export::Dispatch { events } => guest.call_dispatch(&mut live.store, events).map(Ok),
+            Export::Shutdown { deadline_ns } => guest
+                .call_shutdown(&mut live.store, deadline_ns)
+                .map(|()| Ok(Vec::new())),
+        };
+        match r {
+            Ok(Ok(results)) => Outcome::Returned(results),
+            Ok(Err(message)) => Outcome::Failed(Failure::Refused(message)),
+            Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(x) => Outcome::Exited(x.0),
+                None => Outcome::Failed(Failure::Fault {
+                    fault: self.classify(live, &e),
+                    in_init: export.is_init(),
+                }),
+            },
+        }
+    }
+
+    /// What follows an export call of `p` (instance `live`), by the rules
+    /// of this module; a failure's fault is kept in `p.fault` for the exit
+    /// report.
+    pub(super) fn settle(self: &Rc<Self>, p: &Rc<PluginRt>, live: &mut Live, o: Outcome) -> After {
+        match o {
+            Outcome::Returned(_) => {
+                self.apply_ops(p, live);
+                self.check_after(live)
+            }
+            Outcome::Exited(code) => After::End(ExitReason::Stopped(code)),
+            Outcome::Failed(f) => {
+                let reason = ExitReason::Trapped(f.cause());
+                *p.fault.borrow_mut() = f.into_fault();
+                After::End(reason)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::FaultKind;
+
+    fn fault() -> Fault {
+        Fault {
+            kind: FaultKind::Trap,
+            message: "wasm trap: unreachable".into(),
+            backtrace: Some("0: f\n1: g".into()),
+        }
+    }
+
+    #[test]
+    fn an_init_failure_is_the_first_line_of_the_load_error() {
+        for f in [
+            Failure::Refused("bad --mode".into()),
+            Failure::Fault {
+                fault: fault(),
+                in_init: true,
+            },
+        ] {
+            let load = f.load_error().to_string();
+            assert_eq!(f.cause(), load.lines().next().unwrap(), "{f:?}");
+        }
+        assert_eq!(
+            Failure::Fault {
+                fault: fault(),
+                in_init: true
+            }
+            .cause(),
+            "plugin trapped in init: trap: wasm trap: unreachable"
+        );
+    }
+
+    #[test]
+    fn a_fault_outside_init_is_its_kind_and_message() {
+        let f = Failure::Fault {
+            fault: fault(),
+            in_init: false,
+        };
+        assert_eq!(f.cause(), "trap: wasm trap: unreachable");
+        assert_eq!(f.into_fault(), Some(fault()));
+        assert_eq!(Failure::Refused("x".into()).into_fault(), None);
+    }
+}
