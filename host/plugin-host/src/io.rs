@@ -4,7 +4,7 @@
 //!
 //! No raw descriptor crosses the boundary: each object is an entry of the
 //! instance's resource table, created only after a [`Capabilities`] check.
-//! Registering a pollable object queues an [`Op::AddIo`]; the runtime then
+//! Registering a pollable object queues an [`Op::Add`]; the runtime then
 //! inserts a real [`Generic`](callop::generic::Generic) source over the
 //! object into the loop, whose callback queues an `event-kind.readiness`
 //! for the plugin (see `host/io_routing.rs`). Objects that the OS cannot
@@ -28,7 +28,8 @@ use wasmtime::component::Resource;
 use super::bindings::callop::plugin::io as wit;
 use super::bindings::callop::plugin::types::{Error, ErrorCode, Signal as WitSignal, SourceId};
 use super::capabilities::{Capabilities, FdGrant, is_plain_name};
-use super::state::{Op, PluginState, SourceKind, wit_err};
+use super::sources::Source;
+use super::state::{Op, PluginState, wit_err};
 use callop::signals::Signal;
 use callop::{Interest, Mode};
 
@@ -133,7 +134,7 @@ pub struct DirRes {
     read_only: bool,
 }
 
-/// I/O registration of a source (kept in its `SourceRec`).
+/// I/O registration of a source (kept in its `Source::Io` entry).
 pub(crate) struct IoReg {
     pub obj: Arc<IoObj>,
     pub interest: Interest,
@@ -384,8 +385,7 @@ impl PluginState {
             self.handles = self.handles.saturating_sub(1);
             if let Some(o) = obj(&v) {
                 let id = o.reg.swap(0, Ordering::Relaxed);
-                if id != 0 && self.sources.get(&id).is_some_and(|r| !r.removed) {
-                    self.release(id);
+                if id != 0 && self.sources.remove(id).is_ok() {
                     self.ops.push(Op::Remove(id));
                 }
             }
@@ -442,16 +442,14 @@ impl PluginState {
                 "this object is already registered",
             ));
         }
-        let id = self.alloc_source(SourceKind::Io)?;
-        obj.reg.store(id, Ordering::Relaxed);
-        let rec = self.sources.get_mut(&id).expect("just allocated");
-        rec.io = Some(IoReg {
-            obj,
+        let id = self.sources.add(Source::Io(IoReg {
+            obj: obj.clone(),
             interest: interest_of(interest),
             mode: mode_of(mode),
             ping: None,
-        });
-        self.ops.push(Op::AddIo(id));
+        }))?;
+        obj.reg.store(id, Ordering::Relaxed);
+        self.ops.push(Op::Add(id));
         Ok(id)
     }
 }
@@ -717,13 +715,7 @@ impl wit::Host for PluginState {
         interest: wit::Interest,
         mode: wit::Mode,
     ) -> Result<(), Error> {
-        let rec = self.live(id)?;
-        let Some(reg) = rec.io.as_mut() else {
-            return Err(wit_err(
-                ErrorCode::WrongKind,
-                format!("source {id} is not an I/O registration"),
-            ));
-        };
+        let reg = self.sources.io_mut(id)?;
         reg.interest = interest_of(interest);
         reg.mode = mode_of(mode);
         self.ops.push(Op::SetInterest(id));
@@ -745,9 +737,8 @@ impl wit::Host for PluginState {
                 list.push(sig);
             }
         }
-        let id = self.alloc_source(SourceKind::Signals)?;
-        self.sources.get_mut(&id).expect("just allocated").signals = list;
-        self.ops.push(Op::AddSignals(id));
+        let id = self.sources.add(Source::Signals(list))?;
+        self.ops.push(Op::Add(id));
         Ok(id)
     }
 }
