@@ -510,15 +510,19 @@ mod tests {
 
     use std::time::Duration;
 
+    /// Adds a (pending) timer.
+    fn add_timer(t: &mut SourceTable) -> SourceId {
+        t.add(Source::Timer {
+            deadline: Instant::now(),
+        })
+        .unwrap()
+    }
+
     #[test]
     fn add_is_pending_until_registered_then_live_and_enabled() {
         let ev = EventLoop::try_new().unwrap();
         let mut t = table(8);
-        let id = t
-            .add(Source::Timer {
-                deadline: Instant::now(),
-            })
-            .unwrap();
+        let id = add_timer(&mut t);
         assert_eq!(t.status(id), Some(Status::Pending));
         assert!(t.pending_mut(id).is_some());
         let tok = token(&ev);
@@ -579,11 +583,7 @@ mod tests {
     fn disabling_acts_on_the_loop_first_and_only_on_a_change() {
         let ev = EventLoop::try_new().unwrap();
         let mut t = table(8);
-        let id = t
-            .add(Source::Timer {
-                deadline: Instant::now(),
-            })
-            .unwrap();
+        let id = add_timer(&mut t);
         let tok = token(&ev);
         t.registered(id, Some(tok));
         let mut calls = 0;
@@ -610,11 +610,7 @@ mod tests {
     fn a_fired_timer_is_rearmed_on_its_registration() {
         let ev = EventLoop::try_new().unwrap();
         let mut t = table(8);
-        let id = t
-            .add(Source::Timer {
-                deadline: Instant::now(),
-            })
-            .unwrap();
+        let id = add_timer(&mut t);
         assert_eq!(t.rearm_timer(id, Instant::now()), None, "pending");
         let tok = token(&ev);
         t.registered(id, Some(tok));
