@@ -3,7 +3,7 @@
 //! # How guest sources map to loop sources
 //!
 //! Every guest registration becomes a real source in the application's loop:
-//! `add-timer` a [`Timer`](callop::timer::Timer), `make-ping` a [`ping`](callop::ping) source,
+//! `add-timer` a [`Timer`], `make-ping` a [`ping`](callop::ping) source,
 //! `open-channel` a mailbox source (a channel whose messages are packed as
 //! they are sent, see `mailbox.rs`), `add-idle` an idle callback, `io.register`
 //! a [`Generic`](callop::generic::Generic) source.
@@ -22,7 +22,7 @@
 //! host applies the `dispatch` results (re-arming timers, disabling or
 //! removing sources) and then the queued operations, in call order.
 //!
-//! A guest timer is one [`Timer`](callop::timer::Timer) registration for
+//! A guest timer is one [`Timer`] registration for
 //! its whole life: when it fires, its callback queues the event and parks it
 //! (far in the future) until the guest's answer, which re-arms the same
 //! registration at the deadline asked for (`to-duration`/`to-instant`) or
