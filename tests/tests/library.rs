@@ -1,6 +1,7 @@
 //! End-to-end tests of the embedding API with the example plugins.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,55 @@ fn ticker_never_fires_early() {
         "4 ticks of 30ms took only {:?}",
         start.elapsed()
     );
+    assert_eq!(host.exits()[0].reason, ExitReason::Finished);
+}
+
+#[test]
+fn a_periodic_timer_keeps_one_loop_registration_and_never_fires_early() {
+    let mut ev: EventLoop<Vec<Instant>> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    let ticks = host.app_channel("ticks").unwrap();
+    ev.handle()
+        .insert_source(ticks, |e, _, got: &mut Vec<Instant>| {
+            if let Event::Msg(_) = e {
+                got.push(Instant::now())
+            }
+        })
+        .unwrap();
+    let c = host.compile_file(plugin("ticker")).unwrap();
+    let every = Duration::from_millis(20);
+    let start = Instant::now();
+    let id = host
+        .load(
+            &c,
+            "ticker",
+            &args(&["--every", "20ms", "--count", "6", "--notify", "@app/ticks"]),
+        )
+        .unwrap();
+    let mut seen = HashSet::new();
+    let mut got = Vec::new();
+    let limit = start + Duration::from_secs(20);
+    while !host.is_empty() {
+        assert!(Instant::now() < limit, "the ticker did not finish");
+        if let Some(regs) = host.source_registrations(id) {
+            seen.extend(regs);
+        }
+        ev.dispatch(Some(Duration::from_millis(5)), &mut got)
+            .unwrap();
+    }
+    for _ in 0..3 {
+        ev.dispatch(Some(Duration::ZERO), &mut got).unwrap();
+    }
+    assert_eq!(
+        seen.len(),
+        1,
+        "one loop registration for the timer's whole life: {seen:?}"
+    );
+    assert_eq!(got.len(), 6, "six ticks");
+    for (k, at) in got.iter().enumerate() {
+        let due = start + every * (k as u32 + 1);
+        assert!(*at >= due, "tick {} came {:?} early", k + 1, due - *at);
+    }
     assert_eq!(host.exits()[0].reason, ExitReason::Finished);
 }
 

@@ -230,7 +230,7 @@ fn run(calls: &[Call]) {
                 // concern the bookkeeping (the loop itself is not involved).
                 for op in std::mem::take(&mut st.ops) {
                     if let Op::Remove(id) = op {
-                        st.forget(id);
+                        st.sources.forget(id);
                     }
                 }
             }
@@ -239,7 +239,7 @@ fn run(calls: &[Call]) {
         assert!(live <= limits().max_sources, "{live} live sources");
         assert_eq!(
             live,
-            st.sources.values().filter(|r| !r.removed).count(),
+            st.sources.recount(),
             "the O(1) live-source count matches the records"
         );
         assert!(st.handles <= limits().max_handles, "{} handles", st.handles);

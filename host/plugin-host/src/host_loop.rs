@@ -13,7 +13,8 @@ use super::bindings::callop::plugin::host_loop::{Host, HostPing, HostSender};
 use super::bindings::callop::plugin::types::{Error, ErrorCode, Instant, LogLevel, SourceId};
 use super::mailbox::{Mailbox, MailboxSource, SendError};
 use super::policy::{self, Owner};
-use super::state::{Op, PingHandle, PluginState, SenderHandle, SourceKind, wit_err};
+use super::sources::{Change, Source};
+use super::state::{Op, PingHandle, PluginState, SenderHandle, wit_err};
 use super::types::tracing_level;
 
 fn bad_name(e: policy::NameError) -> Error {
@@ -64,14 +65,14 @@ impl Host for PluginState {
                 format!("deadline {deadline} overflows the host clock"),
             ));
         };
-        let id = self.alloc_source(SourceKind::Timer)?;
-        self.ops.push(Op::AddTimer { id, deadline: at });
+        let id = self.sources.add(Source::Timer { deadline: at })?;
+        self.ops.push(Op::Add(id));
         Ok(id)
     }
 
     fn add_idle(&mut self) -> Result<SourceId, Error> {
-        let id = self.alloc_source(SourceKind::Idle)?;
-        self.ops.push(Op::AddIdle { id });
+        let id = self.sources.add(Source::Idle)?;
+        self.ops.push(Op::Add(id));
         Ok(id)
     }
 
@@ -96,19 +97,21 @@ impl Host for PluginState {
         self.check_handles()?;
         let (ping, source) = callop::ping::make_ping()
             .map_err(|e| wit_err(ErrorCode::Internal, format!("cannot create ping: {e}")))?;
-        let id = self.alloc_source(SourceKind::Ping)?;
+        let id = self.sources.add(Source::Ping {
+            name: full_name.clone(),
+            source: Some(source),
+        })?;
         let handle = match self.push_handle(PingHandle { ping: ping.clone() }) {
             Ok(h) => h,
             Err(e) => {
-                self.forget(id);
+                self.sources.discard(id);
                 return Err(e);
             }
         };
-        if let Some(full) = &full_name {
-            self.shared.registry().pings.insert(full.clone(), ping);
+        if let Some(full) = full_name {
+            self.shared.registry().pings.insert(full, ping);
         }
-        self.sources.get_mut(&id).expect("just allocated").full_name = full_name;
-        self.ops.push(Op::AddPing { id, source });
+        self.ops.push(Op::Add(id));
         Ok((id, handle))
     }
 
@@ -157,27 +160,21 @@ impl Host for PluginState {
                 }
             }
         };
-        let id = match self.alloc_source(SourceKind::Channel) {
-            Ok(id) => id,
-            Err(e) => {
-                // Leave a pre-existing (connected-to) slot in place.
-                return Err(e);
-            }
-        };
-        let source = match MailboxSource::open(slot.clone()) {
-            Ok(s) => s,
-            Err(e) => {
-                self.forget(id);
-                return Err(wit_err(
-                    ErrorCode::Internal,
-                    format!("cannot open channel `{full}`: {e}"),
-                ));
-            }
-        };
-        let rec = self.sources.get_mut(&id).expect("just allocated");
-        rec.full_name = Some(full);
-        rec.slot = Some(slot);
-        self.ops.push(Op::OpenChannel { id, source });
+        // A failure leaves a pre-existing (connected-to) slot in place;
+        // opening the slot comes last as it claims it.
+        self.sources.check_room()?;
+        let source = MailboxSource::open(slot.clone()).map_err(|e| {
+            wit_err(
+                ErrorCode::Internal,
+                format!("cannot open channel `{full}`: {e}"),
+            )
+        })?;
+        let id = self.sources.add(Source::Channel {
+            full_name: full,
+            slot,
+            source: Some(source),
+        })?;
+        self.ops.push(Op::Add(id));
         Ok(id)
     }
 
@@ -228,43 +225,25 @@ impl Host for PluginState {
     }
 
     fn enable(&mut self, id: SourceId) -> Result<(), Error> {
-        let rec = self.live(id)?;
-        if rec.kind == SourceKind::Idle {
-            return Err(wit_err(
-                ErrorCode::WrongKind,
-                "idles cannot be enabled or disabled",
-            ));
-        }
-        rec.enabled = true;
+        self.sources.check(id, Change::Enable)?;
         self.ops.push(Op::Enable(id));
         Ok(())
     }
 
     fn disable(&mut self, id: SourceId) -> Result<(), Error> {
-        let rec = self.live(id)?;
-        if rec.kind == SourceKind::Idle {
-            return Err(wit_err(
-                ErrorCode::WrongKind,
-                "an idle cannot be disabled; remove it instead",
-            ));
-        }
-        rec.enabled = false;
+        self.sources.check(id, Change::Disable)?;
         self.ops.push(Op::Disable(id));
         Ok(())
     }
 
     fn update(&mut self, id: SourceId) -> Result<(), Error> {
-        let rec = self.live(id)?;
-        if rec.kind == SourceKind::Idle {
-            return Err(wit_err(ErrorCode::WrongKind, "idles cannot be updated"));
-        }
+        self.sources.check(id, Change::Update)?;
         self.ops.push(Op::Update(id));
         Ok(())
     }
 
     fn remove(&mut self, id: SourceId) -> Result<(), Error> {
-        self.live(id)?;
-        self.release(id);
+        self.sources.remove(id)?;
         self.ops.push(Op::Remove(id));
         Ok(())
     }

@@ -55,6 +55,7 @@ mod mailbox;
 pub mod policy;
 pub mod pooling;
 pub mod restart;
+mod sources;
 mod state;
 mod stdio;
 mod ticker;

@@ -5,22 +5,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use callop::RegistrationToken;
-use callop::ping::{Ping, PingSource};
+use callop::ping::Ping;
 
 use super::bindings::callop::plugin::types::{Error as WitError, ErrorCode};
 use super::capabilities::Capabilities;
-use super::io::{IoReg, IoState};
+use super::io::IoState;
 use super::limits::Limits;
-use super::mailbox::{Mailbox, MailboxSource};
+use super::mailbox::Mailbox;
 use super::policy::Policy;
+use super::sources::SourceTable;
 
-/// A source id as seen by the guest.
-pub(crate) type SourceId = u64;
+pub(crate) use super::sources::SourceId;
 
 /// Builds a WIT `error` value.
 pub(crate) fn wit_err(code: ErrorCode, message: impl Into<String>) -> WitError {
@@ -97,81 +95,22 @@ impl Registry {
     }
 }
 
-/// Kind of a plugin's source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SourceKind {
-    Timer,
-    Idle,
-    Ping,
-    Channel,
-    /// A registered I/O object.
-    Io,
-    /// A signal subscription.
-    Signals,
-}
-
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Timer => "timer",
-            SourceKind::Idle => "idle",
-            SourceKind::Ping => "ping",
-            SourceKind::Channel => "channel",
-            SourceKind::Io => "I/O registration",
-            SourceKind::Signals => "signal subscription",
-        }
-    }
-}
-
-/// One source of a plugin, as tracked by the host.
-pub(crate) struct SourceRec {
-    pub kind: SourceKind,
-    pub enabled: bool,
-    /// Loop registration, once applied (`None` for idles and fired timers).
-    pub token: Option<RegistrationToken>,
-    /// Removed by the guest; the removal is queued.
-    pub removed: bool,
-    /// Whether the loop registration is currently disabled.
-    pub loop_disabled: bool,
-    /// Full registry name of a named ping or a channel.
-    pub full_name: Option<String>,
-    /// A channel's slot.
-    pub slot: Option<Arc<Mailbox>>,
-    /// An I/O registration's object, interest and mode.
-    pub io: Option<IoReg>,
-    /// A signal subscription's signals.
-    pub signals: Vec<callop::signals::Signal>,
-    /// A signal subscription is active (its `Op::AddSignals` was applied).
-    pub active: bool,
-}
-
-/// A queued source operation, applied after the current export returns.
+/// A queued source operation, applied after the current export returns
+/// (what it concerns is in the source's [`SourceTable`] entry).
 pub(crate) enum Op {
-    AddTimer {
-        id: SourceId,
-        deadline: Instant,
-    },
-    AddIdle {
-        id: SourceId,
-    },
-    AddPing {
-        id: SourceId,
-        source: PingSource,
-    },
-    OpenChannel {
-        id: SourceId,
-        source: MailboxSource,
-    },
+    /// Register a pending source in the loop (or, for an idle, queue it to
+    /// run; for a signal subscription, watch its signals).
+    Add(SourceId),
+    /// Enable a source again.
     Enable(SourceId),
+    /// Disable a source.
     Disable(SourceId),
+    /// Re-apply a source's registration (re-arms a oneshot I/O one).
     Update(SourceId),
+    /// Remove a source the guest removed (its entry is already marked).
     Remove(SourceId),
-    /// Register an I/O object (its `SourceRec::io`) on the loop.
-    AddIo(SourceId),
     /// Re-register an I/O object with its new interest and mode.
     SetInterest(SourceId),
-    /// Subscribe to the signals of the source's `SourceRec::signals`.
-    AddSignals(SourceId),
 }
 
 /// A guest-held `ping` handle.
@@ -216,17 +155,14 @@ pub struct PluginState {
     pub(crate) table: ResourceTable,
     pub(crate) wasi: WasiCtx,
     pub(crate) store_limits: super::limits::PluginLimiter,
-    pub(crate) sources: FxHashMap<SourceId, SourceRec>,
-    pub(crate) next_id: SourceId,
+    /// The plugin's sources.
+    pub(crate) sources: SourceTable,
     pub(crate) ops: Vec<Op>,
     pub(crate) stop: Option<i32>,
     /// Live guest-held resource handles.
     pub(crate) handles: usize,
     /// Capabilities and state of the `io` interface.
     pub(crate) io: IoState,
-    /// Entries of `sources` marked `removed` (so that counting live sources
-    /// is O(1): a registration storm must not cost O(n) per call).
-    removed_count: usize,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -253,6 +189,7 @@ impl PluginState {
         caps: Capabilities,
     ) -> Self {
         let store_limits = limits.limiter();
+        let sources = SourceTable::new(shared.clone(), limits.max_sources);
         PluginState {
             name,
             shared,
@@ -260,108 +197,17 @@ impl PluginState {
             table: ResourceTable::new(),
             wasi,
             store_limits,
-            sources: FxHashMap::default(),
-            next_id: 1,
+            sources,
             ops: Vec::new(),
             stop: None,
             handles: 0,
             io: IoState::new(caps),
-            removed_count: 0,
         }
     }
 
     /// Number of sources that are not (being) removed.
     pub(crate) fn live_sources(&self) -> usize {
-        self.sources.len() - self.removed_count
-    }
-
-    /// Removes a source record (whatever its state) and returns it.
-    pub(crate) fn forget(&mut self, id: SourceId) -> Option<SourceRec> {
-        let rec = self.sources.remove(&id)?;
-        if rec.removed {
-            self.removed_count -= 1;
-        }
-        Some(rec)
-    }
-
-    /// Allocates a new source id after checking the source limit.
-    pub(crate) fn alloc_source(&mut self, kind: SourceKind) -> Result<SourceId, WitError> {
-        if self.live_sources() >= self.limits.max_sources {
-            return Err(wit_err(
-                ErrorCode::LimitExceeded,
-                format!(
-                    "at most {} sources per plugin (--max-sources / limits.max_sources)",
-                    self.limits.max_sources
-                ),
-            ));
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.sources.insert(
-            id,
-            SourceRec {
-                kind,
-                enabled: true,
-                token: None,
-                removed: false,
-                loop_disabled: false,
-                full_name: None,
-                slot: None,
-                io: None,
-                signals: Vec::new(),
-                active: false,
-            },
-        );
-        Ok(id)
-    }
-
-    /// Looks up a live source of this instance.
-    pub(crate) fn live(&mut self, id: SourceId) -> Result<&mut SourceRec, WitError> {
-        match self.sources.get_mut(&id) {
-            Some(r) if !r.removed => Ok(r),
-            _ => Err(wit_err(
-                ErrorCode::InvalidSource,
-                format!("no source {id} in this plugin"),
-            )),
-        }
-    }
-
-    /// Marks a source removed and releases its ping/channel name at once (a
-    /// new channel or ping of the same name may then be created). The loop
-    /// registration is removed when the queued `Op::Remove` is applied.
-    pub(crate) fn release(&mut self, id: SourceId) {
-        let Some(rec) = self.sources.get_mut(&id) else {
-            return;
-        };
-        if !rec.removed {
-            rec.removed = true;
-            self.removed_count += 1;
-        }
-        let full_name = rec.full_name.take();
-        let slot = rec.slot.clone();
-        let kind = rec.kind;
-        if let Some(full) = full_name {
-            let mut reg = self.shared.registry();
-            match kind {
-                SourceKind::Ping => {
-                    reg.pings.remove(&full);
-                }
-                SourceKind::Channel => {
-                    if let Some(s) = &slot
-                        && reg
-                            .channels
-                            .get(&full)
-                            .is_some_and(|cur| Arc::ptr_eq(cur, s))
-                    {
-                        reg.channels.remove(&full);
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let Some(s) = slot {
-            s.mark_closed();
-        }
+        self.sources.live_count()
     }
 
     /// Checks the handle limit before creating a resource.

@@ -14,10 +14,10 @@ use crate::bindings::callop::plugin::types::{
     Event, EventKind, EventResult, PostAction, TimeoutAction as WitTimeout,
 };
 use crate::mailbox::Delivery;
+use crate::sources::Source;
 use crate::state::{Op, PluginState, SourceId};
 use crate::types::kind_name;
 use callop::RegistrationToken;
-use callop::timer::{TimeoutAction, Timer};
 
 impl<'l, Data: 'l> HostInner<'l, Data> {
     pub(super) fn push_event(self: &Rc<Self>, p: &Rc<PluginRt>, ev: Event) {
@@ -91,19 +91,10 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 return;
             };
             let Some(live) = guard.as_mut() else { return };
-            {
-                let st = live.store.data_mut();
-                events.retain(|e| st.sources.get(&e.source).is_some_and(|r| !r.removed));
-                for e in &events {
-                    if matches!(e.kind, EventKind::Timer(_) | EventKind::Closed) {
-                        // The loop already dropped this registration.
-                        if let Some(r) = st.sources.get_mut(&e.source) {
-                            r.token = None;
-                            r.loop_disabled = false;
-                        }
-                    }
-                }
-            }
+            live.store
+                .data_mut()
+                .sources
+                .retain_deliverable(&mut events);
             let mut after = After::Continue;
             let max = live.store.data().limits.max_batch.max(1);
             for chunk in events.chunks(max) {
@@ -138,10 +129,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             let res = results.get(i);
             let id = ev.source;
             let st = live.store.data_mut();
-            let Some(rec) = st.sources.get_mut(&id) else {
-                continue;
-            };
-            if rec.removed {
+            if !st.sources.is_live(id) {
                 continue; // a queued removal wins over the result
             }
             match ev.kind {
@@ -162,30 +150,11 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         WitTimeout::ToInstant(ns) => self.shared.ns_to_instant(ns),
                     };
                     match at {
-                        Some(at) => {
-                            let enabled = rec.enabled;
-                            match self.insert_timer(p, id, at) {
-                                Ok(t) => {
-                                    let rec = st.sources.get_mut(&id).expect("checked above");
-                                    rec.token = Some(t);
-                                    if !enabled && self.handle.disable(&t).is_ok() {
-                                        rec.loop_disabled = true;
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::error!(plugin = %p.name, "cannot re-arm timer: {e}");
-                                    st.forget(id);
-                                }
-                            }
-                        }
-                        None => {
-                            st.forget(id);
-                        }
+                        Some(at) => self.rearm_timer(p, st, id, at),
+                        None => self.forget(st, id),
                     }
                 }
-                EventKind::Idle => {
-                    st.forget(id);
-                }
+                EventKind::Idle => self.forget(st, id),
                 _ => {
                     let action = match res {
                         Some(EventResult::Post(a)) => *a,
@@ -197,51 +166,13 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     };
                     match action {
                         PostAction::Continue => {}
-                        PostAction::Reregister => {
-                            if rec.io.is_some() {
-                                self.rearm_io(p, st, id);
-                            }
-                        }
-                        PostAction::Disable => {
-                            rec.enabled = false;
-                            if let Some(t) = rec.token
-                                && !rec.loop_disabled
-                                && self.handle.disable(&t).is_ok()
-                            {
-                                rec.loop_disabled = true;
-                            }
-                        }
-                        PostAction::Remove => {
-                            st.release(id);
-                            if let Some(rec) = st.forget(id)
-                                && let Some(t) = rec.token
-                            {
-                                self.handle.remove(t);
-                            }
-                        }
+                        PostAction::Reregister => self.rearm_io(p, st, id),
+                        PostAction::Disable => self.set_enabled(p, st, id, false),
+                        PostAction::Remove => self.forget(st, id),
                     }
                 }
             }
         }
-    }
-
-    fn insert_timer(
-        self: &Rc<Self>,
-        p: &Rc<PluginRt>,
-        id: SourceId,
-        at: Instant,
-    ) -> Result<RegistrationToken, String> {
-        let w = Rc::downgrade(self);
-        let p2 = p.clone();
-        self.handle
-            .insert_source(Timer::from_deadline(at), move |deadline, _, _| {
-                if let Some(inner) = w.upgrade() {
-                    let ns = inner.shared.instant_to_ns(deadline);
-                    inner.push_event(&p2, plugin_of(id, EventKind::Timer(ns)));
-                }
-                TimeoutAction::Drop
-            })
-            .map_err(|e| e.error.to_string())
     }
 
     /// Applies the queued operations of the last guest call.
@@ -250,44 +181,58 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         let ops = std::mem::take(&mut st.ops);
         for op in ops {
             match op {
-                Op::AddTimer { id, deadline } => {
-                    if st.sources.get(&id).is_none_or(|r| r.removed) {
-                        continue;
+                Op::Add(id) => self.add_source(p, st, id),
+                Op::Enable(id) => self.set_enabled(p, st, id, true),
+                Op::Disable(id) => self.set_enabled(p, st, id, false),
+                Op::Update(id) => match st.sources.armed(id) {
+                    Some((_, Source::Io(_))) => self.rearm_io(p, st, id),
+                    Some((t, _)) => {
+                        if let Err(e) = self.handle.update(&t) {
+                            tracing::warn!(plugin = %p.name, source = id, "update failed: {e}");
+                        }
                     }
-                    match self.insert_timer(p, id, deadline) {
-                        Ok(t) => self.set_token(st, id, t),
-                        Err(e) => self.drop_failed(st, p, id, &e),
-                    }
-                }
-                Op::AddIdle { id } => {
-                    if st.sources.get(&id).is_some_and(|r| !r.removed) {
-                        p.idle_queue.borrow_mut().push(id);
-                        self.schedule_idle_runner(p);
-                    }
-                }
-                Op::AddPing { id, source } => {
-                    if st.sources.get(&id).is_none_or(|r| r.removed) {
-                        continue;
-                    }
-                    let w = Rc::downgrade(self);
-                    let p2 = p.clone();
-                    let r = self.handle.insert_source(source, move |(), _, _| {
+                    None => {}
+                },
+                Op::SetInterest(id) => self.register_io(p, st, id),
+                Op::Remove(id) => self.forget(st, id),
+            }
+        }
+    }
+
+    /// Registers a pending source: its loop source, or for an idle its run,
+    /// or for a signal subscription the watching of its signals.
+    fn add_source(self: &Rc<Self>, p: &Rc<PluginRt>, st: &mut PluginState, id: SourceId) {
+        let Some(source) = st.sources.pending_mut(id) else {
+            return; // removed before it was registered
+        };
+        let r = match source {
+            Source::Timer { deadline } => self.insert_timer(p, id, *deadline).map(Some),
+            Source::Idle => {
+                p.idle_queue.borrow_mut().push(id);
+                self.schedule_idle_runner(p);
+                Ok(None)
+            }
+            Source::Ping { source, .. } => {
+                let source = source.take().expect("a pending ping has its loop source");
+                let w = Rc::downgrade(self);
+                let p2 = p.clone();
+                self.handle
+                    .insert_source(source, move |(), _, _| {
                         if let Some(inner) = w.upgrade() {
                             inner.push_event(&p2, plugin_of(id, EventKind::Ping));
                         }
-                    });
-                    match r {
-                        Ok(t) => self.set_token(st, id, t),
-                        Err(e) => self.drop_failed(st, p, id, &e.error.to_string()),
-                    }
-                }
-                Op::OpenChannel { id, source } => {
-                    if st.sources.get(&id).is_none_or(|r| r.removed) {
-                        continue;
-                    }
-                    let w = Rc::downgrade(self);
-                    let p2 = p.clone();
-                    let r = self.handle.insert_source(source, move |d, _, _| {
+                    })
+                    .map(Some)
+                    .map_err(|e| e.error.to_string())
+            }
+            Source::Channel { source, .. } => {
+                let source = source
+                    .take()
+                    .expect("a pending channel has its loop source");
+                let w = Rc::downgrade(self);
+                let p2 = p.clone();
+                self.handle
+                    .insert_source(source, move |d, _, _| {
                         let kind = match d {
                             Delivery::Messages(batch) => EventKind::Messages(batch),
                             Delivery::Closed => EventKind::Closed,
@@ -295,108 +240,66 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         if let Some(inner) = w.upgrade() {
                             inner.push_event(&p2, plugin_of(id, kind));
                         }
-                    });
-                    match r {
-                        Ok(t) => self.set_token(st, id, t),
-                        Err(e) => self.drop_failed(st, p, id, &e.error.to_string()),
-                    }
-                }
-                Op::Enable(id) => {
-                    if let Some(rec) = st.sources.get_mut(&id)
-                        && let (Some(t), true) = (rec.token, rec.loop_disabled)
-                    {
-                        match self.handle.enable(&t) {
-                            Ok(()) => rec.loop_disabled = false,
-                            Err(e) => {
-                                tracing::warn!(plugin = %p.name, source = id, "enable failed: {e}")
-                            }
-                        }
-                    }
-                }
-                Op::Disable(id) => {
-                    if let Some(rec) = st.sources.get_mut(&id)
-                        && let (Some(t), false) = (rec.token, rec.loop_disabled)
-                    {
-                        match self.handle.disable(&t) {
-                            Ok(()) => rec.loop_disabled = true,
-                            Err(e) => {
-                                tracing::warn!(plugin = %p.name, source = id, "disable failed: {e}")
-                            }
-                        }
-                    }
-                }
-                Op::Update(id) if st.sources.get(&id).is_some_and(|r| r.io.is_some()) => {
-                    self.rearm_io(p, st, id);
-                }
-                Op::AddIo(id) | Op::SetInterest(id) => {
-                    let Some(rec) = st.sources.get_mut(&id).filter(|r| !r.removed) else {
-                        continue;
-                    };
-                    if let Some(t) = rec.token.take() {
-                        self.handle.remove(t);
-                        rec.loop_disabled = false;
-                    }
-                    let Some(mut reg) = rec.io.take() else {
-                        continue;
-                    };
-                    let r = self.insert_io(p, id, &mut reg);
-                    st.sources.get_mut(&id).expect("checked above").io = Some(reg);
-                    match r {
-                        Ok(t) => self.set_token(st, id, t),
-                        Err(e) => {
-                            if let Some(reg) = st.sources.get(&id).and_then(|r| r.io.as_ref()) {
-                                reg.obj.reg.store(0, std::sync::atomic::Ordering::Relaxed);
-                            }
-                            self.drop_failed(st, p, id, &e)
-                        }
-                    }
-                }
-                Op::AddSignals(id) => {
-                    let Some(rec) = st.sources.get_mut(&id).filter(|r| !r.removed) else {
-                        continue;
-                    };
-                    let mut failed = None;
-                    for s in rec.signals.clone() {
-                        if let Err(e) = self.watch_signal(s) {
-                            failed = Some(e);
-                        }
-                    }
-                    match failed {
-                        None => st.sources.get_mut(&id).expect("checked above").active = true,
-                        Some(e) => self.drop_failed(st, p, id, &e),
-                    }
-                }
-                Op::Update(id) => {
-                    if let Some(rec) = st.sources.get(&id)
-                        && let (Some(t), false) = (rec.token, rec.loop_disabled)
-                        && let Err(e) = self.handle.update(&t)
-                    {
-                        tracing::warn!(plugin = %p.name, source = id, "update failed: {e}");
-                    }
-                }
-                Op::Remove(id) => {
-                    if let Some(rec) = st.forget(id)
-                        && let Some(t) = rec.token
-                    {
-                        self.handle.remove(t);
-                    }
-                }
+                    })
+                    .map(Some)
+                    .map_err(|e| e.error.to_string())
             }
+            Source::Io(_) => return self.register_io(p, st, id),
+            Source::Signals(list) => {
+                let mut r = Ok(None);
+                for &s in list.iter() {
+                    if let Err(e) = self.watch_signal(s) {
+                        r = Err(e);
+                    }
+                }
+                r
+            }
+        };
+        match r {
+            Ok(t) => self.set_token(p, st, id, t),
+            Err(e) => self.drop_failed(st, p, id, &e),
         }
     }
 
-    fn set_token(&self, st: &mut PluginState, id: SourceId, t: RegistrationToken) {
-        let rec = st.sources.get_mut(&id).expect("checked by caller");
-        rec.token = Some(t);
-        if !rec.enabled && self.handle.disable(&t).is_ok() {
-            rec.loop_disabled = true;
+    /// Records a source's (new) loop registration, disabling it if the guest
+    /// had disabled the source.
+    pub(super) fn set_token(
+        &self,
+        p: &PluginRt,
+        st: &mut PluginState,
+        id: SourceId,
+        t: Option<RegistrationToken>,
+    ) {
+        if st.sources.registered(id, t) {
+            self.set_enabled(p, st, id, false);
         }
     }
 
-    fn drop_failed(&self, st: &mut PluginState, p: &PluginRt, id: SourceId, e: &str) {
-        let kind = st.sources.get(&id).map_or("source", |r| r.kind.as_str());
+    /// Enables or disables a source (and its loop registration).
+    fn set_enabled(&self, p: &PluginRt, st: &mut PluginState, id: SourceId, on: bool) {
+        let r = st.sources.set_enabled(id, on, |t| {
+            if on {
+                self.handle.enable(t)
+            } else {
+                self.handle.disable(t)
+            }
+        });
+        if let Err(e) = r {
+            let what = if on { "enable" } else { "disable" };
+            tracing::warn!(plugin = %p.name, source = id, "{what} failed: {e}");
+        }
+    }
+
+    /// Drops a source and its loop registration.
+    pub(super) fn forget(&self, st: &mut PluginState, id: SourceId) {
+        if let Some(t) = st.sources.forget(id) {
+            self.remove_loop_source(t);
+        }
+    }
+
+    pub(super) fn drop_failed(&self, st: &mut PluginState, p: &PluginRt, id: SourceId, e: &str) {
+        let kind = st.sources.kind_name(id);
         tracing::error!(plugin = %p.name, source = id, "cannot register {kind}: {e}");
-        st.release(id);
-        st.forget(id);
+        self.forget(st, id);
     }
 }

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use super::{HostInner, PluginRt, plugin_of};
 use crate::bindings::callop::plugin::types::{Event, EventKind, Readiness as WitReadiness};
 use crate::io::IoReg;
+use crate::sources::Source;
 use crate::state::{PluginState, SourceId};
 use callop::RegistrationToken;
 use callop::generic::Generic;
@@ -66,15 +67,36 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             .map_err(|e| e.error.to_string())
     }
 
-    /// Re-applies an I/O registration (re-arms a oneshot one).
-    pub(super) fn rearm_io(&self, p: &PluginRt, st: &mut PluginState, id: SourceId) {
-        let Some(rec) = st.sources.get(&id) else {
+    /// Registers an I/O source in the loop (again, with its new interest
+    /// and mode, replacing its old loop source); on failure the source is
+    /// dropped and its object may be registered again.
+    pub(super) fn register_io(
+        self: &Rc<Self>,
+        p: &Rc<PluginRt>,
+        st: &mut PluginState,
+        id: SourceId,
+    ) {
+        let Some((reg, old)) = st.sources.io_to_register(id) else {
             return;
         };
-        let (Some(t), false) = (rec.token, rec.loop_disabled) else {
+        if let Some(t) = old {
+            self.remove_loop_source(t);
+        }
+        match self.insert_io(p, id, reg) {
+            Ok(t) => self.set_token(p, st, id, Some(t)),
+            Err(e) => {
+                reg.obj.reg.store(0, std::sync::atomic::Ordering::Relaxed);
+                self.drop_failed(st, p, id, &e)
+            }
+        }
+    }
+
+    /// Re-applies an enabled I/O registration (re-arms a oneshot one).
+    pub(super) fn rearm_io(&self, p: &PluginRt, st: &PluginState, id: SourceId) {
+        let Some((t, Source::Io(reg))) = st.sources.armed(id) else {
             return;
         };
-        if let Some(ping) = rec.io.as_ref().and_then(|r| r.ping.as_ref()) {
+        if let Some(ping) = reg.ping.as_ref() {
             ping.ping();
         } else if let Err(e) = self.handle.update(&t) {
             tracing::warn!(plugin = %p.name, source = id, "re-registering failed: {e}");

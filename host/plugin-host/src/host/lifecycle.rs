@@ -171,10 +171,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         };
         {
             let st = live.store.data();
-            for rec in st.sources.values() {
-                if let Some(t) = rec.token {
-                    self.handle.remove(t);
-                }
+            for t in st.sources.tokens() {
+                self.remove_loop_source(t);
             }
         }
         self.shared.registry().remove_instance(&p.name);

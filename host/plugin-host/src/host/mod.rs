@@ -3,7 +3,7 @@
 //! # How guest sources map to loop sources
 //!
 //! Every guest registration becomes a real source in the application's loop:
-//! `add-timer` a [`Timer`](callop::timer::Timer), `make-ping` a [`ping`](callop::ping) source,
+//! `add-timer` a [`Timer`], `make-ping` a [`ping`](callop::ping) source,
 //! `open-channel` a mailbox source (a channel whose messages are packed as
 //! they are sent, see `mailbox.rs`), `add-idle` an idle callback, `io.register`
 //! a [`Generic`](callop::generic::Generic) source.
@@ -25,9 +25,11 @@
 //! host applies the `dispatch` results (re-arming timers, disabling or
 //! removing sources) and then the queued operations, in call order.
 //!
-//! A timer fires once in the loop (its callback returns
-//! [`TimeoutAction::Drop`](callop::timer::TimeoutAction::Drop)); when the
-//! guest answers `to-duration`/`to-instant` the host registers a new timer.
+//! A guest timer is one [`Timer`] registration for
+//! its whole life: when it fires, its callback queues the event and parks it
+//! (far in the future) until the guest's answer, which re-arms the same
+//! registration at the deadline asked for (`to-duration`/`to-instant`) or
+//! removes it (`drop`); see `timer_routing`.
 //!
 //! Idles added while the loop is inside its idle phase (or outside the loop)
 //! would only run after the next wake-up, so the host owns a ping source it
@@ -48,6 +50,7 @@
 //!   the queued operations (timers, idles, pings, channels);
 //! * `io_routing` — the loop sources of I/O registrations and their readiness;
 //! * `signal_routing` — signal sources and delivering signals to plugins;
+//! * `timer_routing` — the loop timers of guest timers, re-armed in place;
 //! * `shutdown` — graceful shutdown.
 
 use std::cell::{Cell, RefCell};
@@ -61,7 +64,9 @@ use wasmtime::Store;
 
 use callop::channel::{self, Channel, Sender};
 use callop::ping::Ping;
-use callop::{LoopHandle, RegistrationToken};
+use callop::timer::Timer;
+use callop::{Dispatcher, LoopHandle, RegistrationToken};
+use rustc_hash::FxHashMap;
 
 use super::app_sender::AppSender;
 use super::bindings::Plugin as PluginBindings;
@@ -86,6 +91,7 @@ mod io_routing;
 mod lifecycle;
 mod shutdown;
 mod signal_routing;
+mod timer_routing;
 
 /// Identifies one loaded plugin instance within a [`Host`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -266,6 +272,9 @@ struct HostInner<'l, Data> {
     waker_token: Cell<Option<RegistrationToken>>,
     /// Application-side registrations to remove on drop (timers).
     aux_tokens: RefCell<Vec<RegistrationToken>>,
+    /// The loop timer of every live guest timer, by its registration (to
+    /// re-arm it in place; see `timer_routing`).
+    timers: RefCell<FxHashMap<RegistrationToken, Dispatcher<'l, Timer, Data>>>,
     /// The engine's epoch ticker, held while this host lives (only with a
     /// callback timeout: without one no guest call has a deadline).
     ticker: Option<Arc<Ticker>>,
@@ -434,6 +443,7 @@ impl<'l, Data: 'l> Host<'l, Data> {
                 waker,
                 waker_token: Cell::new(Some(waker_token)),
                 aux_tokens: RefCell::new(Vec::new()),
+                timers: RefCell::new(FxHashMap::default()),
                 ticker,
                 grants: RefCell::new(HashMap::new()),
                 watched_signals: RefCell::new(Vec::new()),
@@ -550,6 +560,17 @@ impl<'l, Data: 'l> Host<'l, Data> {
             .values()
             .map(|p| (p.id, p.name.to_string()))
             .collect()
+    }
+
+    /// The loop registration behind each source of a plugin that has one of
+    /// its own, by guest source id (`None` if the plugin is not alive). For
+    /// diagnostics and tests: e.g. a guest timer keeps one registration for
+    /// its whole life, however often it fires.
+    pub fn source_registrations(&self, id: PluginId) -> Option<Vec<(u64, RegistrationToken)>> {
+        let p = self.inner.plugins.borrow().get(&id).cloned()?;
+        let live = p.live.try_borrow().ok()?;
+        live.as_ref()
+            .map(|l| l.store.data().sources.registrations())
     }
 
     /// Number of live sources of a plugin (`None` if it is not alive).
@@ -669,13 +690,8 @@ impl<'l, Data: 'l> Host<'l, Data> {
     pub fn has_signal_subscriber(&self, signal: Signal) -> bool {
         self.inner.plugins.borrow().values().any(|p| {
             p.live.try_borrow().ok().is_some_and(|l| {
-                l.as_ref().is_some_and(|l| {
-                    l.store
-                        .data()
-                        .sources
-                        .values()
-                        .any(|r| r.active && !r.removed && r.enabled && r.signals.contains(&signal))
-                })
+                l.as_ref()
+                    .is_some_and(|l| l.store.data().sources.subscribers(signal).next().is_some())
             })
         })
     }

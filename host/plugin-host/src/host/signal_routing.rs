@@ -23,15 +23,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     continue;
                 };
                 let Some(live) = guard.as_ref() else { continue };
-                live.store
-                    .data()
-                    .sources
-                    .iter()
-                    .filter(|(_, r)| {
-                        r.active && !r.removed && r.enabled && r.signals.contains(&signal)
-                    })
-                    .map(|(id, _)| *id)
-                    .collect()
+                live.store.data().sources.subscribers(signal).collect()
             };
             for id in ids {
                 any = true;

@@ -4,7 +4,7 @@
 //!
 //! No raw descriptor crosses the boundary: each object is an entry of the
 //! instance's resource table, created only after a [`Capabilities`] check.
-//! Registering a pollable object queues an [`Op::AddIo`]; the runtime then
+//! Registering a pollable object queues an [`Op::Add`]; the runtime then
 //! inserts a real [`Generic`](callop::generic::Generic) source over the
 //! object into the loop, whose callback queues an `event-kind.readiness`
 //! for the plugin (see `host/io_routing.rs`). Objects that the OS cannot
@@ -50,7 +50,8 @@ use wasmtime::component::{Resource, ResourceTableError};
 use super::bindings::callop::plugin::io as wit;
 use super::bindings::callop::plugin::types::{Error, ErrorCode, Signal as WitSignal, SourceId};
 use super::capabilities::{Capabilities, FdGrant};
-use super::state::{Op, PluginState, SourceKind, wit_err};
+use super::sources::Source;
+use super::state::{Op, PluginState, wit_err};
 use callop::{Interest, Mode};
 
 pub use dir::DirRes;
@@ -395,13 +396,7 @@ impl wit::Host for PluginState {
         interest: wit::Interest,
         mode: wit::Mode,
     ) -> Result<(), Error> {
-        let rec = self.live(id)?;
-        let Some(reg) = rec.io.as_mut() else {
-            return Err(wit_err(
-                ErrorCode::WrongKind,
-                format!("source {id} is not an I/O registration"),
-            ));
-        };
+        let reg = self.sources.io_mut(id)?;
         reg.interest = interest_of(interest);
         reg.mode = mode_of(mode);
         self.ops.push(Op::SetInterest(id));
@@ -410,9 +405,8 @@ impl wit::Host for PluginState {
 
     fn add_signals(&mut self, signals: Vec<WitSignal>) -> Result<SourceId, Error> {
         let list = signals::granted(&self.io.caps, signals)?;
-        let id = self.alloc_source(SourceKind::Signals)?;
-        self.sources.get_mut(&id).expect("just allocated").signals = list;
-        self.ops.push(Op::AddSignals(id));
+        let id = self.sources.add(Source::Signals(list))?;
+        self.ops.push(Op::Add(id));
         Ok(id)
     }
 }

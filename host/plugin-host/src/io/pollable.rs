@@ -18,7 +18,8 @@ use wasmtime::component::Resource;
 
 use super::{bad_handle, closed, wit};
 use crate::bindings::callop::plugin::types::{Error, ErrorCode, SourceId};
-use crate::state::{Op, PluginState, SourceKind, wit_err};
+use crate::sources::Source;
+use crate::state::{Op, PluginState, wit_err};
 use callop::{Interest, Mode};
 
 /// What the loop needs of a registered object: a descriptor to watch with a
@@ -115,16 +116,14 @@ impl PluginState {
                 "this object is already registered",
             ));
         }
-        let id = self.alloc_source(SourceKind::Io)?;
-        obj.reg.store(id, Ordering::Relaxed);
-        let rec = self.sources.get_mut(&id).expect("just allocated");
-        rec.io = Some(IoReg {
-            obj,
+        let id = self.sources.add(Source::Io(IoReg {
+            obj: obj.clone(),
             interest,
             mode,
             ping: None,
-        });
-        self.ops.push(Op::AddIo(id));
+        }))?;
+        obj.reg.store(id, Ordering::Relaxed);
+        self.ops.push(Op::Add(id));
         Ok(id)
     }
 
@@ -135,8 +134,7 @@ impl PluginState {
             return;
         };
         let id = p.0.reg.swap(0, Ordering::Relaxed);
-        if id != 0 && self.sources.get(&id).is_some_and(|r| !r.removed) {
-            self.release(id);
+        if id != 0 && self.sources.remove(id).is_ok() {
             self.ops.push(Op::Remove(id));
         }
     }

@@ -16,6 +16,7 @@ use crate::bindings::callop::plugin::types::{ErrorCode, Signal as WitSignal};
 use crate::capabilities::Capabilities;
 use crate::limits::Limits;
 use crate::policy::Policy;
+use crate::sources::{Source, Status};
 use crate::state::{Op, PluginState, Shared};
 
 fn state_with(caps: Capabilities, limits: Limits) -> PluginState {
@@ -185,8 +186,8 @@ fn registering_hands_the_loop_the_objects_descriptor() {
         wit::Mode::Level,
     )
     .unwrap();
-    assert!(matches!(st.ops.last(), Some(Op::AddIo(i)) if *i == id));
-    let reg = st.sources[&id].io.as_ref().unwrap();
+    assert!(matches!(st.ops.last(), Some(Op::Add(i)) if *i == id));
+    let reg = pending_io(&mut st, id);
     assert_eq!(reg.obj.as_fd().as_raw_fd(), raw);
     assert!(!reg.obj.always_ready());
     assert!(reg.interest.readable && reg.interest.writable);
@@ -239,7 +240,10 @@ fn dropping_a_registered_object_removes_its_registration() {
     .unwrap();
     HostTcpListener::drop(&mut st, l).unwrap();
     assert!(matches!(st.ops.last(), Some(Op::Remove(i)) if *i == id));
-    assert!(st.sources[&id].removed);
+    assert!(matches!(
+        st.sources.status(id),
+        Some(Status::Removed { .. })
+    ));
     assert_eq!(st.handles, 0);
 }
 
@@ -251,7 +255,7 @@ fn a_regular_file_fd_is_always_ready() {
     let mut st = state(Capabilities::new().fd("f", f.into()));
     let fd = st.open_fd("f".into()).unwrap();
     let id = register(&mut st, wit::Pollable::Fd(borrow(&fd)), wit::Mode::Level).unwrap();
-    assert!(st.sources[&id].io.as_ref().unwrap().obj.always_ready());
+    assert!(pending_io(&mut st, id).obj.always_ready());
     assert_eq!(HostFd::read(&mut st, borrow(&fd), 64).unwrap(), b"data");
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -383,9 +387,20 @@ fn signal_subscriptions_need_a_grant_and_list_each_signal_once() {
     let id = st
         .add_signals(vec![WitSignal::Hup, WitSignal::Hup])
         .unwrap();
-    assert_eq!(st.sources[&id].signals, [callop::signals::Signal::SIGHUP]);
+    let Some(Source::Signals(signals)) = st.sources.pending_mut(id) else {
+        panic!("source {id} is not a pending signal subscription");
+    };
+    assert_eq!(*signals, [callop::signals::Signal::SIGHUP]);
     assert_eq!(
         super::from_signal(callop::signals::Signal::SIGHUP),
         Some(WitSignal::Hup)
     );
+}
+
+/// The I/O registration of source `id`, still waiting for its `Op::Add`.
+fn pending_io(st: &mut PluginState, id: u64) -> &mut super::IoReg {
+    match st.sources.pending_mut(id) {
+        Some(Source::Io(reg)) => reg,
+        _ => panic!("source {id} is not a pending I/O registration"),
+    }
 }

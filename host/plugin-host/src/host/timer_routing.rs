@@ -1,0 +1,98 @@
+//! Timer routing: the loop [`Timer`] behind each guest timer, kept for the
+//! timer's whole life and re-armed in place.
+//!
+//! The guest decides a timer's next deadline in its `dispatch` result, which
+//! arrives after the loop callback has returned (the event is delivered in
+//! the flush, an idle callback). So the callback queues the event and parks
+//! the timer with [`TimeoutAction::ToInstant`] far in the future; when the
+//! result arrives, [`rearm_timer`](HostInner::rearm_timer) sets the timer's
+//! deadline through its [`Dispatcher`] and re-registers the same
+//! registration with [`LoopHandle::update`](callop::LoopHandle::update) (a
+//! disabled timer takes the deadline at its next enable). A `drop` result
+//! removes it. The loop's timer never fires early, and the event carries the
+//! scheduled deadline.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::{HostInner, PluginRt, plugin_of};
+use crate::bindings::callop::plugin::types::EventKind;
+use crate::state::{PluginState, SourceId};
+use callop::timer::{TimeoutAction, Timer};
+use callop::{Dispatcher, RegistrationToken};
+
+/// How far after its deadline a fired timer is parked until the guest's
+/// answer re-arms or drops it (it never waits that long: the answer comes in
+/// the same loop iteration, unless the plugin ends first).
+const PARKED: Duration = Duration::from_secs(365 * 86400);
+
+/// Where a timer that fired at `deadline` waits for the guest's answer.
+fn parked(deadline: Instant) -> Instant {
+    let now = Instant::now().max(deadline);
+    now.checked_add(PARKED).unwrap_or(now)
+}
+
+impl<'l, Data: 'l> HostInner<'l, Data> {
+    /// Inserts the loop timer of guest timer `id`, firing at `at`.
+    pub(super) fn insert_timer(
+        self: &Rc<Self>,
+        p: &Rc<PluginRt>,
+        id: SourceId,
+        at: Instant,
+    ) -> Result<RegistrationToken, String> {
+        let w = Rc::downgrade(self);
+        let p2 = p.clone();
+        let d = Dispatcher::new(Timer::from_deadline(at), move |deadline, _, _| {
+            let Some(inner) = w.upgrade() else {
+                return TimeoutAction::Drop;
+            };
+            let ns = inner.shared.instant_to_ns(deadline);
+            inner.push_event(&p2, plugin_of(id, EventKind::Timer(ns)));
+            TimeoutAction::ToInstant(parked(deadline))
+        });
+        let t = self
+            .handle
+            .register_dispatcher(d.clone())
+            .map_err(|e| e.to_string())?;
+        self.timers.borrow_mut().insert(t, d);
+        Ok(t)
+    }
+
+    /// Re-arms the fired guest timer `id` in place at `at` (the guest's
+    /// answer); on failure it is dropped.
+    pub(super) fn rearm_timer(
+        &self,
+        p: &PluginRt,
+        st: &mut PluginState,
+        id: SourceId,
+        at: Instant,
+    ) {
+        let Some((t, enabled)) = st.sources.rearm_timer(id, at) else {
+            return;
+        };
+        let d = self.timers.borrow().get(&t).cloned();
+        let r = match d {
+            Some(d) => {
+                d.as_source_mut().set_deadline(at);
+                if enabled {
+                    self.handle.update(&t).map_err(|e| e.to_string())
+                } else {
+                    Ok(()) // takes the deadline when enabled again
+                }
+            }
+            None => Err("its loop timer is gone".to_string()),
+        };
+        if let Err(e) = r {
+            tracing::error!(plugin = %p.name, source = id, "cannot re-arm timer: {e}");
+            self.forget(st, id);
+        }
+    }
+
+    /// Removes a plugin source's loop registration (and, for a timer, the
+    /// dispatcher kept to re-arm it).
+    pub(super) fn remove_loop_source(&self, t: RegistrationToken) {
+        self.handle.remove(t);
+        let timer = self.timers.borrow_mut().remove(&t);
+        drop(timer);
+    }
+}
