@@ -58,16 +58,18 @@ mod ticker;
 mod types;
 
 pub use app_sender::AppSender;
-pub use capabilities::{Capabilities, CapabilitySpec, DirGrant, NetDirection, NetRule};
+pub use capabilities::{Capabilities, DirGrant, GrantError, IpNet, NetDirection, NetRule};
 pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
 pub use fault::{Fault, FaultKind};
-pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec};
+pub use host::{
+    ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec, RunEnd,
+    ShutdownPhase, SignalShutdown, SignalShutdownError,
+};
 pub use limits::Limits;
 pub use policy::Policy;
 pub use pooling::Allocator;
 pub use restart::RestartPolicy;
-pub use state::{PingHandle, PluginState, SenderHandle};
 
 /// The WIT package this host implements.
 pub const PACKAGE: &str = "callop:plugin";

@@ -43,7 +43,8 @@
 //!   the queued operations (timers, idles, pings, channels);
 //! * `io_routing` — the loop sources of I/O registrations and their readiness;
 //! * `signal_routing` — signal sources and delivering signals to plugins;
-//! * `shutdown` — graceful shutdown.
+//! * `shutdown` — graceful shutdown;
+//! * `signal_shutdown` — [`SignalShutdown`]: graceful shutdown on SIGINT/SIGTERM.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -80,6 +81,9 @@ mod io_routing;
 mod lifecycle;
 mod shutdown;
 mod signal_routing;
+mod signal_shutdown;
+
+pub use signal_shutdown::{RunEnd, ShutdownPhase, SignalShutdown, SignalShutdownError};
 
 /// Identifies one loaded plugin instance within a [`Host`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
