@@ -18,7 +18,12 @@
 //! Module layout:
 //! * [`engine`] — wasmtime engine + linker, loading and load-time checks;
 //! * [`cache`] — precompiled-component cache;
-//! * [`host`] — the embedding API ([`Host`]) and the loop bridge;
+//! * [`host`] — the embedding API ([`Host`]), the loop bridge, and
+//!   [`SignalShutdown`] (graceful shutdown on SIGINT/SIGTERM, as
+//!   `callop-host` does it);
+//! * [`capabilities`] — what a plugin may do through `io`
+//!   ([`Capabilities`], built from typed grants such as [`NetRule`] and
+//!   [`DirGrant`]);
 //! * `host_loop`, `types` — the host side of the WIT interfaces
 //!   `callop:plugin/host-loop` and `callop:plugin/types` (the guest side,
 //!   `callop:plugin/guest`, is called from [`host`]);
@@ -30,7 +35,9 @@
 //! * `ticker` — the epoch ticker that turns the loop thread's CPU time into
 //!   callback deadlines.
 //! * [`config`] — the TOML file of `callop-host --config`:
-//!   limits, restart policies and capabilities.
+//!   limits, restart policies and capabilities; [`config::grants`] parses
+//!   the string syntaxes of the grants (`--allow-net`, `--dir`, `--fd`,
+//!   `--allow-signal`), for the file and the flags alike.
 
 #![warn(missing_docs)]
 
