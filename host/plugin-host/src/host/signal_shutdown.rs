@@ -1,44 +1,5 @@
-//! Shutting a [`Host`] down on SIGINT/SIGTERM, the way `callop-host` does:
-//! the first signal calls every plugin's graceful `shutdown` with a
-//! deadline ([`Host::shutdown`]); a second one asks to exit at once.
-//!
-//! [`SignalShutdown`] is a signal source of the application's loop. It must
-//! be created before the host (and before any other thread) so that the
-//! signals are blocked in every thread the process starts later, then
-//! [attached](SignalShutdown::attach) to the host. Signals granted to
-//! plugins ([`Capabilities::allow_signal`](crate::Capabilities::allow_signal))
-//! go through the same source: name them when creating it. A granted
-//! SIGINT/SIGTERM goes to the plugins subscribed to it; only when no plugin
-//! takes it does it count as a shutdown request.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use callop::EventLoop;
-//! use callop_plugin_host::{Host, HostConfig, RunEnd, SignalShutdown};
-//!
-//! let mut event_loop: EventLoop<()> = EventLoop::try_new()?;
-//! // First, while this is the only thread: SIGINT and SIGTERM (plus the
-//! // signals granted to plugins, none here) are watched by the loop.
-//! let mut signals = SignalShutdown::new(&event_loop.handle(), Duration::from_secs(2), &[])?;
-//! let host = Host::new(event_loop.handle(), HostConfig::default())?;
-//! signals.attach(&host);
-//! host.load_file("ticker.wasm", "ticker", &[])?;
-//! // Dispatches until every plugin ended, or a signal shut them down.
-//! match signals.run(&mut event_loop, &host, &mut ())? {
-//!     RunEnd::Finished => println!("every plugin finished"),
-//!     RunEnd::ShutDown => println!("shut down gracefully"),
-//!     RunEnd::Forced => println!("second signal: the rest was unloaded"),
-//! }
-//! for exit in host.exits() {
-//!     println!("{}: {}", exit.name, exit.reason);
-//! }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! An embedder running its own loop calls
-//! [`handle_pending`](SignalShutdown::handle_pending) after each dispatch
-//! instead of [`run`](SignalShutdown::run), and reads the
-//! [`ShutdownPhase`] it returns.
+//! [`SignalShutdown`]: shutting a [`Host`] down on SIGINT/SIGTERM, the way
+//! `callop-host` does.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -91,10 +52,47 @@ impl std::error::Error for SignalShutdownError {
     }
 }
 
-/// SIGINT/SIGTERM handling for a [`Host`]: a loop source receiving those
-/// signals (and the ones granted to plugins), and the state machine "first
-/// signal → graceful shutdown within `grace`; second signal → exit now"
-/// (see the [module documentation](self) for an example).
+/// Shutting a [`Host`] down on SIGINT/SIGTERM, the way `callop-host` does:
+/// the first signal calls every plugin's graceful `shutdown` with a
+/// deadline ([`Host::shutdown`]); a second one asks to exit at once.
+///
+/// It is a signal source of the application's loop. It must
+/// be created before the host (and before any other thread) so that the
+/// signals are blocked in every thread the process starts later, then
+/// [attached](SignalShutdown::attach) to the host. Signals granted to
+/// plugins ([`Capabilities::allow_signal`](crate::Capabilities::allow_signal))
+/// go through the same source: name them when creating it. A granted
+/// SIGINT/SIGTERM goes to the plugins subscribed to it; only when no plugin
+/// takes it does it count as a shutdown request.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use callop::EventLoop;
+/// use callop_plugin_host::{Host, HostConfig, RunEnd, SignalShutdown};
+///
+/// let mut event_loop: EventLoop<()> = EventLoop::try_new()?;
+/// // First, while this is the only thread: SIGINT and SIGTERM (plus the
+/// // signals granted to plugins, none here) are watched by the loop.
+/// let mut signals = SignalShutdown::new(&event_loop.handle(), Duration::from_secs(2), &[])?;
+/// let host = Host::new(event_loop.handle(), HostConfig::default())?;
+/// signals.attach(&host);
+/// host.load_file("ticker.wasm", "ticker", &[])?;
+/// // Dispatches until every plugin ended, or a signal shut them down.
+/// match signals.run(&mut event_loop, &host, &mut ())? {
+///     RunEnd::Finished => println!("every plugin finished"),
+///     RunEnd::ShutDown => println!("shut down gracefully"),
+///     RunEnd::Forced => println!("second signal: the rest was unloaded"),
+/// }
+/// for exit in host.exits() {
+///     println!("{}: {}", exit.name, exit.reason);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// An embedder running its own loop calls
+/// [`handle_pending`](SignalShutdown::handle_pending) after each dispatch
+/// instead of [`run`](SignalShutdown::run), and reads the
+/// [`ShutdownPhase`] it returns.
 ///
 /// Dropping it removes its source from the loop.
 pub struct SignalShutdown<'l, Data> {
