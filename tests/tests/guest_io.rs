@@ -6,7 +6,7 @@
 //! signals and the command-line flags run the `callop-host` binary.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use callop::EventLoop;
-use callop_plugin_host::{Capabilities, ExitReason, Host, HostConfig, Limits, PluginExit};
+use callop_plugin_host::{
+    Capabilities, ExitReason, Host, HostConfig, Limits, NetDirection, NetRule, PluginExit,
+};
 use callop_tests::send_signal;
 
 // ---------------------------------------------------------------- helpers
@@ -147,10 +149,9 @@ fn tcp_echo_load(extra: &'static [&'static str]) {
     let listen = addr.to_string();
     let mut args = vec!["--listen", listen.as_str(), "--exit-after", "500"];
     args.extend_from_slice(extra);
-    let grant = listen.clone();
     let h = HostThread::start(
         "echo-server",
-        move || Capabilities::new().allow_net(&grant).unwrap(),
+        move || Capabilities::new().allow_net(NetRule::socket(NetDirection::Both, addr)),
         &args,
     );
     let barrier = Arc::new(Barrier::new(CONNS));
@@ -217,10 +218,7 @@ fn tcp_echo_edge_mode_drains_large_writes() {
     let listen = addr.to_string();
     let _h = HostThread::start(
         "echo-server",
-        {
-            let l = listen.clone();
-            move || Capabilities::new().allow_net(&l).unwrap()
-        },
+        move || Capabilities::new().allow_net(NetRule::socket(NetDirection::Both, addr)),
         &["--listen", &listen, "--edge"],
     );
     let mut s = connect_retry(addr);
@@ -245,10 +243,7 @@ fn tcp_echo_edge_mode_without_draining_stalls_until_new_data() {
     let listen = addr.to_string();
     let _h = HostThread::start(
         "echo-server",
-        {
-            let l = listen.clone();
-            move || Capabilities::new().allow_net(&l).unwrap()
-        },
+        move || Capabilities::new().allow_net(NetRule::socket(NetDirection::Both, addr)),
         &["--listen", &listen, "--edge-no-drain", "--chunk", "16"],
     );
     let mut s = connect_retry(addr);
@@ -278,10 +273,7 @@ fn unloading_a_plugin_closes_its_sockets() {
     let listen = addr.to_string();
     let h = HostThread::start(
         "echo-server",
-        {
-            let l = listen.clone();
-            move || Capabilities::new().allow_net(&l).unwrap()
-        },
+        move || Capabilities::new().allow_net(NetRule::socket(NetDirection::Both, addr)),
         &["--listen", &listen],
     );
     let mut s = connect_retry(addr);
@@ -314,7 +306,13 @@ fn udp_echo_every_datagram_comes_back() {
     let h = HostThread::start(
         "udp-echo",
         // bind on the port, send back to any 127.0.0.1 client
-        move || Capabilities::new().allow_net("127.0.0.1").unwrap(),
+        move || {
+            Capabilities::new().allow_net(NetRule::new(
+                NetDirection::Both,
+                IpAddr::from([127, 0, 0, 1]),
+                0..=u16::MAX,
+            ))
+        },
         &["--listen", &listen],
     );
     thread::sleep(Duration::from_millis(200));

@@ -15,12 +15,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use callop::EventLoop;
-use callop::signals::{Signal, Signals};
-use callop_plugin_host::Capabilities;
+use callop::signals::Signal;
 use callop_plugin_host::config::ConfigFile;
+use callop_plugin_host::config::grants::GrantFlag;
 use callop_plugin_host::{
-    EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine, PluginSpec, Policy,
-    RestartPolicy, cache,
+    Capabilities, EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine,
+    PluginExit, PluginSpec, Policy, RestartPolicy, SignalShutdown, cache,
 };
 
 const EXAMPLES: &str = "\
@@ -254,13 +254,17 @@ fn capabilities(
             .map_err(|e| format!("--config: `[plugins.{name}]`: {e}"))?;
         add(name, c);
     }
+    let grant = |flag: GrantFlag, spec: &str| {
+        flag.add(Capabilities::new(), spec)
+            .map_err(|e| e.to_string())
+    };
     for v in &run.allow_net {
         let (n, spec) = target_of("--allow-net", v, names)?;
-        add(&n, Capabilities::new().allow_net(spec)?);
+        add(&n, grant(GrantFlag::AllowNet, spec)?);
     }
     for v in &run.dirs {
         let (n, spec) = target_of("--dir", v, names)?;
-        add(&n, Capabilities::new().dir(spec)?);
+        add(&n, grant(GrantFlag::Dir, spec)?);
     }
     for v in &run.fds {
         // `db=3` is NAME=N for the only plugin; `echo=db=3` names the plugin.
@@ -270,7 +274,7 @@ fn capabilities(
             }
             _ => target_of("--fd", "", names).map(|(n, _)| (n, v.as_str()))?,
         };
-        add(&n, Capabilities::new().inherited_fd(spec)?);
+        add(&n, grant(GrantFlag::Fd, spec)?);
     }
     for v in &run.stdin {
         let n = if v.is_empty() {
@@ -284,16 +288,9 @@ fn capabilities(
     }
     for v in &run.allow_signal {
         let (n, spec) = target_of("--allow-signal", v, names)?;
-        add(&n, Capabilities::new().allow_signals(spec)?);
+        add(&n, grant(GrantFlag::AllowSignal, spec)?);
     }
     Ok(caps)
-}
-
-#[derive(Default)]
-struct CliState {
-    signals: u32,
-    /// Granted signals received, to route to the plugins.
-    routed: Vec<Signal>,
 }
 
 fn main() -> ExitCode {
@@ -404,156 +401,132 @@ fn cmd_inspect(plugin: PathBuf) -> ExitCode {
     }
 }
 
+/// `run`: an error message ends the run with status 2 (`None`: already
+/// reported).
 fn cmd_run(run: RunArgs) -> ExitCode {
-    let mut specs = Vec::new();
-    for s in &run.plugins {
-        match parse_plugin_arg(s) {
-            Ok(mut p) => {
-                p.args.extend(run.args.iter().cloned());
-                specs.push(p);
+    match run_plugins(&run) {
+        Ok(code) => code,
+        Err(msg) => {
+            if let Some(m) = msg {
+                eprintln!("error: {m}");
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
+            ExitCode::from(2)
         }
     }
-    if specs.is_empty() {
-        eprintln!("error: no plugin given (see `callop-host --help`)");
-        return ExitCode::from(2);
-    }
+}
 
+/// Parses, builds the configuration, loads the plugins, runs them until
+/// they end or a signal shuts them down, and reports their exits.
+fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
+    let specs = plugin_args(run)?;
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     // The --config file, read once: limits, restart policies, capabilities.
     let file = match &run.config {
         Some(p) => ConfigFile::read(p).and_then(|f| f.check_instances(&names).map(|()| f)),
         None => Ok(ConfigFile::default()),
-    };
-    let file = match file {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: --config: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let caps = match capabilities(&run, &file, &names) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    // Signals granted to some plugin are watched by the CLI's signal source
-    // too (see below) and routed to the host.
-    let mut watched = vec![Signal::SIGINT, Signal::SIGTERM];
-    for (_, c) in &caps {
-        for s in &c.signals {
-            if !watched.contains(s) {
-                watched.push(*s);
-            }
-        }
     }
+    .map_err(|e| format!("--config: {e}"))?;
+    let caps = capabilities(run, &file, &names)?;
 
     // The loop and the signal source come first: the signals are blocked in
     // this thread before any other thread (compiler pool, epoch ticker)
     // exists, so those threads inherit the mask and never get them.
-    let mut event_loop: EventLoop<'static, CliState> = match EventLoop::try_new() {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot create the event loop: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let signals = match Signals::new(&watched) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot watch signals: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(e) = event_loop
-        .handle()
-        .insert_source(signals, |ev, _, st: &mut CliState| {
-            // Handled after the iteration (the host lives in the loop's
-            // closure): granted signals go to the plugins; SIGINT/SIGTERM
-            // shut down unless a plugin is granted and subscribed.
-            tracing::info!("received {:?}", ev.signal());
-            st.routed.push(ev.signal());
-        })
-    {
-        eprintln!("error: cannot watch signals: {}", e.error);
-        return ExitCode::from(2);
-    }
+    let mut event_loop: EventLoop<'static, ()> =
+        EventLoop::try_new().map_err(|e| format!("cannot create the event loop: {e}"))?;
+    let granted: Vec<Signal> = caps
+        .iter()
+        .flat_map(|(_, c)| c.signals().iter().copied())
+        .collect();
+    let grace = Duration::from_millis(run.shutdown_timeout);
+    let mut signals = SignalShutdown::new(&event_loop.handle(), grace, &granted)
+        .map_err(|e| format!("cannot watch signals: {e}"))?
+        .forever(run.forever);
 
-    let resolved = file.resolve_with(
-        &Limits::default(),
-        RestartPolicy::Never,
-        |l| {
-            if let Some(m) = run.max_memory {
-                l.max_memory_bytes = m.saturating_mul(1 << 20);
-            }
-            if let Some(n) = run.max_sources {
-                l.max_sources = n;
-            }
-            if let Some(n) = run.max_message_size {
-                l.max_message_bytes = n;
-            }
-            if let Some(ms) = run.callback_timeout {
-                l.callback_timeout = (ms > 0).then(|| Duration::from_millis(ms));
-            }
-        },
-        run.restart,
-    );
-    let resolved = match resolved {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: --config: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let limits = resolved.limits.clone();
+    let host = build_host(run, &file, &event_loop)?;
+    signals.attach(&host);
+    for (name, c) in caps {
+        host.grant(&name, c);
+    }
+    load_plugins(&host, &specs)?;
+
+    signals
+        .run(&mut event_loop, &host, &mut ())
+        .map_err(|e| format!("event loop: {e}"))?;
+    let exits = host.exits();
+    drop(host);
+    Ok(report(&exits))
+}
+
+/// The PLUGIN arguments, with the arguments after `--` appended.
+fn plugin_args(run: &RunArgs) -> Result<Vec<PluginArg>, String> {
+    let mut specs = Vec::new();
+    for s in &run.plugins {
+        let mut p = parse_plugin_arg(s)?;
+        p.args.extend(run.args.iter().cloned());
+        specs.push(p);
+    }
+    if specs.is_empty() {
+        return Err("no plugin given (see `callop-host --help`)".into());
+    }
+    Ok(specs)
+}
+
+/// The host on `event_loop`, with the limits and restart policies of the
+/// config file and the flags.
+fn build_host<'l>(
+    run: &RunArgs,
+    file: &ConfigFile,
+    event_loop: &EventLoop<'l, ()>,
+) -> Result<Host<'l, ()>, String> {
+    let resolved = file
+        .resolve_with(
+            &Limits::default(),
+            RestartPolicy::Never,
+            |l| {
+                if let Some(m) = run.max_memory {
+                    l.max_memory_bytes = m.saturating_mul(1 << 20);
+                }
+                if let Some(n) = run.max_sources {
+                    l.max_sources = n;
+                }
+                if let Some(n) = run.max_message_size {
+                    l.max_message_bytes = n;
+                }
+                if let Some(ms) = run.callback_timeout {
+                    l.callback_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+                }
+            },
+            run.restart,
+        )
+        .map_err(|e| format!("--config: {e}"))?;
     let policy = Policy {
         allow_plugin_to_plugin: !run.isolate,
         ..Policy::default()
     };
-    let cache_dir = run.cache.dir();
-    let engine = match PluginEngine::new(&EngineOptions {
-        cache_dir,
+    let engine = PluginEngine::new(&EngineOptions {
+        cache_dir: run.cache.dir(),
         ..Default::default()
-    }) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let host = match Host::with_engine(event_loop.handle(), engine, policy, limits) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    })
+    .map_err(|e| e.to_string())?;
+    let host = Host::with_engine(event_loop.handle(), engine, policy, resolved.limits)
+        .map_err(|e| e.to_string())?;
     host.set_restart_policy(None, resolved.restart);
-    for (name, (l, r)) in &resolved.plugins {
-        host.set_limits(name, l.clone());
-        host.set_restart_policy(Some(name), *r);
+    for (name, (l, r)) in resolved.plugins {
+        host.set_limits(&name, l);
+        host.set_restart_policy(Some(&name), r);
     }
+    Ok(host)
+}
 
-    host.watch_signals_externally(&watched);
-    for (name, c) in caps {
-        host.grant(&name, c);
-    }
-
+/// Compiles and starts every plugin; `Err(None)` if some plugin's `init`
+/// failed (each failure has been reported).
+fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<(), Option<String>> {
     let mut components: Vec<PluginComponent> = Vec::new();
-    for s in &specs {
-        match host.compile_file(&s.path) {
-            Ok(c) => components.push(c),
-            Err(e) => {
-                eprintln!("error: {}: {e}", s.path.display());
-                return ExitCode::from(2);
-            }
-        }
+    for s in specs {
+        let c = host
+            .compile_file(&s.path)
+            .map_err(|e| format!("{}: {e}", s.path.display()))?;
+        components.push(c);
     }
     let plugin_specs: Vec<PluginSpec<'_>> = specs
         .iter()
@@ -564,62 +537,22 @@ fn cmd_run(run: RunArgs) -> ExitCode {
             args: &s.args,
         })
         .collect();
-    match host.load_many(&plugin_specs) {
-        Err((name, e)) => {
-            eprintln!("error: plugin `{name}`: {e}");
-            return ExitCode::from(2);
-        }
-        Ok(results) => {
-            let mut failed = false;
-            for (s, r) in specs.iter().zip(results) {
-                if let Err(e) = r {
-                    eprintln!("error: plugin `{}` ({}): {e}", s.name, s.path.display());
-                    failed = true;
-                }
-            }
-            if failed {
-                drop(host);
-                return ExitCode::from(2);
-            }
+    let results = host
+        .load_many(&plugin_specs)
+        .map_err(|(name, e)| format!("plugin `{name}`: {e}"))?;
+    let mut failed = false;
+    for (s, r) in specs.iter().zip(results) {
+        if let Err(e) = r {
+            eprintln!("error: plugin `{}` ({}): {e}", s.name, s.path.display());
+            failed = true;
         }
     }
+    if failed { Err(None) } else { Ok(()) }
+}
 
-    let grace = Duration::from_millis(run.shutdown_timeout);
-    let mut state = CliState::default();
-    let mut handled_signals = 0;
-    // The exit condition is checked before every (blocking) dispatch, so
-    // plugins that already ended inside `init` end the run at once.
-    loop {
-        for sig in std::mem::take(&mut state.routed) {
-            let host_owned = matches!(sig, Signal::SIGINT | Signal::SIGTERM);
-            let delivered = host.deliver_signal(sig);
-            if host_owned && !delivered {
-                state.signals += 1;
-            } else if !delivered {
-                tracing::debug!("{sig:?}: no plugin subscribed");
-            }
-        }
-        if state.signals > handled_signals {
-            handled_signals = state.signals;
-            if handled_signals == 1 {
-                tracing::info!("shutting down (grace {grace:?})");
-                host.shutdown(grace);
-            } else {
-                tracing::warn!("second signal: exiting now");
-                break;
-            }
-        }
-        if host.is_empty() && (!run.forever || state.signals > 0) {
-            break;
-        }
-        if let Err(e) = event_loop.dispatch(None, &mut state) {
-            eprintln!("error: event loop: {e}");
-            return ExitCode::from(2);
-        }
-    }
-    unload_rest(&host);
-    let exits = host.exits();
-    drop(host);
+/// Prints the failures and returns the exit status: the first non-zero
+/// code of a plugin (1 for a failure).
+fn report(exits: &[PluginExit]) -> ExitCode {
     let mut code = 0;
     for e in exits.iter().filter(|e| e.reason.is_failure()) {
         match (&e.fault, &e.reason) {
@@ -631,7 +564,7 @@ fn cmd_run(run: RunArgs) -> ExitCode {
             (None, r) => eprintln!("error: plugin `{}` {r}", e.name),
         }
     }
-    for e in &exits {
+    for e in exits {
         let c = match &e.reason {
             ExitReason::Trapped(_) => 1,
             r => r.code(),
@@ -641,13 +574,6 @@ fn cmd_run(run: RunArgs) -> ExitCode {
         }
     }
     ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
-}
-
-/// Unloads whatever is still alive (a second signal) so its exit is recorded.
-fn unload_rest(host: &Host<'_, CliState>) {
-    for (id, _) in host.plugins() {
-        host.unload(id);
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! loads a `relay` plugin, sends it messages through a
 //! `callop::channel::Sender`, receives the answers on its `@app/out`
 //! endpoint, and runs a `ticker` plugin beside it. It stops when no plugin is
-//! left.
+//! left; SIGINT/SIGTERM shut the plugins down gracefully (a second one
+//! stops at once), through [`SignalShutdown`].
 //!
 //! ```sh
 //! plugins/build.sh
@@ -17,7 +18,7 @@ use std::time::Duration;
 use callop::EventLoop;
 use callop::channel::Event;
 use callop::timer::{TimeoutAction, Timer};
-use callop_plugin_host::{Host, HostConfig};
+use callop_plugin_host::{Host, HostConfig, ShutdownPhase, SignalShutdown};
 
 /// The application's state, passed to every callback.
 #[derive(Default)]
@@ -34,7 +35,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut event_loop: EventLoop<App> = EventLoop::try_new()?;
     let handle = event_loop.handle();
+    // Before the host starts any thread: SIGINT and SIGTERM are blocked in
+    // every thread from now on and arrive through the loop.
+    let mut signals = SignalShutdown::new(&handle, Duration::from_secs(1), &[])?;
     let host = Host::new(handle.clone(), HostConfig::default())?;
+    signals.attach(&host);
 
     // Where plugins' messages to the application arrive.
     let out = host.app_channel("out")?;
@@ -92,6 +97,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut app = App::default();
     while !host.is_empty() {
         event_loop.dispatch(Some(Duration::from_millis(100)), &mut app)?;
+        if signals.handle_pending(&host) == ShutdownPhase::ForcedExit {
+            break;
+        }
     }
     event_loop.dispatch(Some(Duration::ZERO), &mut app)?;
     println!(

@@ -41,12 +41,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
 /// The cache key for `wasm` compiled by `engine`.
-pub fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+pub(crate) fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(FORMAT.as_bytes());
     h.update([0]);
@@ -90,7 +90,7 @@ impl CompileCache {
     }
 
     /// Path of the artifact for `key`.
-    pub fn artifact_path(&self, key: &str) -> PathBuf {
+    pub(crate) fn artifact_path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.cwasm"))
     }
 

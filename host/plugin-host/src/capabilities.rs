@@ -3,40 +3,54 @@
 //!
 //! A plugin gets nothing unless granted:
 //!
-//! | grant | CLI flag | what it allows |
-//! |---|---|---|
-//! | [`NetRule`] | `--allow-net [bind:\|connect:]ADDR[/LEN][:PORTS]` | binding and connecting IP sockets |
-//! | [`DirGrant`] | `--dir HOST[::GUEST][:ro]` | files, directories and Unix sockets below `HOST`, seen as `GUEST` |
-//! | fd | `--fd NAME=N` | taking the inherited descriptor `N` as `NAME` (once) |
-//! | stdin | `--stdin` | taking the host's stdin (once) |
-//! | signals | `--allow-signal HUP,USR1` | subscribing to these signals |
+//! | grant | builder | CLI flag | what it allows |
+//! |---|---|---|---|
+//! | [`NetRule`] | [`Capabilities::allow_net`] | `--allow-net [bind:\|connect:]ADDR[/LEN][:PORTS]` | binding and connecting IP sockets |
+//! | [`DirGrant`] | [`Capabilities::dir`] | `--dir HOST[::GUEST][:ro]` | files, directories and Unix sockets below `HOST`, seen as `GUEST` |
+//! | fd | [`Capabilities::fd`], [`Capabilities::inherited_fd`] | `--fd NAME=N` | taking the descriptor as `NAME` (once) |
+//! | stdin | [`Capabilities::stdin`] | `--stdin` | taking the host's stdin (once) |
+//! | signals | [`Capabilities::allow_signal`] | `--allow-signal HUP,USR1` | subscribing to these signals |
 //!
-//! Every refusal is a message naming the flag that would grant it, e.g.
-//! `connect to 10.0.0.1:80 denied: grant it with --allow-net 10.0.0.1:80`.
+//! The builders take typed values; the string syntaxes of the flags (and of
+//! the `--config` file's `[plugins.NAME]` keys) are parsed by
+//! [`config::grants`](crate::config::grants).
+//!
+//! Every refusal the plugin sees is a message naming the flag that would
+//! grant it, e.g. `connect to 10.0.0.1:80 denied: grant it with --allow-net
+//! 10.0.0.1:80`.
 //!
 //! Network rules work like cap-std's `Pool`: an IP network (a single
 //! address is a /32 or /128) plus a port range, for bind, connect or both.
 //!
 //! ```
-//! use callop_plugin_host::Capabilities;
+//! use std::net::IpAddr;
+//! use callop_plugin_host::{Capabilities, DirGrant, IpNet, NetDirection, NetRule};
+//! use callop::signals::Signal;
+//!
+//! let ten: IpNet = "10.0.0.0/8".parse().unwrap();
 //! let caps = Capabilities::new()
-//!     .allow_net("127.0.0.1:7000-7010").unwrap()
-//!     .allow_net("connect:10.0.0.0/8:*").unwrap()
-//!     .dir("./config::/config:ro").unwrap()
+//!     .allow_net(NetRule::new(NetDirection::Both, IpAddr::from([127, 0, 0, 1]), 7000..=7010))
+//!     .allow_net(NetRule::new(NetDirection::Connect, ten, 0..=u16::MAX))
+//!     .dir(DirGrant::new("./config", "/config").unwrap().read_only(true))
+//!     .allow_signal(Signal::SIGHUP)
 //!     .stdin(true);
-//! assert!(caps.check_bind("127.0.0.1:7005".parse().unwrap()).is_ok());
-//! assert!(caps.check_connect("10.1.2.3:80".parse().unwrap()).is_ok());
-//! assert!(caps.check_bind("10.1.2.3:80".parse().unwrap()).is_err());
+//! assert_eq!(caps.net_rules()[0].to_string(), "127.0.0.1:7000-7010");
+//! assert!(caps.net_rules()[1].allows(NetDirection::Connect, "10.1.2.3:80".parse().unwrap()));
+//! assert!(!caps.net_rules()[1].allows(NetDirection::Bind, "10.1.2.3:80".parse().unwrap()));
+//! assert!(caps.dir_grants()[0].is_read_only());
+//! // A guest path may not climb out of its grant.
+//! assert!(DirGrant::new("/srv", "/a/../b").is_err());
 //! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
-use std::str::FromStr;
 
-use ipnet::IpNet;
+pub use ipnet::IpNet;
 
 use callop::signals::Signal;
 
@@ -51,7 +65,9 @@ pub enum NetDirection {
     Both,
 }
 
-/// One `--allow-net` grant: a network, a port range and a direction.
+/// One network grant (`--allow-net`): a network, a port range and a
+/// direction. Any value is valid; a rule whose `port_min` is above its
+/// `port_max` allows nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetRule {
     /// Bind, connect or both.
@@ -65,6 +81,24 @@ pub struct NetRule {
 }
 
 impl NetRule {
+    /// A rule for `direction` on the network `net` (an [`IpNet`], or an
+    /// [`IpAddr`](std::net::IpAddr) for that one address; host bits are
+    /// cleared) and the
+    /// ports `ports` (`0..=u16::MAX` for all).
+    pub fn new(direction: NetDirection, net: impl Into<IpNet>, ports: RangeInclusive<u16>) -> Self {
+        NetRule {
+            direction,
+            net: net.into().trunc(),
+            port_min: *ports.start(),
+            port_max: *ports.end(),
+        }
+    }
+
+    /// A rule for `direction` on exactly one address and port.
+    pub fn socket(direction: NetDirection, addr: SocketAddr) -> Self {
+        Self::new(direction, addr.ip(), addr.port()..=addr.port())
+    }
+
     /// Whether the rule allows `addr` for `op`.
     pub fn allows(&self, op: NetDirection, addr: SocketAddr) -> bool {
         (self.direction == NetDirection::Both || self.direction == op)
@@ -73,82 +107,8 @@ impl NetRule {
     }
 }
 
-fn parse_ports(s: &str) -> Result<(u16, u16), String> {
-    if s == "*" {
-        return Ok((0, u16::MAX));
-    }
-    let p = |x: &str| x.parse::<u16>().map_err(|_| format!("bad port `{x}`"));
-    match s.split_once('-') {
-        Some((a, b)) => {
-            let (a, b) = (p(a)?, p(b)?);
-            if a > b {
-                return Err(format!("empty port range `{s}`"));
-            }
-            Ok((a, b))
-        }
-        None => {
-            let a = p(s)?;
-            Ok((a, a))
-        }
-    }
-}
-
-fn parse_net(s: &str) -> Result<IpNet, String> {
-    if s.contains('/') {
-        s.parse::<IpNet>()
-            .map(|n| n.trunc())
-            .map_err(|_| format!("bad network `{s}`"))
-    } else {
-        s.parse::<IpAddr>()
-            .map(IpNet::from)
-            .map_err(|_| format!("bad address `{s}`"))
-    }
-}
-
-impl FromStr for NetRule {
-    type Err = String;
-
-    /// `[bind:|connect:]ADDR[/LEN][:PORTS]`; IPv6 in brackets when a port
-    /// follows (`[::1]:80`, `[fd00::/8]:*`); PORTS is `N`, `N-M` or `*`
-    /// (the default: all ports).
-    fn from_str(spec: &str) -> Result<NetRule, String> {
-        let err = |e: String| format!("--allow-net `{spec}`: {e}");
-        let (direction, rest) = if let Some(r) = spec.strip_prefix("bind:") {
-            (NetDirection::Bind, r)
-        } else if let Some(r) = spec.strip_prefix("connect:") {
-            (NetDirection::Connect, r)
-        } else {
-            (NetDirection::Both, spec)
-        };
-        let (net, ports) = if let Some(r) = rest.strip_prefix('[') {
-            let (inside, after) = r.split_once(']').ok_or_else(|| err("missing `]`".into()))?;
-            let ports = match after {
-                "" => "*",
-                a => a
-                    .strip_prefix(':')
-                    .ok_or_else(|| err(format!("unexpected `{a}`")))?,
-            };
-            (inside, ports)
-        } else if rest.matches(':').count() > 1 {
-            (rest, "*") // bare IPv6, no port
-        } else {
-            match rest.split_once(':') {
-                Some((a, p)) => (a, p),
-                None => (rest, "*"),
-            }
-        };
-        let net = parse_net(net).map_err(err)?;
-        let (port_min, port_max) = parse_ports(ports).map_err(err)?;
-        Ok(NetRule {
-            direction,
-            net,
-            port_min,
-            port_max,
-        })
-    }
-}
-
 impl fmt::Display for NetRule {
+    /// The rule as `--allow-net` writes it (`bind:127.0.0.1:7000-7010`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.direction {
             NetDirection::Bind => f.write_str("bind:")?,
@@ -169,46 +129,98 @@ impl fmt::Display for NetRule {
     }
 }
 
-/// One `--dir` grant.
+/// One directory grant (`--dir`): a host directory, the guest path it
+/// appears as, and whether it is read-only. Made by [`DirGrant::new`], which
+/// checks the guest path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirGrant {
     /// The host directory.
-    pub host: PathBuf,
+    pub(crate) host: PathBuf,
     /// The guest path it appears as (normalised: no trailing `/`).
-    pub guest: String,
+    pub(crate) guest: String,
     /// Whether writes are refused.
-    pub read_only: bool,
+    pub(crate) read_only: bool,
 }
 
-impl FromStr for DirGrant {
-    type Err = String;
-
-    /// `HOST[::GUEST][:ro|:rw]` (the guest path defaults to `HOST` as
-    /// written; read-write by default).
-    fn from_str(spec: &str) -> Result<DirGrant, String> {
-        let (rest, read_only) = if let Some(r) = spec.strip_suffix(":ro") {
-            (r, true)
-        } else if let Some(r) = spec.strip_suffix(":rw") {
-            (r, false)
-        } else {
-            (spec, false)
-        };
-        let (host, guest) = match rest.split_once("::") {
-            Some((h, g)) => (h, g),
-            None => (rest, rest),
-        };
-        if host.is_empty() || guest.is_empty() {
-            return Err(format!("--dir `{spec}`: expected HOST[::GUEST][:ro]"));
+impl DirGrant {
+    /// Grants the host directory `host` as the guest path `guest`
+    /// (absolute, like `/config`, or relative to the plugin's working
+    /// directory), read-write. The guest path is normalised (`.` and
+    /// duplicate `/` removed); it must not be empty nor contain `..`.
+    pub fn new(host: impl Into<PathBuf>, guest: &str) -> Result<DirGrant, GrantError> {
+        let host = host.into();
+        if host.as_os_str().is_empty() || guest.is_empty() {
+            return Err(GrantError::EmptyPath);
         }
-        let guest = normalize_guest(guest)
-            .ok_or_else(|| format!("--dir `{spec}`: the guest path must not contain `..`"))?;
+        let guest = normalize_guest(guest).ok_or(GrantError::GuestPathEscapes)?;
         Ok(DirGrant {
-            host: PathBuf::from(host),
+            host,
             guest,
-            read_only,
+            read_only: false,
         })
     }
+
+    /// The same grant, read-only if `on` (writes are refused).
+    pub fn read_only(mut self, on: bool) -> DirGrant {
+        self.read_only = on;
+        self
+    }
+
+    /// The host directory.
+    pub fn host(&self) -> &Path {
+        &self.host
+    }
+
+    /// The guest path (normalised).
+    pub fn guest(&self) -> &str {
+        &self.guest
+    }
+
+    /// Whether writes are refused.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
 }
+
+/// A grant that could not be made.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// A [`DirGrant`] with an empty host or guest path.
+    EmptyPath,
+    /// A [`DirGrant`] guest path with a `..` component (grants must be plain).
+    GuestPathEscapes,
+    /// [`Capabilities::inherited_fd`]: the number is not an open descriptor
+    /// of this process.
+    NotOpen {
+        /// The descriptor number.
+        fd: RawFd,
+        /// Why it is not usable.
+        source: io::Error,
+    },
+    /// [`Capabilities::inherited_fd`]: the descriptor could not be duplicated.
+    CannotDuplicate {
+        /// The descriptor number.
+        fd: RawFd,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for GrantError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GrantError::EmptyPath => f.write_str("the host and guest paths must not be empty"),
+            GrantError::GuestPathEscapes => f.write_str("the guest path must not contain `..`"),
+            GrantError::NotOpen { fd, source } => write!(f, "descriptor {fd}: {source}"),
+            GrantError::CannotDuplicate { fd, source } => {
+                write!(f, "cannot duplicate descriptor {fd}: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for GrantError {}
 
 /// Normalises a guest path: removes `.` and duplicate `/`, keeps a leading
 /// `/`; `None` if it has a `..` component (grants must be plain).
@@ -241,18 +253,18 @@ pub(crate) enum FdGrant {
 }
 
 /// What one plugin instance may do through the `io` interface. The default
-/// grants nothing.
+/// grants nothing; hand it to [`Host::grant`](crate::Host::grant).
 #[derive(Default)]
 pub struct Capabilities {
     /// Network grants.
-    pub net: Vec<NetRule>,
+    pub(crate) net: Vec<NetRule>,
     /// Directory grants.
-    pub dirs: Vec<DirGrant>,
+    pub(crate) dirs: Vec<DirGrant>,
     pub(crate) fds: BTreeMap<String, FdGrant>,
     /// Whether the plugin may take the host's stdin.
-    pub stdin: bool,
+    pub(crate) stdin: bool,
     /// Signals the plugin may subscribe to.
-    pub signals: Vec<Signal>,
+    pub(crate) signals: Vec<Signal>,
 }
 
 impl fmt::Debug for Capabilities {
@@ -270,35 +282,8 @@ impl fmt::Debug for Capabilities {
     }
 }
 
-/// Parses a signal name: `HUP`, `SIGHUP` or `hup`.
-pub fn parse_signal(s: &str) -> Result<Signal, String> {
-    let up = s.trim().to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    Ok(match name {
-        "HUP" => Signal::SIGHUP,
-        "INT" => Signal::SIGINT,
-        "QUIT" => Signal::SIGQUIT,
-        "USR1" => Signal::SIGUSR1,
-        "USR2" => Signal::SIGUSR2,
-        "PIPE" => Signal::SIGPIPE,
-        "ALRM" => Signal::SIGALRM,
-        "TERM" => Signal::SIGTERM,
-        "CHLD" => Signal::SIGCHLD,
-        "CONT" => Signal::SIGCONT,
-        "TSTP" => Signal::SIGTSTP,
-        "TTIN" => Signal::SIGTTIN,
-        "TTOU" => Signal::SIGTTOU,
-        "WINCH" => Signal::SIGWINCH,
-        _ => {
-            return Err(format!(
-                "--allow-signal: unknown or unsupported signal `{s}`"
-            ));
-        }
-    })
-}
-
 /// The short name of a signal as `--allow-signal` takes it (`HUP`).
-pub fn signal_flag_name(s: Signal) -> String {
+pub(crate) fn signal_flag_name(s: Signal) -> String {
     let n = format!("{s:?}");
     n.strip_prefix("SIG").unwrap_or(&n).to_string()
 }
@@ -309,35 +294,31 @@ impl Capabilities {
         Capabilities::default()
     }
 
-    /// Adds `--allow-net` rules (comma-separated specs).
-    pub fn allow_net(mut self, spec: &str) -> Result<Capabilities, String> {
-        for s in spec.split(',').filter(|s| !s.is_empty()) {
-            self.net.push(s.parse()?);
-        }
-        Ok(self)
+    /// Adds a network grant.
+    pub fn allow_net(mut self, rule: NetRule) -> Capabilities {
+        self.net.push(rule);
+        self
     }
 
-    /// Adds a `--dir` grant.
-    pub fn dir(mut self, spec: &str) -> Result<Capabilities, String> {
-        self.dirs.push(spec.parse()?);
-        Ok(self)
+    /// Adds a directory grant.
+    pub fn dir(mut self, grant: DirGrant) -> Capabilities {
+        self.dirs.push(grant);
+        self
     }
 
-    /// Grants stdin.
+    /// Grants (with `true`) or withholds the host's stdin.
     pub fn stdin(mut self, on: bool) -> Capabilities {
         self.stdin = on;
         self
     }
 
-    /// Adds `--allow-signal` grants (comma-separated names).
-    pub fn allow_signals(mut self, spec: &str) -> Result<Capabilities, String> {
-        for s in spec.split(',').filter(|s| !s.trim().is_empty()) {
-            let sig = parse_signal(s)?;
-            if !self.signals.contains(&sig) {
-                self.signals.push(sig);
-            }
+    /// Lets the plugin subscribe to `signal` (granting `SIGINT` or
+    /// `SIGTERM` takes it from the host while the plugin is subscribed).
+    pub fn allow_signal(mut self, signal: Signal) -> Capabilities {
+        if !self.signals.contains(&signal) {
+            self.signals.push(signal);
         }
-        Ok(self)
+        self
     }
 
     /// Hands the plugin a descriptor under `name` (the embedding API's way
@@ -348,24 +329,23 @@ impl Capabilities {
         self
     }
 
-    /// Grants `--fd NAME=N`: the inherited descriptor `N` of this process.
-    /// Fails if `N` is not an open descriptor. The descriptor is duplicated
-    /// (the original stays open in the host process).
-    pub fn inherited_fd(self, spec: &str) -> Result<Capabilities, String> {
-        let (name, n) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("--fd `{spec}`: expected NAME=N"))?;
-        super::policy::check_name(name).map_err(|e| format!("--fd `{spec}`: {e}"))?;
-        let n: i32 = n
-            .parse()
-            .map_err(|_| format!("--fd `{spec}`: `{n}` is not a descriptor number"))?;
+    /// Hands the plugin the inherited descriptor `fd` of this process under
+    /// `name` (what `--fd NAME=N` does). The descriptor is duplicated (the
+    /// original stays open in the host process); fails if `fd` is not open.
+    pub fn inherited_fd(self, name: &str, fd: RawFd) -> Result<Capabilities, GrantError> {
         // SAFETY: the descriptor is only borrowed for the duration of the
         // dup; `fcntl_getfd` first checks it is open.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
-        rustix::io::fcntl_getfd(borrowed)
-            .map_err(|e| format!("--fd `{spec}`: descriptor {n}: {e}"))?;
-        let owned = rustix::io::fcntl_dupfd_cloexec(borrowed, 3)
-            .map_err(|e| format!("--fd `{spec}`: cannot duplicate descriptor {n}: {e}"))?;
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        rustix::io::fcntl_getfd(borrowed).map_err(|e| GrantError::NotOpen {
+            fd,
+            source: e.into(),
+        })?;
+        let owned = rustix::io::fcntl_dupfd_cloexec(borrowed, 3).map_err(|e| {
+            GrantError::CannotDuplicate {
+                fd,
+                source: e.into(),
+            }
+        })?;
         Ok(self.fd(name, owned))
     }
 
@@ -376,15 +356,38 @@ impl Capabilities {
         self.fds.extend(other.fds);
         self.stdin |= other.stdin;
         for s in other.signals {
-            if !self.signals.contains(&s) {
-                self.signals.push(s);
-            }
+            self = self.allow_signal(s);
         }
         self
     }
 
+    /// The network grants, in the order given.
+    pub fn net_rules(&self) -> &[NetRule] {
+        &self.net
+    }
+
+    /// The directory grants, in the order given.
+    pub fn dir_grants(&self) -> &[DirGrant] {
+        &self.dirs
+    }
+
+    /// The names of the granted descriptors.
+    pub fn fd_names(&self) -> impl Iterator<Item = &str> {
+        self.fds.keys().map(String::as_str)
+    }
+
+    /// Whether the host's stdin is granted.
+    pub fn grants_stdin(&self) -> bool {
+        self.stdin
+    }
+
+    /// The signals the plugin may subscribe to.
+    pub fn signals(&self) -> &[Signal] {
+        &self.signals
+    }
+
     /// Whether binding `addr` is allowed; the error names the flag.
-    pub fn check_bind(&self, addr: SocketAddr) -> Result<(), String> {
+    pub(crate) fn check_bind(&self, addr: SocketAddr) -> Result<(), String> {
         if self.net.iter().any(|r| r.allows(NetDirection::Bind, addr)) {
             Ok(())
         } else {
@@ -396,7 +399,7 @@ impl Capabilities {
     }
 
     /// Whether connecting (or sending) to `addr` is allowed.
-    pub fn check_connect(&self, addr: SocketAddr) -> Result<(), String> {
+    pub(crate) fn check_connect(&self, addr: SocketAddr) -> Result<(), String> {
         if self
             .net
             .iter()
@@ -412,7 +415,7 @@ impl Capabilities {
     }
 
     /// Whether subscribing to `sig` is allowed.
-    pub fn check_signal(&self, sig: Signal) -> Result<(), String> {
+    pub(crate) fn check_signal(&self, sig: Signal) -> Result<(), String> {
         if self.signals.contains(&sig) {
             Ok(())
         } else {
@@ -430,7 +433,7 @@ impl Capabilities {
 
     /// Resolves a guest path to its grant (longest matching guest prefix)
     /// and the path relative to it (`.` for the grant itself).
-    pub fn resolve(&self, guest_path: &str) -> Result<(usize, PathBuf), String> {
+    pub(crate) fn resolve(&self, guest_path: &str) -> Result<(usize, PathBuf), String> {
         let norm_abs = guest_path.starts_with('/');
         let parts: Vec<&str> = guest_path
             .split('/')
@@ -496,88 +499,46 @@ pub(crate) fn is_plain_name(p: &Path) -> bool {
     matches!((c.next(), c.next()), (Some(Component::Normal(_)), None))
 }
 
-/// String form of a plugin's capabilities, as in a `[plugins.NAME]` table
-/// of the `--config` file (read by `plugin::config`, which also holds the
-/// limit keys); each key is named like its flag:
-///
-/// ```toml
-/// [plugins.echo]                # instance name
-/// allow-net = ["127.0.0.1:7000"]
-/// dir = ["./cfg::/cfg:ro"]
-/// fd = ["db=3"]
-/// stdin = true
-/// allow-signal = ["HUP", "USR1"]
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
-pub struct CapabilitySpec {
-    /// `allow-net`: `--allow-net` specs.
-    pub allow_net: Vec<String>,
-    /// `dir`: `--dir` specs.
-    pub dir: Vec<String>,
-    /// `fd`: `--fd NAME=N` specs.
-    pub fd: Vec<String>,
-    /// `stdin`: `--stdin`.
-    pub stdin: bool,
-    /// `allow-signal`: `--allow-signal` names.
-    pub allow_signal: Vec<String>,
-}
-
-impl CapabilitySpec {
-    /// The keys, as written in the file.
-    pub const KEYS: &'static [&'static str] = &["allow-net", "dir", "fd", "stdin", "allow-signal"];
-
-    /// Parses the specs (and takes the inherited descriptors).
-    pub fn build(&self) -> Result<Capabilities, String> {
-        let mut c = Capabilities::new().stdin(self.stdin);
-        for s in &self.allow_net {
-            c = c.allow_net(s)?;
-        }
-        for s in &self.dir {
-            c = c.dir(s)?;
-        }
-        for s in &self.fd {
-            c = c.inherited_fd(s)?;
-        }
-        for s in &self.allow_signal {
-            c = c.allow_signals(s)?;
-        }
-        Ok(c)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
     #[test]
-    fn net_rules_parse_and_match() {
-        let r: NetRule = "127.0.0.1:7000".parse().unwrap();
+    fn net_rules_match_direction_network_and_ports() {
+        let r = NetRule::socket(NetDirection::Both, a("127.0.0.1:7000"));
         assert!(r.allows(NetDirection::Bind, a("127.0.0.1:7000")));
         assert!(r.allows(NetDirection::Connect, a("127.0.0.1:7000")));
         assert!(!r.allows(NetDirection::Bind, a("127.0.0.1:7001")));
         assert!(!r.allows(NetDirection::Bind, a("127.0.0.2:7000")));
-        let r: NetRule = "connect:10.0.0.0/8:8000-8100".parse().unwrap();
+        let r = NetRule::new(NetDirection::Connect, net("10.0.0.0/8"), 8000..=8100);
         assert!(r.allows(NetDirection::Connect, a("10.9.9.9:8050")));
         assert!(!r.allows(NetDirection::Bind, a("10.9.9.9:8050")));
         assert!(!r.allows(NetDirection::Connect, a("10.9.9.9:8101")));
         assert!(!r.allows(NetDirection::Connect, a("11.0.0.1:8050")));
-        let r: NetRule = "bind:127.0.0.1".parse().unwrap();
-        assert!(r.allows(NetDirection::Bind, a("127.0.0.1:0")));
-        let r: NetRule = "[::1]:80".parse().unwrap();
-        assert!(r.allows(NetDirection::Connect, a("[::1]:80")));
-        let r: NetRule = "[fd00::/8]:*".parse().unwrap();
+        let r = NetRule::new(NetDirection::Both, net("fd00::/8"), 0..=u16::MAX);
         assert!(r.allows(NetDirection::Connect, a("[fd12::1]:9")));
-        let r: NetRule = "::1".parse().unwrap();
-        assert!(r.allows(NetDirection::Connect, a("[::1]:9")));
-        assert_eq!(r.to_string(), "[::1]:*");
-        assert!("1.2.3.4:99999".parse::<NetRule>().is_err());
-        assert!("1.2.3:80".parse::<NetRule>().is_err());
-        assert!("1.2.3.4:90-80".parse::<NetRule>().is_err());
+        assert_eq!(r.to_string(), "[fd00::/8]:*");
+        // Host bits are cleared, as in the flag syntax.
+        let r = NetRule::new(NetDirection::Bind, net("10.1.2.3/8"), 80..=80);
+        assert_eq!(r.to_string(), "bind:10.0.0.0/8:80");
+        let ip: IpAddr = "::1".parse().unwrap();
+        assert_eq!(
+            NetRule::new(NetDirection::Both, ip, 0..=u16::MAX).to_string(),
+            "[::1]:*"
+        );
+        // An empty port range allows nothing.
+        #[allow(clippy::reversed_empty_ranges)]
+        let r = NetRule::new(NetDirection::Both, ip, 90..=80);
+        assert!(!r.allows(NetDirection::Bind, a("[::1]:85")));
     }
 
     #[test]
@@ -610,13 +571,14 @@ mod tests {
     #[test]
     fn dir_grants_resolve_longest_prefix() {
         let c = Capabilities::new()
-            .dir("/tmp/a::/data")
-            .unwrap()
-            .dir("/tmp/b::/data/sub:ro")
-            .unwrap()
-            .dir("rel")
-            .unwrap();
-        assert!(c.dirs[1].read_only);
+            .dir(DirGrant::new("/tmp/a", "/data").unwrap())
+            .dir(
+                DirGrant::new("/tmp/b", "/data/sub")
+                    .unwrap()
+                    .read_only(true),
+            )
+            .dir(DirGrant::new("rel", "rel").unwrap());
+        assert!(c.dir_grants()[1].is_read_only());
         assert_eq!(
             c.resolve("/data/x.txt").unwrap(),
             (0, PathBuf::from("x.txt"))
@@ -631,22 +593,53 @@ mod tests {
             (0, PathBuf::from("../etc"))
         );
         assert!(c.resolve("/datax/f").is_err());
-        assert!("/x::/a/../b".parse::<DirGrant>().is_err());
     }
 
     #[test]
-    fn signals_and_spec() {
-        let c = Capabilities::new().allow_signals("HUP,sigusr1").unwrap();
-        assert_eq!(c.signals, vec![Signal::SIGHUP, Signal::SIGUSR1]);
-        assert!(parse_signal("KILL").is_err());
-        let spec = CapabilitySpec {
-            allow_net: vec!["127.0.0.1:7000".into()],
-            stdin: true,
-            allow_signal: vec!["HUP".into()],
-            ..CapabilitySpec::default()
-        };
-        let caps = spec.build().unwrap();
-        assert!(caps.stdin && caps.check_bind(a("127.0.0.1:7000")).is_ok());
-        assert_eq!(caps.signals, vec![Signal::SIGHUP]);
+    fn dir_grant_guest_paths_are_checked_and_normalised() {
+        let g = DirGrant::new("/srv", "/data//./sub/").unwrap();
+        assert_eq!(g.guest(), "/data/sub");
+        assert_eq!(g.host(), Path::new("/srv"));
+        assert!(!g.is_read_only());
+        assert!(matches!(
+            DirGrant::new("/x", "/a/../b"),
+            Err(GrantError::GuestPathEscapes)
+        ));
+        assert!(matches!(
+            DirGrant::new("", "/a"),
+            Err(GrantError::EmptyPath)
+        ));
+        assert!(matches!(
+            DirGrant::new("/x", ""),
+            Err(GrantError::EmptyPath)
+        ));
+    }
+
+    #[test]
+    fn signal_grants_are_kept_once_and_merged() {
+        let c = Capabilities::new()
+            .allow_signal(Signal::SIGHUP)
+            .allow_signal(Signal::SIGHUP)
+            .merge(
+                Capabilities::new()
+                    .allow_signal(Signal::SIGUSR1)
+                    .allow_signal(Signal::SIGHUP)
+                    .stdin(true),
+            );
+        assert_eq!(c.signals(), &[Signal::SIGHUP, Signal::SIGUSR1]);
+        assert!(c.grants_stdin());
+        assert!(c.check_signal(Signal::SIGUSR1).is_ok());
+    }
+
+    #[test]
+    fn inherited_fd_duplicates_an_open_descriptor_and_refuses_a_closed_one() {
+        let c = Capabilities::new().inherited_fd("err", 2).unwrap();
+        assert_eq!(c.fd_names().collect::<Vec<_>>(), ["err"]);
+        let e = Capabilities::new().inherited_fd("x", 987_654).unwrap_err();
+        assert!(
+            matches!(e, GrantError::NotOpen { fd: 987_654, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("descriptor 987654: "), "{e}");
     }
 }

@@ -39,6 +39,9 @@
 //! explicitly override the file's `[limits]` (not its `[plugins.NAME]`
 //! tables), capability flags add to the file's grants, and a
 //! `[plugins.NAME]` table naming no loaded instance is an error.
+//!
+//! The capability values use the flags' syntaxes, parsed by [`grants`]
+//! (which `callop-host` uses for the flags too).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,9 +51,60 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 
-use super::capabilities::CapabilitySpec;
+use super::capabilities::Capabilities;
 use super::limits::Limits;
 use super::restart::RestartPolicy;
+
+pub mod grants;
+
+use grants::{GrantFlag, GrantSpecError};
+
+/// The capability keys of a `[plugins.NAME]` table, as written (each value
+/// in the syntax of its flag, see [`grants`]):
+///
+/// ```toml
+/// [plugins.echo]                # instance name
+/// allow-net = ["127.0.0.1:7000"]
+/// dir = ["./cfg::/cfg:ro"]
+/// fd = ["db=3"]
+/// stdin = true
+/// allow-signal = ["HUP", "USR1"]
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CapabilitySpec {
+    /// `allow-net`: `--allow-net` specs.
+    pub allow_net: Vec<String>,
+    /// `dir`: `--dir` specs.
+    pub dir: Vec<String>,
+    /// `fd`: `--fd NAME=N` specs.
+    pub fd: Vec<String>,
+    /// `stdin`: `--stdin`.
+    pub stdin: bool,
+    /// `allow-signal`: `--allow-signal` names.
+    pub allow_signal: Vec<String>,
+}
+
+impl CapabilitySpec {
+    /// The keys, as written in the file.
+    pub const KEYS: &'static [&'static str] = &["allow-net", "dir", "fd", "stdin", "allow-signal"];
+
+    /// Parses the specs (and takes the inherited descriptors).
+    pub fn build(&self) -> Result<Capabilities, GrantSpecError> {
+        let mut c = Capabilities::new().stdin(self.stdin);
+        for (flag, specs) in [
+            (GrantFlag::AllowNet, &self.allow_net),
+            (GrantFlag::Dir, &self.dir),
+            (GrantFlag::Fd, &self.fd),
+            (GrantFlag::AllowSignal, &self.allow_signal),
+        ] {
+            for s in specs {
+                c = flag.add(c, s)?;
+            }
+        }
+        Ok(c)
+    }
+}
 
 /// The limit keys of a table (all optional: unset keys keep the value they
 /// override). Used for `[limits]`, and for the limit half of
@@ -469,12 +523,12 @@ mod tests {
             caps.check_connect("127.0.0.1:7000".parse().unwrap())
                 .is_err()
         );
-        assert_eq!(caps.dirs.len(), 1);
-        assert!(caps.dirs[0].read_only);
-        assert!(caps.stdin);
+        assert_eq!(caps.dir_grants().len(), 1);
+        assert!(caps.dir_grants()[0].is_read_only());
+        assert!(caps.grants_stdin());
         assert_eq!(
-            caps.signals,
-            vec![
+            caps.signals(),
+            &[
                 callop::signals::Signal::SIGHUP,
                 callop::signals::Signal::SIGUSR1
             ]
@@ -483,7 +537,10 @@ mod tests {
         let r = f.resolve(&Limits::default(), RestartPolicy::Never).unwrap();
         assert!(r.plugins.is_empty());
         let f = ConfigFile::parse("[plugins.x]\nallow-net = [\"1.2.3:80\"]\n").unwrap();
-        assert!(f.plugins["x"].capabilities.build().is_err());
+        assert_eq!(
+            f.plugins["x"].capabilities.build().unwrap_err().to_string(),
+            "--allow-net `1.2.3:80`: bad address `1.2.3`"
+        );
     }
 
     #[test]

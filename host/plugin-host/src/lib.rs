@@ -18,7 +18,12 @@
 //! Module layout:
 //! * [`engine`] — wasmtime engine + linker, loading and load-time checks;
 //! * [`cache`] — precompiled-component cache;
-//! * [`host`] — the embedding API ([`Host`]) and the loop bridge;
+//! * [`host`] — the embedding API ([`Host`]), the loop bridge, and
+//!   [`SignalShutdown`] (graceful shutdown on SIGINT/SIGTERM, as
+//!   `callop-host` does it);
+//! * [`capabilities`] — what a plugin may do through `io`
+//!   ([`Capabilities`], built from typed grants such as [`NetRule`] and
+//!   [`DirGrant`]);
 //! * `host_loop`, `types` — the host side of the WIT interfaces
 //!   `callop:plugin/host-loop` and `callop:plugin/types` (the guest side,
 //!   `callop:plugin/guest`, is called from [`host`]);
@@ -33,7 +38,9 @@
 //! * `ticker` — the epoch ticker (one per engine) and the CPU-time budget
 //!   each guest call of a loop thread is checked against at every tick.
 //! * [`config`] — the TOML file of `callop-host --config`:
-//!   limits, restart policies and capabilities.
+//!   limits, restart policies and capabilities; [`config::grants`] parses
+//!   the string syntaxes of the grants (`--allow-net`, `--dir`, `--fd`,
+//!   `--allow-signal`), for the file and the flags alike.
 
 #![warn(missing_docs)]
 
@@ -62,16 +69,18 @@ mod ticker;
 mod types;
 
 pub use app_sender::AppSender;
-pub use capabilities::{Capabilities, CapabilitySpec, DirGrant, NetDirection, NetRule};
+pub use capabilities::{Capabilities, DirGrant, GrantError, IpNet, NetDirection, NetRule};
 pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
 pub use fault::{Fault, FaultKind};
-pub use host::{ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec};
+pub use host::{
+    ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec, RunEnd,
+    ShutdownPhase, SignalShutdown, SignalShutdownError,
+};
 pub use limits::Limits;
 pub use policy::Policy;
 pub use pooling::Allocator;
 pub use restart::RestartPolicy;
-pub use state::{PingHandle, PluginState, SenderHandle};
 
 /// The WIT package this host implements.
 pub const PACKAGE: &str = "callop:plugin";

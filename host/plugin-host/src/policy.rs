@@ -79,7 +79,7 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
 
 /// Who owns the endpoint a target names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
+pub(crate) enum Owner {
     /// A plugin instance, by instance name.
     Plugin(String),
     /// The embedding application (`@app/...`).
@@ -88,7 +88,7 @@ pub enum Owner {
 
 /// A parsed, validated target such as `pong/in`, `in` or `@app/out`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// Owner of the endpoint.
     pub owner: Owner,
     /// Local name of the endpoint inside its owner.
@@ -109,7 +109,7 @@ impl Target {
 ///
 /// `name` means `me/name`; `inst/name` names another instance's endpoint;
 /// `@app/name` the application's.
-pub fn parse_target(me: &str, target: &str) -> Result<Target, NameError> {
+pub(crate) fn parse_target(me: &str, target: &str) -> Result<Target, NameError> {
     match target.split_once('/') {
         None => {
             check_name(target)?;
@@ -141,7 +141,7 @@ pub fn parse_target(me: &str, target: &str) -> Result<Target, NameError> {
 
 impl Policy {
     /// Whether plugin `me` may address `target` at all.
-    pub fn may_address(&self, me: &str, target: &Target) -> bool {
+    pub(crate) fn may_address(&self, me: &str, target: &Target) -> bool {
         match &target.owner {
             Owner::App => self.allow_app_messages,
             Owner::Plugin(p) => p == me || self.allow_plugin_to_plugin,

@@ -61,7 +61,7 @@ impl std::error::Error for ParsePolicyError {}
 
 /// Parses a duration such as `60s`, `500ms`, `2m`, `1h`, `100us` (a bare
 /// number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, ParsePolicyError> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, ParsePolicyError> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num

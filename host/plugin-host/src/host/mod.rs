@@ -51,7 +51,8 @@
 //! * `io_routing` — the loop sources of I/O registrations and their readiness;
 //! * `signal_routing` — signal sources and delivering signals to plugins;
 //! * `timer_routing` — the loop timers of guest timers, re-armed in place;
-//! * `shutdown` — graceful shutdown.
+//! * `shutdown` — graceful shutdown;
+//! * `signal_shutdown` — [`SignalShutdown`]: graceful shutdown on SIGINT/SIGTERM.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -91,7 +92,10 @@ mod io_routing;
 mod lifecycle;
 mod shutdown;
 mod signal_routing;
+mod signal_shutdown;
 mod timer_routing;
+
+pub use signal_shutdown::{RunEnd, ShutdownPhase, SignalShutdown, SignalShutdownError};
 
 /// Identifies one loaded plugin instance within a [`Host`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -2,6 +2,7 @@
 //! (through the `wit::Host*` traits of a bare [`PluginState`]).
 
 use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use super::wit::{self, Host, HostFd, HostTcpListener, HostTcpStream, HostUdpSock
 use super::wit::{HostDir, HostFile, HostUnixListener, HostUnixStream};
 use super::{MAX_READ, Pollable};
 use crate::bindings::callop::plugin::types::{ErrorCode, Signal as WitSignal};
-use crate::capabilities::Capabilities;
+use crate::capabilities::{Capabilities, DirGrant, NetDirection, NetRule};
 use crate::limits::Limits;
 use crate::policy::Policy;
 use crate::sources::{Source, Status};
@@ -35,7 +36,11 @@ fn state(caps: Capabilities) -> PluginState {
 }
 
 fn loopback() -> Capabilities {
-    Capabilities::new().allow_net("127.0.0.1:*").unwrap()
+    Capabilities::new().allow_net(NetRule::new(
+        NetDirection::Both,
+        IpAddr::from(Ipv4Addr::LOCALHOST),
+        0..=u16::MAX,
+    ))
 }
 
 /// `io.register` with both interests.
@@ -124,9 +129,7 @@ fn tcp_streams_read_write_and_shut_down_through_their_resources() {
 #[test]
 fn unix_streams_share_the_stream_calls_inside_a_granted_directory() {
     let d = tempdir("unix");
-    let caps = Capabilities::new()
-        .dir(&format!("{}::/run", d.display()))
-        .unwrap();
+    let caps = Capabilities::new().dir(DirGrant::new(&d, "/run").unwrap());
     let mut st = state(caps);
     let l = st.bind_unix("/run/s.sock".into()).unwrap();
     assert!(d.join("s.sock").exists());
@@ -301,7 +304,11 @@ fn sockets_need_their_network_grant() {
 
 #[test]
 fn udp_datagrams_go_to_granted_addresses_only() {
-    let mut st = state(Capabilities::new().allow_net("bind:127.0.0.1:*").unwrap());
+    let mut st = state(Capabilities::new().allow_net(NetRule::new(
+        NetDirection::Bind,
+        IpAddr::from(Ipv4Addr::LOCALHOST),
+        0..=u16::MAX,
+    )));
     let u = st.bind_udp("127.0.0.1:0".into()).unwrap();
     let to = HostUdpSocket::local_address(&mut st, borrow(&u)).unwrap();
     let Err(wit::IoError::Failed(f)) = st.send_to(borrow(&u), b"d".to_vec(), to) else {
@@ -317,9 +324,7 @@ fn udp_datagrams_go_to_granted_addresses_only() {
 #[test]
 fn files_and_dirs_work_inside_a_grant_and_read_only_refuses_changes() {
     let d = tempdir("files");
-    let caps = Capabilities::new()
-        .dir(&format!("{}::/data", d.display()))
-        .unwrap();
+    let caps = Capabilities::new().dir(DirGrant::new(&d, "/data").unwrap());
     let mut st = state(caps);
     let dir = Host::open_dir(&mut st, "/data".into()).unwrap();
     assert_eq!(st.path(borrow(&dir)), "/data");
@@ -354,9 +359,7 @@ fn files_and_dirs_work_inside_a_grant_and_read_only_refuses_changes() {
     HostDir::remove_file(&mut st, borrow(&sub), "b.txt".into()).unwrap();
     HostDir::remove_dir(&mut st, borrow(&dir), "sub".into()).unwrap();
 
-    let ro = Capabilities::new()
-        .dir(&format!("{}::/ro:ro", d.display()))
-        .unwrap();
+    let ro = Capabilities::new().dir(DirGrant::new(&d, "/ro").unwrap().read_only(true));
     let mut st = state(ro);
     let dir = Host::open_dir(&mut st, "/ro".into()).unwrap();
     let e = HostDir::create_dir(&mut st, borrow(&dir), "x".into())
@@ -377,7 +380,7 @@ fn files_and_dirs_work_inside_a_grant_and_read_only_refuses_changes() {
 
 #[test]
 fn signal_subscriptions_need_a_grant_and_list_each_signal_once() {
-    let mut st = state(Capabilities::new().allow_signals("HUP").unwrap());
+    let mut st = state(Capabilities::new().allow_signal(callop::signals::Signal::SIGHUP));
     let e = st.add_signals(vec![]).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     let e = st
