@@ -28,3 +28,55 @@ macro_rules! batch_unregister {
         $crate::Result::<_>::Ok(())
     }};
 }
+
+/// Implements an [`EventSource`](crate::EventSource)'s `register`, `reregister` and `unregister`
+/// by forwarding them to one part of the source: `forward_registration!(source)` for a child
+/// source in field `source`, `forward_registration!(registration, notify)` for a
+/// `NotifyRegistration` of the `Notify` in field `notify`.
+macro_rules! forward_registration {
+    ($child:ident) => {
+        fn register(
+            &mut self,
+            poll: &mut $crate::Poll,
+            token_factory: &mut $crate::TokenFactory,
+        ) -> $crate::Result<()> {
+            self.$child.register(poll, token_factory)
+        }
+
+        fn reregister(
+            &mut self,
+            poll: &mut $crate::Poll,
+            token_factory: &mut $crate::TokenFactory,
+        ) -> $crate::Result<()> {
+            self.$child.reregister(poll, token_factory)
+        }
+
+        fn unregister(&mut self, poll: &mut $crate::Poll) -> $crate::Result<()> {
+            self.$child.unregister(poll)
+        }
+    };
+    ($registration:ident, $notify:ident) => {
+        fn register(
+            &mut self,
+            poll: &mut $crate::Poll,
+            token_factory: &mut $crate::TokenFactory,
+        ) -> $crate::Result<()> {
+            self.$registration
+                .register(&self.$notify, poll, token_factory)
+        }
+
+        fn reregister(
+            &mut self,
+            poll: &mut $crate::Poll,
+            token_factory: &mut $crate::TokenFactory,
+        ) -> $crate::Result<()> {
+            self.$registration
+                .reregister(&self.$notify, poll, token_factory)
+        }
+
+        fn unregister(&mut self, poll: &mut $crate::Poll) -> $crate::Result<()> {
+            self.$registration.unregister(&self.$notify, poll)
+        }
+    };
+}
+pub(crate) use forward_registration;

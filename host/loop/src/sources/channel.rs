@@ -52,7 +52,7 @@ use std::{
 };
 
 use crate::{
-    EventSource, Poll, PostAction, Readiness, Token, TokenFactory,
+    EventSource, PostAction, Readiness, Token,
     ping::PingError,
     sources::ping::{Notify, NotifyRegistration},
 };
@@ -335,23 +335,7 @@ impl<T> EventSource for Channel<T> {
         Ok(PostAction::Continue)
     }
 
-    fn register(&mut self, poll: &mut Poll, token_factory: &mut TokenFactory) -> crate::Result<()> {
-        self.registration
-            .register(&self.notify, poll, token_factory)
-    }
-
-    fn reregister(
-        &mut self,
-        poll: &mut Poll,
-        token_factory: &mut TokenFactory,
-    ) -> crate::Result<()> {
-        self.registration
-            .reregister(&self.notify, poll, token_factory)
-    }
-
-    fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
-        self.registration.unregister(&self.notify, poll)
-    }
+    crate::macros::forward_registration!(registration, notify);
 }
 
 fn drain(notify: &Notify) -> Result<(), ChannelError> {

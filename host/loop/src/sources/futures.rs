@@ -57,7 +57,7 @@ use std::{
 use async_task::{Builder, Runnable};
 
 use crate::{
-    EventSource, Poll, PostAction, Readiness, Token, TokenFactory,
+    EventSource, PostAction, Readiness, Token,
     channel::ChannelError,
     ping::{Ping, PingError, PingSource, make_ping},
 };
@@ -394,21 +394,7 @@ impl<T> EventSource for Executor<T> {
         Ok(action)
     }
 
-    fn register(&mut self, poll: &mut Poll, token_factory: &mut TokenFactory) -> crate::Result<()> {
-        self.source.register(poll, token_factory)
-    }
-
-    fn reregister(
-        &mut self,
-        poll: &mut Poll,
-        token_factory: &mut TokenFactory,
-    ) -> crate::Result<()> {
-        self.source.reregister(poll, token_factory)
-    }
-
-    fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
-        self.source.unregister(poll)
-    }
+    crate::macros::forward_registration!(source);
 }
 
 /// An error of the executor's event processing.

@@ -260,23 +260,7 @@ impl EventSource for PingSource {
         })
     }
 
-    fn register(&mut self, poll: &mut Poll, token_factory: &mut TokenFactory) -> crate::Result<()> {
-        self.registration
-            .register(&self.notify, poll, token_factory)
-    }
-
-    fn reregister(
-        &mut self,
-        poll: &mut Poll,
-        token_factory: &mut TokenFactory,
-    ) -> crate::Result<()> {
-        self.registration
-            .reregister(&self.notify, poll, token_factory)
-    }
-
-    fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
-        self.registration.unregister(&self.notify, poll)
-    }
+    crate::macros::forward_registration!(registration, notify);
 }
 
 /// An error arising from processing events for a ping (an I/O error on its fd).

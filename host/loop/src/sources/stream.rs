@@ -40,7 +40,7 @@ use std::{
 use futures_core::Stream;
 
 use crate::{
-    EventSource, Poll, PostAction, Readiness, Token, TokenFactory,
+    EventSource, PostAction, Readiness, Token,
     ping::{Ping, PingError, PingSource, make_ping},
 };
 
@@ -120,21 +120,7 @@ impl<S: Stream + Unpin> EventSource for StreamSource<S> {
         Ok(if ended { PostAction::Remove } else { action })
     }
 
-    fn register(&mut self, poll: &mut Poll, token_factory: &mut TokenFactory) -> crate::Result<()> {
-        self.source.register(poll, token_factory)
-    }
-
-    fn reregister(
-        &mut self,
-        poll: &mut Poll,
-        token_factory: &mut TokenFactory,
-    ) -> crate::Result<()> {
-        self.source.reregister(poll, token_factory)
-    }
-
-    fn unregister(&mut self, poll: &mut Poll) -> crate::Result<()> {
-        self.source.unregister(poll)
-    }
+    crate::macros::forward_registration!(source);
 }
 
 /// An error of a [`StreamSource`]'s wake-up mechanism.
