@@ -93,7 +93,8 @@ def init(loop, args):
     expect_err(lambda: loop.open_channel("dup", lambda data: Continue), "already-exists", "open_channel(dup) twice")
     expect_err(lambda: loop.connect("no-such-plugin-xyz/in"), "not-found", "connect(unknown)")
 
-    # Verdict.
+    # Verdict, late enough that a loaded machine has run every step above (they take ~20 ms).
+    # The checks are exact counts; only the wait is generous.
     def verdict(_deadline):
         check(s["pings_a"] == 1, f"ping coalescing: {s['pings_a']} events for 2 triggers")
         check(s["pings_b"] == 1, f"disabled ping: {s['pings_b']} events (want 1 after enable)")
@@ -113,4 +114,4 @@ def init(loop, args):
             loop.stop(1)
         return Drop
 
-    loop.insert_timer(0.050, verdict)
+    loop.insert_timer(0.5, verdict)
