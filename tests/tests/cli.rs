@@ -90,8 +90,16 @@ fn load_errors_exit_2_with_message() {
         .unwrap(),
     )
     .unwrap();
+    let fifo = dir.join("fifo.wasm");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
     let cases = [
         (dir.join("missing.wasm"), "cannot read"),
+        // Refused without reading: /dev/zero would be read until memory runs out, and opening
+        // a FIFO would wait for a writer.
+        ("/dev/zero".into(), "it is a device, not a regular file"),
+        (fifo, "it is a FIFO, not a regular file"),
+        (dir.clone(), "it is a directory, not a regular file"),
         (garbage, "not a WebAssembly binary"),
         (core, "core WebAssembly module, not a component"),
         (
@@ -100,7 +108,13 @@ fn load_errors_exit_2_with_message() {
         ),
     ];
     for (path, msg) in cases {
+        let start = Instant::now();
         let o = run(host_cmd().arg(&path));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            path.display()
+        );
         assert_eq!(o.status.code(), Some(2), "{}", path.display());
         assert!(
             text(&o.stderr).contains(msg),

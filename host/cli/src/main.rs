@@ -335,11 +335,8 @@ fn cmd_compile(cache: CacheArgs, plugins: Vec<PathBuf>) -> ExitCode {
     };
     let mut status = ExitCode::SUCCESS;
     for p in plugins {
-        let r = std::fs::read(&p)
-            .map_err(|source| callop_plugin_host::LoadError::Io {
-                path: p.clone(),
-                source,
-            })
+        let r = engine
+            .read_file(&p)
             .and_then(|bytes| engine.precompile_to_cache(&bytes));
         match r {
             Ok(out) => println!("{} -> {}", p.display(), out.display()),
@@ -360,12 +357,7 @@ fn cmd_inspect(plugin: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let component = std::fs::read(&plugin)
-        .map_err(|source| callop_plugin_host::LoadError::Io {
-            path: plugin.clone(),
-            source,
-        })
-        .and_then(|b| engine.compile(&b));
+    let component = engine.read_file(&plugin).and_then(|b| engine.compile(&b));
     let component = match component {
         Ok(c) => c,
         Err(e) => {

@@ -27,6 +27,9 @@ pub struct EngineOptions {
     /// Maximum linear memory per instance, for the pooling allocator's
     /// reservations (bytes; `None`: the default limit, see [`super::Limits`]).
     pub pooling_max_memory: Option<usize>,
+    /// The largest component file [`PluginEngine::load_file`] reads (bytes; `None`:
+    /// [`DEFAULT_MAX_COMPONENT_SIZE`](crate::component_file::DEFAULT_MAX_COMPONENT_SIZE)).
+    pub max_component_size: Option<u64>,
 }
 
 /// A configured wasmtime engine plus the linker providing the
@@ -47,6 +50,8 @@ struct EngineInner {
     linker: Linker<PluginState>,
     cache: Option<CompileCache>,
     allocator: Allocator,
+    /// The cap on component files (bytes).
+    max_component_size: u64,
     /// The epoch ticker, while some host holds it (see [`PluginEngine::ticker`]).
     ticker: Mutex<Weak<Ticker>>,
 }
@@ -143,6 +148,9 @@ impl PluginEngine {
                 linker,
                 cache,
                 allocator,
+                max_component_size: opts
+                    .max_component_size
+                    .unwrap_or(crate::component_file::DEFAULT_MAX_COMPONENT_SIZE),
                 ticker: Mutex::new(Weak::new()),
             }),
         })
@@ -181,11 +189,15 @@ impl PluginEngine {
     /// Reads, compiles (or fetches from the cache) and checks a plugin file.
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<PluginComponent, LoadError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = self.read_file(path)?;
         self.load_bytes_named(&bytes, path.display().to_string())
+    }
+
+    /// Reads a component file as [`load_file`](Self::load_file) does: only a regular file,
+    /// at most [`EngineOptions::max_component_size`] bytes, read with that bound; a FIFO, a
+    /// device or a directory is refused at once ([`LoadError::NotAFile`]).
+    pub fn read_file(&self, path: impl AsRef<Path>) -> Result<Vec<u8>, LoadError> {
+        crate::component_file::read(path.as_ref(), self.inner.max_component_size)
     }
 
     /// Compiles (or fetches from the cache) and checks a plugin from bytes.

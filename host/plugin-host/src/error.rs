@@ -14,6 +14,24 @@ pub enum LoadError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The path is not a regular file (a directory, a FIFO, a device, a
+    /// socket): refused without reading it.
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead (`"a FIFO"`, `"a device"`, ...).
+        kind: &'static str,
+    },
+    /// The file is larger than the engine's cap
+    /// ([`EngineOptions::max_component_size`](crate::EngineOptions::max_component_size)).
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size, or how much was read before the cap was passed.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
     /// The bytes are not a WebAssembly binary at all.
     NotWasm {
         /// What was found instead.
@@ -48,6 +66,16 @@ impl fmt::Display for LoadError {
             LoadError::Io { path, source } => {
                 write!(f, "cannot read `{}`: {source}", path.display())
             }
+            LoadError::NotAFile { path, kind } => write!(
+                f,
+                "cannot load `{}`: it is {kind}, not a regular file",
+                path.display()
+            ),
+            LoadError::TooLarge { path, size, max } => write!(
+                f,
+                "cannot load `{}`: {size} bytes is more than the {max}-byte cap on component files",
+                path.display()
+            ),
             LoadError::NotWasm { detail } => write!(f, "not a WebAssembly binary: {detail}"),
             LoadError::CoreModule => f.write_str(
                 "this is a core WebAssembly module, not a component; build the plugin for \

@@ -47,6 +47,7 @@
 pub mod app_sender;
 pub mod cache;
 pub mod capabilities;
+pub mod component_file;
 
 pub mod config;
 pub mod engine;
