@@ -7,7 +7,8 @@
 //! host on that engine and stopped when the last one goes, advances the
 //! epoch by one every [`TICK`]. At each tick that passes a call's deadline
 //! wasmtime asks the store's [`CpuDeadline`], on the thread running the
-//! call (the loop thread of its host): the call is interrupted once it has
+//! call (the loop thread of its host): counted from the call's first tick (arming
+//! reads no clock, see [`CpuDeadline`]), the call is interrupted once it has
 //! spent its budget of **CPU time of that thread**, read from the thread's
 //! CPU-time clock; otherwise it goes on to the next tick. A deadline is thus
 //! a CPU budget: a guest spinning in a loop is stopped after its budget
@@ -74,19 +75,28 @@ impl Drop for Ticker {
 ///
 /// Installed once per store ([`CpuDeadline::install`]) and armed before
 /// each call ([`CpuDeadline::arm`]) on the thread that makes the call.
+///
+/// Arming reads no clock (reading a thread's CPU clock is a system call,
+/// about 0.5 µs here, as much as a third of a whole guest event): the budget
+/// starts at the call's first epoch tick, which most calls never reach. So a
+/// call may spend up to one [`TICK`] of CPU more than its budget before it
+/// is interrupted, never less.
 pub(crate) struct CpuDeadline {
-    /// The calling thread's CPU time (ns) at which the call runs out;
-    /// `u64::MAX`: no deadline.
+    /// The budget of the armed call (ns); `u64::MAX`: no deadline.
+    budget_ns: AtomicU64,
+    /// The calling thread's CPU time (ns) at which the call runs out, or
+    /// [`NOT_STARTED`] until its first tick reads the clock.
     end_ns: AtomicU64,
 }
+
+/// `CpuDeadline::end_ns` before the armed call's first tick.
+const NOT_STARTED: u64 = 0;
 
 impl CpuDeadline {
     /// Makes `store` check the returned deadline at each epoch tick that
     /// passes its epoch deadline (instead of trapping at once).
     pub(crate) fn install<T: 'static>(store: &mut Store<T>) -> Arc<CpuDeadline> {
-        let d = Arc::new(CpuDeadline {
-            end_ns: AtomicU64::new(u64::MAX),
-        });
+        let d = Arc::new(CpuDeadline::new());
         let d2 = d.clone();
         store.epoch_deadline_callback(move |_| Ok(d2.at_tick()));
         d
@@ -104,23 +114,42 @@ impl CpuDeadline {
         });
     }
 
-    /// Sets the budget from now on (see [`CpuDeadline::arm`]).
+    fn new() -> CpuDeadline {
+        CpuDeadline {
+            budget_ns: AtomicU64::new(u64::MAX),
+            end_ns: AtomicU64::new(NOT_STARTED),
+        }
+    }
+
+    /// Sets the budget of the next call (see [`CpuDeadline::arm`]).
     fn set(&self, budget: Option<Duration>) {
-        let end = match budget {
-            Some(b) => thread_cpu_ns().saturating_add(b.as_nanos().min(u64::MAX as u128) as u64),
-            None => u64::MAX,
-        };
-        self.end_ns.store(end, Ordering::Relaxed);
+        let b = budget.map_or(u64::MAX, |b| b.as_nanos().min(u64::MAX as u128) as u64);
+        self.budget_ns.store(b, Ordering::Relaxed);
+        self.end_ns.store(NOT_STARTED, Ordering::Relaxed);
     }
 
-    /// Whether the budget is spent (on the calling thread's clock).
+    /// Whether the budget is spent (on the calling thread's clock; never
+    /// before the call's first tick has started it).
+    #[cfg(test)]
     fn expired(&self) -> bool {
-        thread_cpu_ns() >= self.end_ns.load(Ordering::Relaxed)
+        let end = self.end_ns.load(Ordering::Relaxed);
+        end != NOT_STARTED && thread_cpu_ns() >= end
     }
 
-    /// What a store does at a tick past its epoch deadline.
+    /// What a store does at a tick past its epoch deadline: the first one
+    /// starts the budget on the calling thread's clock.
     fn at_tick(&self) -> UpdateDeadline {
-        if self.expired() {
+        let budget = self.budget_ns.load(Ordering::Relaxed);
+        if budget == u64::MAX {
+            return UpdateDeadline::Continue(1);
+        }
+        let now = thread_cpu_ns();
+        let mut end = self.end_ns.load(Ordering::Relaxed);
+        if end == NOT_STARTED {
+            end = now.saturating_add(budget).max(NOT_STARTED + 1);
+            self.end_ns.store(end, Ordering::Relaxed);
+        }
+        if now >= end {
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::Continue(1)
@@ -165,10 +194,9 @@ mod tests {
     #[cfg(not(target_vendor = "apple"))]
     #[test]
     fn sleeping_does_not_spend_the_budget_spending_cpu_does() {
-        let d = CpuDeadline {
-            end_ns: AtomicU64::new(u64::MAX),
-        };
+        let d = CpuDeadline::new();
         d.set(Some(Duration::from_millis(50)));
+        assert!(matches!(d.at_tick(), UpdateDeadline::Continue(1)));
         // 150 ms asleep: (almost) no CPU spent by this thread.
         std::thread::sleep(Duration::from_millis(150));
         assert!(!d.expired(), "sleeping spent the budget");
@@ -183,10 +211,9 @@ mod tests {
     #[cfg(not(target_vendor = "apple"))]
     #[test]
     fn another_threads_cpu_does_not_spend_the_budget() {
-        let d = Arc::new(CpuDeadline {
-            end_ns: AtomicU64::new(u64::MAX),
-        });
+        let d = Arc::new(CpuDeadline::new());
         d.set(Some(Duration::from_millis(30)));
+        assert!(matches!(d.at_tick(), UpdateDeadline::Continue(1)));
         let d2 = d.clone();
         // The other thread spends 60 ms; this one's budget is untouched.
         std::thread::spawn(move || {
@@ -228,6 +255,19 @@ mod tests {
             spent >= Duration::from_millis(30),
             "interrupted after {spent:?}"
         );
+    }
+
+    #[cfg(not(target_vendor = "apple"))]
+    #[test]
+    fn the_budget_starts_at_the_first_tick_not_at_arming() {
+        let d = CpuDeadline::new();
+        d.set(Some(Duration::from_millis(20)));
+        // CPU spent before the call's first tick is not counted (arming reads no clock).
+        spin(Duration::from_millis(30));
+        assert!(!d.expired());
+        assert!(matches!(d.at_tick(), UpdateDeadline::Continue(1)));
+        spin(Duration::from_millis(30));
+        assert!(matches!(d.at_tick(), UpdateDeadline::Interrupt));
     }
 
     #[test]
