@@ -19,8 +19,8 @@ use callop::signals::Signal;
 use callop_plugin_host::config::ConfigFile;
 use callop_plugin_host::config::grants::GrantFlag;
 use callop_plugin_host::{
-    Capabilities, EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine,
-    PluginExit, PluginSpec, Policy, RestartPolicy, SignalShutdown, cache,
+    Capabilities, EngineOptions, Host, Limits, PluginComponent, PluginEngine, PluginExit,
+    PluginSpec, Policy, RestartPolicy, SignalShutdown, cache,
 };
 
 const EXAMPLES: &str = "\
@@ -57,14 +57,19 @@ Config file (--config callop.toml; keys named like the flags, all optional):
 
 Runs until no plugin has a live source (or, with --forever, until SIGINT/SIGTERM).
 On SIGINT/SIGTERM every plugin's `shutdown` is called and the host waits up to
---shutdown-timeout for them to finish; a second signal exits at once.
-A plugin that fails (trap, panic, callback timeout, out of memory, stack
-overflow) is unloaded with all its sources; the others keep running. With
+--shutdown-timeout for them to finish (a guest still running at that deadline,
+spinning or blocked, is interrupted); a second signal exits at once.
+A plugin that fails (trap, panic, callback timeout, blocked in a host call, out
+of memory, stack overflow) is unloaded with all its sources; the others keep
+running. With
 --restart on-failure[:N[/PERIOD]] it is restarted (backoff 10ms, 20ms, ...)
 at most N times within PERIOD (default 3/60s), then quarantined. Each failure
 is reported on stderr with the plugin's name, the cause and the wasm backtrace.
-Exit status: 0 if every plugin finished; the first non-zero `stop` code of a
-plugin; 1 if a plugin failed; 2 if a plugin could not be loaded.
+Exit status: 0 if every plugin finished (or shut down in time); the first
+non-zero `stop` code of a plugin (modulo 256, a non-zero code never gives 0);
+1 if a plugin failed; 2 if a plugin could not be loaded; 130 (SIGINT) or 143
+(SIGTERM) after a second signal or when a plugin was killed at the shutdown
+deadline.
 Logs go to stderr, filtered by RUST_LOG (default `info`); plugin stdout/stderr
 lines are prefixed with `[NAME] `.";
 
@@ -432,7 +437,10 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
     let grace = Duration::from_millis(run.shutdown_timeout);
     let mut signals = SignalShutdown::new(&event_loop.handle(), grace, &granted)
         .map_err(|e| format!("cannot watch signals: {e}"))?
-        .forever(run.forever);
+        .forever(run.forever)
+        // A loop stuck where no alarm reaches it still ends: the process
+        // exits a second after the shutdown deadline or the second signal.
+        .exit_if_stuck(Some(Duration::from_secs(1)));
 
     let host = build_host(run, &file, &event_loop)?;
     signals.attach(&host);
@@ -441,12 +449,13 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
     }
     load_plugins(&host, &specs)?;
 
-    signals
+    let end = signals
         .run(&mut event_loop, &host, &mut ())
         .map_err(|e| format!("event loop: {e}"))?;
     let exits = host.exits();
     drop(host);
-    Ok(report(&exits))
+    report(&exits);
+    Ok(ExitCode::from(signals.exit_code(end, &exits)))
 }
 
 /// The PLUGIN arguments, with the arguments after `--` appended.
@@ -542,10 +551,8 @@ fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<(), Option<S
     if failed { Err(None) } else { Ok(()) }
 }
 
-/// Prints the failures and returns the exit status: the first non-zero
-/// code of a plugin (1 for a failure).
-fn report(exits: &[PluginExit]) -> ExitCode {
-    let mut code = 0;
+/// Prints the failures.
+fn report(exits: &[PluginExit]) {
     for e in exits.iter().filter(|e| e.reason.is_failure()) {
         match (&e.fault, &e.reason) {
             (Some(f), _) => eprintln!(
@@ -556,16 +563,6 @@ fn report(exits: &[PluginExit]) -> ExitCode {
             (None, r) => eprintln!("error: plugin `{}` {r}", e.name),
         }
     }
-    for e in exits {
-        let c = match &e.reason {
-            ExitReason::Trapped(_) => 1,
-            r => r.code(),
-        };
-        if c != 0 && code == 0 {
-            code = c;
-        }
-    }
-    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
 
 #[cfg(test)]

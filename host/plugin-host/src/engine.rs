@@ -137,7 +137,11 @@ impl PluginEngine {
             super::pooling::build_engine(&mut config, opts.pooling_instances, max_memory)
                 .map_err(|e| LoadError::Link(format!("engine: {}", chain(&e))))?;
         let mut linker = Linker::new(&engine);
+        // WASI 0.2.12, `wasi:cli/exit.exit-with-code` included (a guest using
+        // it ends with its own code, not just 0 or 1); the calls that can
+        // block are replaced by bounded ones.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| super::wasi_blocking::add_to_linker(&mut linker))
             .map_err(|e| LoadError::Link(format!("WASI: {}", chain(&e))))?;
         PluginWorld::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Link(format!("host-loop: {}", chain(&e))))?;

@@ -22,6 +22,11 @@ pub enum FaultKind {
     OutOfMemory,
     /// The guest exhausted its wasm stack (e.g. unbounded recursion).
     StackOverflow,
+    /// The guest waited in a blocking WASI call (a sleep, `poll`, a
+    /// `blocking-*` stream call) longer than what was left of its call's
+    /// deadline. Plugins must not block: they register a timer or the
+    /// object with the loop instead.
+    Blocked,
     /// A host-side error while calling the guest (e.g. a malformed value
     /// crossing the component boundary).
     Host,
@@ -35,6 +40,7 @@ impl fmt::Display for FaultKind {
             FaultKind::Timeout => "callback timeout",
             FaultKind::OutOfMemory => "out of memory",
             FaultKind::StackOverflow => "stack overflow",
+            FaultKind::Blocked => "blocked in a host call",
             FaultKind::Host => "host error",
         })
     }
@@ -100,6 +106,17 @@ pub(crate) fn classify(e: &wasmtime::Error, cx: &Context<'_>) -> Fault {
     } else {
         message
     };
+    if let Some(b) = e.downcast_ref::<crate::wasi_blocking::BlockedCall>() {
+        let message = match cx.timeout {
+            Some((t, what)) => format!("{b} (the {what} is {t:?})"),
+            None => b.to_string(),
+        };
+        return Fault {
+            kind: FaultKind::Blocked,
+            message,
+            backtrace,
+        };
+    }
     let (kind, message) = match trap {
         Some(wasmtime::Trap::Interrupt) => (
             FaultKind::Timeout,
@@ -182,6 +199,31 @@ mod tests {
             },
         );
         assert_eq!(f.kind, FaultKind::Timeout);
+        assert!(f.message.contains("--callback-timeout"), "{}", f.message);
+    }
+
+    #[test]
+    fn a_blocked_wait_is_its_own_kind_naming_the_budget() {
+        let e = wasmtime::Error::new(crate::wasi_blocking::BlockedCall {
+            call: "wasi:io/poll.poll",
+            waited: Duration::from_millis(100),
+        })
+        .context("error while executing at wasm backtrace");
+        let f = classify(
+            &e,
+            &Context {
+                timeout: Some((
+                    Duration::from_millis(100),
+                    "callback timeout (--callback-timeout)",
+                )),
+                max_memory: 1,
+                memory_denied: None,
+                stderr_tail: b"",
+            },
+        );
+        assert_eq!(f.kind, FaultKind::Blocked);
+        assert!(f.message.contains("wasi:io/poll.poll"), "{}", f.message);
+        assert!(f.message.contains("use a Timer"), "{}", f.message);
         assert!(f.message.contains("--callback-timeout"), "{}", f.message);
     }
 

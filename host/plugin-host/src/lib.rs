@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+mod alarm;
 pub mod app_sender;
 pub mod cache;
 pub mod capabilities;
@@ -68,6 +69,7 @@ mod state;
 mod stdio;
 mod ticker;
 mod types;
+mod wasi_blocking;
 
 pub use app_sender::AppSender;
 pub use capabilities::{Capabilities, DirGrant, GrantError, IpNet, NetDirection, NetRule};
@@ -76,7 +78,7 @@ pub use error::LoadError;
 pub use fault::{Fault, FaultKind};
 pub use host::{
     ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec, RunEnd,
-    ShutdownPhase, SignalShutdown, SignalShutdownError,
+    ShutdownPhase, SignalShutdown, SignalShutdownError, exit_status,
 };
 pub use limits::Limits;
 pub use policy::Policy;

@@ -163,6 +163,10 @@ pub struct PluginState {
     pub(crate) handles: usize,
     /// Capabilities and state of the `io` interface.
     pub(crate) io: IoState,
+    /// The deadline of the current guest call (and the host's alarm), for
+    /// the WASI calls that can block (module `wasi_blocking`); set once the
+    /// store exists.
+    pub(crate) deadline: Option<Arc<crate::ticker::CpuDeadline>>,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -202,6 +206,7 @@ impl PluginState {
             stop: None,
             handles: 0,
             io: IoState::new(caps),
+            deadline: None,
         }
     }
 

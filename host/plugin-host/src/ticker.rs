@@ -19,8 +19,14 @@
 //! Where no per-thread CPU clock exists (macOS), wall time is counted.
 //!
 //! Epochs are checked only while wasm code runs: a guest blocked inside a
-//! host call (a WASI sleep, say) is interrupted neither by a CPU nor by a
-//! wall-time deadline; it fails when the call returns.
+//! host call (a WASI sleep, say) is not interrupted by them. The WASI calls
+//! that can block are therefore replaced (module `wasi_blocking`): they wait
+//! at most what is left of the same budget ([`CpuDeadline::wait_budget`]),
+//! in wall time, and the time they waited is spent from it.
+//!
+//! Each check also looks at the host's [`Alarm`] (a shutdown deadline, a
+//! forced exit): once it is due, the call is interrupted whatever its budget,
+//! calls without a deadline included.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +34,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::{Engine, Store, UpdateDeadline};
+
+use crate::alarm::Alarm;
 
 /// One epoch tick: how often a running guest's budget is checked.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
@@ -87,6 +95,8 @@ pub(crate) struct CpuDeadline {
     /// The calling thread's CPU time (ns) at which the call runs out, or
     /// [`NOT_STARTED`] until its first tick reads the clock.
     end_ns: AtomicU64,
+    /// The host's alarm, checked at every tick.
+    alarm: Arc<Alarm>,
 }
 
 /// `CpuDeadline::end_ns` before the armed call's first tick.
@@ -95,8 +105,8 @@ const NOT_STARTED: u64 = 0;
 impl CpuDeadline {
     /// Makes `store` check the returned deadline at each epoch tick that
     /// passes its epoch deadline (instead of trapping at once).
-    pub(crate) fn install<T: 'static>(store: &mut Store<T>) -> Arc<CpuDeadline> {
-        let d = Arc::new(CpuDeadline::new());
+    pub(crate) fn install<T: 'static>(store: &mut Store<T>, alarm: Arc<Alarm>) -> Arc<CpuDeadline> {
+        let d = Arc::new(CpuDeadline::new(alarm));
         let d2 = d.clone();
         store.epoch_deadline_callback(move |_| Ok(d2.at_tick()));
         d
@@ -104,20 +114,64 @@ impl CpuDeadline {
 
     /// Arms the next guest call of `store` with a budget of `budget` of the
     /// calling thread's CPU time (`None`: no deadline). A zero budget lets
-    /// no guest code run (the first epoch check interrupts it).
+    /// no guest code run (the first epoch check interrupts it). Every call,
+    /// one without a deadline too, checks the host's alarm at each tick.
     pub(crate) fn arm<T>(&self, store: &mut Store<T>, budget: Option<Duration>) {
         self.set(budget);
         store.set_epoch_deadline(match budget {
-            None => u64::MAX / 2,
             Some(b) if b.is_zero() => 0,
-            Some(_) => 1,
+            _ => 1,
         });
     }
 
-    fn new() -> CpuDeadline {
+    fn new(alarm: Arc<Alarm>) -> CpuDeadline {
         CpuDeadline {
             budget_ns: AtomicU64::new(u64::MAX),
             end_ns: AtomicU64::new(NOT_STARTED),
+            alarm,
+        }
+    }
+
+    /// The host's alarm.
+    pub(crate) fn alarm(&self) -> &Arc<Alarm> {
+        &self.alarm
+    }
+
+    /// How long the armed call may still wait in a blocking host call: what
+    /// is left of its budget (`None`: no deadline). Before the call's first
+    /// tick no CPU time is counted yet (at most one [`TICK`]).
+    pub(crate) fn wait_budget(&self) -> Option<Duration> {
+        let budget = self.budget_ns.load(Ordering::Relaxed);
+        if budget == u64::MAX {
+            return None;
+        }
+        let end = self.end_ns.load(Ordering::Relaxed);
+        let left = if end == NOT_STARTED {
+            budget
+        } else {
+            end.saturating_sub(thread_cpu_ns())
+        };
+        Some(Duration::from_nanos(left))
+    }
+
+    /// Spends `waited` (wall time the armed call spent blocked in a host
+    /// call) from its budget, so that CPU time and blocked time share one
+    /// budget.
+    pub(crate) fn spend_blocked(&self, waited: Duration) {
+        let budget = self.budget_ns.load(Ordering::Relaxed);
+        if budget == u64::MAX || waited.is_zero() {
+            return;
+        }
+        let w = waited.as_nanos().min(u128::from(u64::MAX - 1)) as u64;
+        let end = self.end_ns.load(Ordering::Relaxed);
+        if end == NOT_STARTED {
+            self.budget_ns
+                .store(budget.saturating_sub(w), Ordering::Relaxed);
+        } else {
+            self.end_ns.store(
+                end.saturating_sub(w).max(NOT_STARTED + 1),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -139,6 +193,9 @@ impl CpuDeadline {
     /// What a store does at a tick past its epoch deadline: the first one
     /// starts the budget on the calling thread's clock.
     fn at_tick(&self) -> UpdateDeadline {
+        if self.alarm.due() {
+            return UpdateDeadline::Interrupt;
+        }
         let budget = self.budget_ns.load(Ordering::Relaxed);
         if budget == u64::MAX {
             return UpdateDeadline::Continue(1);
@@ -183,6 +240,11 @@ fn thread_cpu_ns() -> u64 {
 mod tests {
     use super::*;
 
+    /// An alarm never raised.
+    fn alarm() -> Arc<Alarm> {
+        Alarm::new(Engine::default())
+    }
+
     /// Burns `d` of this thread's CPU time.
     fn spin(d: Duration) {
         let start = thread_cpu_ns();
@@ -194,7 +256,7 @@ mod tests {
     #[cfg(not(target_vendor = "apple"))]
     #[test]
     fn sleeping_does_not_spend_the_budget_spending_cpu_does() {
-        let d = CpuDeadline::new();
+        let d = CpuDeadline::new(alarm());
         d.set(Some(Duration::from_millis(50)));
         assert!(matches!(d.at_tick(), UpdateDeadline::Continue(1)));
         // 150 ms asleep: (almost) no CPU spent by this thread.
@@ -211,7 +273,7 @@ mod tests {
     #[cfg(not(target_vendor = "apple"))]
     #[test]
     fn another_threads_cpu_does_not_spend_the_budget() {
-        let d = Arc::new(CpuDeadline::new());
+        let d = Arc::new(CpuDeadline::new(alarm()));
         d.set(Some(Duration::from_millis(30)));
         assert!(matches!(d.at_tick(), UpdateDeadline::Continue(1)));
         let d2 = d.clone();
@@ -244,7 +306,7 @@ mod tests {
     #[test]
     fn a_spinning_call_is_interrupted_after_its_budget() {
         let (engine, mut store, spin) = spinner();
-        let d = CpuDeadline::install(&mut store);
+        let d = CpuDeadline::install(&mut store, Alarm::new(engine.clone()));
         let _ticker = Ticker::start(engine).unwrap();
         d.arm(&mut store, Some(Duration::from_millis(30)));
         let cpu = thread_cpu_ns();
@@ -260,7 +322,7 @@ mod tests {
     #[cfg(not(target_vendor = "apple"))]
     #[test]
     fn the_budget_starts_at_the_first_tick_not_at_arming() {
-        let d = CpuDeadline::new();
+        let d = CpuDeadline::new(alarm());
         d.set(Some(Duration::from_millis(20)));
         // CPU spent before the call's first tick is not counted (arming reads no clock).
         spin(Duration::from_millis(30));
@@ -273,10 +335,46 @@ mod tests {
     #[test]
     fn a_zero_budget_runs_no_guest_code() {
         // No ticker: the first epoch check interrupts.
-        let (_engine, mut store, spin) = spinner();
-        let d = CpuDeadline::install(&mut store);
+        let (engine, mut store, spin) = spinner();
+        let d = CpuDeadline::install(&mut store, Alarm::new(engine.clone()));
         d.arm(&mut store, Some(Duration::ZERO));
         let e = spin.call(&mut store, ()).unwrap_err();
         assert!(is_interrupt(&e), "{e:?}");
+    }
+
+    #[test]
+    fn blocked_time_is_spent_from_the_same_budget() {
+        let d = CpuDeadline::new(alarm());
+        assert_eq!(d.wait_budget(), None);
+        d.spend_blocked(Duration::from_secs(1));
+        assert_eq!(d.wait_budget(), None);
+        d.set(Some(Duration::from_millis(100)));
+        assert_eq!(d.wait_budget(), Some(Duration::from_millis(100)));
+        // Before the first tick: taken from the budget itself.
+        d.spend_blocked(Duration::from_millis(30));
+        assert_eq!(d.wait_budget(), Some(Duration::from_millis(70)));
+        // After it: taken from the CPU-time end.
+        assert!(matches!(d.at_tick(), UpdateDeadline::Continue(1)));
+        d.spend_blocked(Duration::from_millis(60));
+        let left = d.wait_budget().unwrap();
+        assert!(left <= Duration::from_millis(10), "{left:?}");
+        d.spend_blocked(Duration::from_millis(60));
+        assert_eq!(d.wait_budget(), Some(Duration::ZERO));
+        assert!(matches!(d.at_tick(), UpdateDeadline::Interrupt));
+    }
+
+    #[test]
+    fn a_due_alarm_interrupts_a_call_without_a_deadline() {
+        let (engine, mut store, spin) = spinner();
+        let alarm = Alarm::new(engine.clone());
+        let d = CpuDeadline::install(&mut store, alarm.clone());
+        d.arm(&mut store, None);
+        alarm.raise(
+            std::time::Instant::now() + Duration::from_millis(30),
+            crate::alarm::AlarmCause::Forced,
+        );
+        let e = spin.call(&mut store, ()).unwrap_err();
+        assert!(is_interrupt(&e), "{e:?}");
+        assert!(alarm.due());
     }
 }

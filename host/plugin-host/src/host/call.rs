@@ -31,6 +31,7 @@
 use std::rc::Rc;
 
 use super::{After, ExitReason, HostInner, Live, PluginRt};
+use crate::alarm::AlarmCause;
 use crate::bindings::callop::plugin::types::{Event, EventResult};
 use crate::error::LoadError;
 use crate::fault::Fault;
@@ -69,6 +70,9 @@ pub(super) enum Outcome {
     Returned(Vec<EventResult>),
     /// The guest called WASI `exit(code)`.
     Exited(i32),
+    /// The host's alarm stopped it (see [`crate::alarm`]): the shutdown
+    /// deadline passed, or a forced exit was asked for.
+    Interrupted(AlarmCause),
     /// It failed.
     Failed(Failure),
 }
@@ -122,6 +126,14 @@ impl Failure {
     }
 }
 
+/// Whether a failed call was stopped by an epoch interrupt or a bounded
+/// blocking call's alarm.
+fn interrupted(e: &wasmtime::Error) -> bool {
+    e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
+        || e.downcast_ref::<crate::wasi_blocking::Interrupted>()
+            .is_some()
+}
+
 /// A fault's kind and message, without the backtrace.
 fn one_line(f: &Fault) -> String {
     format!("{}: {}", f.kind, f.message)
@@ -148,6 +160,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             Ok(Err(message)) => Outcome::Failed(Failure::Refused(message)),
             Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                 Some(x) => Outcome::Exited(x.0),
+                None if self.alarm.due() && interrupted(&e) => {
+                    Outcome::Interrupted(self.alarm.cause().unwrap_or(AlarmCause::Forced))
+                }
                 None => Outcome::Failed(Failure::Fault {
                     fault: self.classify(live, &e),
                     in_init: export.is_init(),
@@ -166,6 +181,10 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 self.check_after(live)
             }
             Outcome::Exited(code) => After::End(ExitReason::Stopped(code)),
+            Outcome::Interrupted(AlarmCause::ShutdownDeadline) => {
+                After::End(ExitReason::ShutdownTimeout)
+            }
+            Outcome::Interrupted(AlarmCause::Forced) => After::End(ExitReason::Unloaded),
             Outcome::Failed(f) => {
                 let reason = ExitReason::Trapped(f.cause());
                 *p.fault.borrow_mut() = f.into_fault();

@@ -145,7 +145,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.store_limits);
         // Instantiation (start functions) runs under the init timeout.
-        let deadline = CpuDeadline::install(&mut store);
+        let deadline = CpuDeadline::install(&mut store, self.alarm.clone());
+        store.data_mut().deadline = Some(deadline.clone());
         let init_timeout = store.data().limits.init_timeout;
         deadline.arm(&mut store, self.budget(init_timeout));
         let bindings = component

@@ -69,6 +69,7 @@ use callop::timer::Timer;
 use callop::{Dispatcher, LoopHandle, RegistrationToken};
 use rustc_hash::FxHashMap;
 
+use super::alarm::Alarm;
 use super::app_sender::AppSender;
 use super::bindings::Plugin as PluginBindings;
 use super::bindings::callop::plugin::types::{Event, EventKind};
@@ -95,7 +96,9 @@ mod signal_routing;
 mod signal_shutdown;
 mod timer_routing;
 
-pub use signal_shutdown::{RunEnd, ShutdownPhase, SignalShutdown, SignalShutdownError};
+pub use signal_shutdown::{
+    RunEnd, ShutdownPhase, SignalShutdown, SignalShutdownError, exit_status,
+};
 
 /// Identifies one loaded plugin instance within a [`Host`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -297,6 +300,9 @@ struct HostInner<'l, Data> {
     pending_restarts: Cell<usize>,
     /// Set by `shutdown`: no more restarts.
     shutting_down: Cell<bool>,
+    /// Interrupts the running guest call at a shutdown deadline or a forced
+    /// exit, from any thread (see [`crate::alarm`]).
+    alarm: Arc<Alarm>,
     /// Limits by instance name (overriding the host's).
     limit_overrides: RefCell<HashMap<String, Arc<Limits>>>,
 }
@@ -434,6 +440,7 @@ impl<'l, Data: 'l> Host<'l, Data> {
             ),
             None => None,
         };
+        let alarm = Alarm::new(engine.engine().clone());
         Ok(Host {
             inner: Rc::new(HostInner {
                 handle,
@@ -456,6 +463,7 @@ impl<'l, Data: 'l> Host<'l, Data> {
                 trackers: RefCell::new(HashMap::new()),
                 pending_restarts: Cell::new(0),
                 shutting_down: Cell::new(false),
+                alarm,
                 limit_overrides: RefCell::new(HashMap::new()),
             }),
         })
@@ -676,6 +684,15 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// received by a signal source; an embedder that creates its `Signals`
     /// source first (as `callop-host` does) gets that for free.
     pub fn watch_signals_externally(&self, signals: &[Signal]) {
+        self.watch_signals_inner(signals);
+    }
+
+    /// The host's alarm (see [`crate::alarm`]), for the signal watcher.
+    pub(crate) fn alarm(&self) -> Arc<Alarm> {
+        self.inner.alarm.clone()
+    }
+
+    fn watch_signals_inner(&self, signals: &[Signal]) {
         let mut w = self.inner.watched_signals.borrow_mut();
         for s in signals {
             if !w.contains(s) {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::call::Export;
 use super::{After, ExitReason, HostInner, PluginRt};
+use crate::alarm::AlarmCause;
 use callop::timer::{TimeoutAction, Timer};
 
 impl<'l, Data: 'l> HostInner<'l, Data> {
@@ -13,6 +14,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self.shutting_down.set(true);
         self.pending_restarts.set(0);
         let deadline = Instant::now() + grace;
+        // Any guest call still running at the deadline (a `shutdown` that
+        // sleeps or spins) is interrupted there.
+        self.alarm.raise(deadline, AlarmCause::ShutdownDeadline);
         let deadline_ns = self.shared.instant_to_ns(deadline);
         let all: Vec<Rc<PluginRt>> = self.plugins.borrow().values().cloned().collect();
         for p in all {

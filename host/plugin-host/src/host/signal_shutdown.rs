@@ -1,15 +1,32 @@
 //! [`SignalShutdown`]: shutting a [`Host`] down on SIGINT/SIGTERM, the way
 //! `callop-host` does.
+//!
+//! SIGINT and SIGTERM are received by a watcher thread of its own (a small
+//! callop loop with a signal source), not by the application's loop: the
+//! watcher acts at once even while the loop thread is busy in a guest that
+//! spins or blocks. On the first signal it raises the host's
+//! [`Alarm`](crate::alarm::Alarm) for the shutdown deadline (every guest call
+//! still running then is interrupted), on the second for now; then it
+//! forwards the signal to the loop, where [`SignalShutdown::handle_pending`]
+//! calls the plugins' `shutdown` and ends the rest. Optionally
+//! ([`SignalShutdown::exit_if_stuck`]) it exits the process if the loop does
+//! not come back in time.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use callop::channel::{Channel, Event as ChannelEvent};
+use callop::ping::Ping;
 use callop::signals::{Signal, Signals};
 use callop::{EventLoop, LoopHandle, RegistrationToken};
 
-use super::Host;
+use super::{ExitReason, Host, PluginExit};
+use crate::alarm::{Alarm, AlarmCause};
 
 /// Where a [`SignalShutdown`] stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +66,170 @@ impl fmt::Display for SignalShutdownError {
 impl std::error::Error for SignalShutdownError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0)
+    }
+}
+
+impl From<std::io::Error> for SignalShutdownError {
+    fn from(e: std::io::Error) -> Self {
+        SignalShutdownError(callop::Error::IoError(e))
+    }
+}
+
+/// What the watcher thread and the loop share.
+struct Watch {
+    grace: Duration,
+    /// SIGINT/SIGTERM granted to plugins: only forwarded (whether it is a
+    /// shutdown request depends on the plugins subscribed, which the loop
+    /// knows).
+    granted: Vec<Signal>,
+    /// The attached host's alarm.
+    alarm: Mutex<Option<Arc<Alarm>>>,
+    /// Shutdown requests the watcher counted.
+    count: AtomicU32,
+    /// When the first one came.
+    first_at: Mutex<Option<Instant>>,
+    /// The number of the last SIGINT/SIGTERM received (0: none).
+    last_signal: AtomicI32,
+    /// See [`SignalShutdown::exit_if_stuck`].
+    exit_if_stuck: Mutex<Option<Duration>>,
+    /// The run is over: no more forced process exit.
+    done: AtomicBool,
+}
+
+impl Watch {
+    /// What the watcher does with a SIGINT/SIGTERM, on its own thread.
+    fn on_signal(self: &Arc<Self>, sig: Signal) {
+        self.last_signal.store(sig as i32, Ordering::SeqCst);
+        if self.granted.contains(&sig) {
+            return;
+        }
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        let now = Instant::now();
+        let until = if n == 1 {
+            *self.first_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+            now + self.grace
+        } else {
+            now
+        };
+        self.raise(n);
+        let margin = *self.exit_if_stuck.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(margin) = margin {
+            self.watchdog(until + margin, sig);
+        }
+    }
+
+    /// Raises the alarm of the attached host for the `n`-th request.
+    fn raise(&self, n: u32) {
+        let alarm = self.alarm.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let first = *self.first_at.lock().unwrap_or_else(|e| e.into_inner());
+        match (alarm, first) {
+            (Some(a), _) if n >= 2 => a.raise(Instant::now(), AlarmCause::Forced),
+            (Some(a), Some(t)) if n == 1 => a.raise(t + self.grace, AlarmCause::ShutdownDeadline),
+            _ => {}
+        }
+    }
+
+    /// Exits the process at `at` unless the run is over by then.
+    fn watchdog(self: &Arc<Self>, at: Instant, sig: Signal) {
+        let me = Arc::clone(self);
+        let r = std::thread::Builder::new()
+            .name("callop-watchdog".into())
+            .spawn(move || {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                if !me.done.load(Ordering::SeqCst) {
+                    eprintln!(
+                        "error: the event loop did not stop after {sig:?} in time: exiting now"
+                    );
+                    std::process::exit(128 + sig as i32);
+                }
+            });
+        if let Err(e) = r {
+            tracing::warn!("cannot start the shutdown watchdog: {e}");
+        }
+    }
+
+    /// The shutdown grace left at this moment.
+    fn grace_left(&self) -> Duration {
+        match *self.first_at.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(t) => self.grace.saturating_sub(t.elapsed()),
+            None => self.grace,
+        }
+    }
+}
+
+/// The watcher thread: receives SIGINT/SIGTERM with a loop of its own,
+/// acts on them ([`Watch::on_signal`]) and forwards them to `tx`.
+fn start_watcher(
+    watch: Arc<Watch>,
+    tx: callop::channel::Sender<Signal>,
+) -> Result<(Ping, JoinHandle<()>), SignalShutdownError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("callop-signals".into())
+        .spawn(move || {
+            let setup = || -> Result<(EventLoop<'static, bool>, Ping), callop::Error> {
+                let event_loop = EventLoop::try_new()?;
+                let signals = Signals::new(&[Signal::SIGINT, Signal::SIGTERM])?;
+                let (ping, stop) = callop::ping::make_ping()?;
+                let h = event_loop.handle();
+                h.insert_source(signals, move |ev, _, _| {
+                    let sig = ev.signal();
+                    watch.on_signal(sig);
+                    let _ = tx.send(sig);
+                })
+                .map_err(|e| e.error)?;
+                h.insert_source(stop, |_, _, quit| *quit = true)
+                    .map_err(|e| e.error)?;
+                Ok((event_loop, ping))
+            };
+            let mut event_loop = match setup() {
+                Ok((l, ping)) => {
+                    let _ = ready_tx.send(Ok(ping));
+                    l
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut quit = false;
+            while !quit {
+                if let Err(e) = event_loop.dispatch(None, &mut quit) {
+                    tracing::error!("signal watcher: {e}");
+                    return;
+                }
+            }
+        })?;
+    match ready_rx.recv() {
+        Ok(Ok(ping)) => Ok((ping, thread)),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(SignalShutdownError(e))
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(SignalShutdownError(callop::Error::OtherError(
+                "the signal watcher thread ended".into(),
+            )))
+        }
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread (threads started later
+/// inherit it): they are received only by the watcher's signal source.
+fn block_int_term() -> std::io::Result<()> {
+    // SAFETY: `set` is a valid, initialised signal set for the calls below;
+    // `pthread_sigmask` with a null old-set pointer only changes this
+    // thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
+            0 => Ok(()),
+            e => Err(std::io::Error::from_raw_os_error(e)),
+        }
     }
 }
 
@@ -97,7 +278,13 @@ impl std::error::Error for SignalShutdownError {
 /// Dropping it removes its source from the loop.
 pub struct SignalShutdown<'l, Data> {
     handle: LoopHandle<'l, Data>,
-    token: Option<RegistrationToken>,
+    /// The loop sources: the watcher's forwarding channel, and the granted
+    /// signals other than SIGINT/SIGTERM.
+    tokens: Vec<RegistrationToken>,
+    watch: Arc<Watch>,
+    /// Stops the watcher thread.
+    stop: Ping,
+    watcher: Option<JoinHandle<()>>,
     watched: Vec<Signal>,
     /// Signals received by the source, not handled yet.
     received: Rc<RefCell<Vec<Signal>>>,
@@ -140,20 +327,65 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
                 watched.push(*s);
             }
         }
-        let source = Signals::new(&watched).map_err(SignalShutdownError)?;
         let received = Rc::new(RefCell::new(Vec::new()));
+        let mut tokens = Vec::new();
+        // Granted signals other than SIGINT/SIGTERM: a source of this loop.
+        let others: Vec<Signal> = watched[2..].to_vec();
+        if !others.is_empty() {
+            let source = Signals::new(&others).map_err(SignalShutdownError)?;
+            let queue = Rc::clone(&received);
+            // Handled after the dispatch (`handle_pending`): the host is not
+            // reachable from a source's callback.
+            let t = handle
+                .insert_source(source, move |ev, _, _| {
+                    tracing::info!("received {:?}", ev.signal());
+                    queue.borrow_mut().push(ev.signal());
+                })
+                .map_err(|e| SignalShutdownError(e.error))?;
+            tokens.push(t);
+        }
+        // SIGINT/SIGTERM: the watcher thread, forwarding through a channel.
+        block_int_term()?;
+        let (tx, rx): (_, Channel<Signal>) = callop::channel::channel();
         let queue = Rc::clone(&received);
-        // Handled after the dispatch (`handle_pending`): the host is not
-        // reachable from a source's callback.
-        let token = handle
-            .insert_source(source, move |ev, _, _| {
-                tracing::info!("received {:?}", ev.signal());
-                queue.borrow_mut().push(ev.signal());
+        let t = handle
+            .insert_source(rx, move |ev, _, _| {
+                if let ChannelEvent::Msg(sig) = ev {
+                    tracing::info!("received {sig:?}");
+                    queue.borrow_mut().push(sig);
+                }
             })
             .map_err(|e| SignalShutdownError(e.error))?;
+        tokens.push(t);
+        let watch = Arc::new(Watch {
+            grace,
+            granted: granted
+                .iter()
+                .copied()
+                .filter(|s| matches!(s, Signal::SIGINT | Signal::SIGTERM))
+                .collect(),
+            alarm: Mutex::new(None),
+            count: AtomicU32::new(0),
+            first_at: Mutex::new(None),
+            last_signal: AtomicI32::new(0),
+            exit_if_stuck: Mutex::new(None),
+            done: AtomicBool::new(false),
+        });
+        let (stop, watcher) = match start_watcher(Arc::clone(&watch), tx) {
+            Ok(w) => w,
+            Err(e) => {
+                for t in tokens {
+                    handle.remove(t);
+                }
+                return Err(e);
+            }
+        };
         Ok(SignalShutdown {
             handle: handle.clone(),
-            token: Some(token),
+            tokens,
+            watch,
+            stop,
+            watcher: Some(watcher),
             watched,
             received,
             grace,
@@ -161,6 +393,54 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
             host_signals: 0,
             handled: 0,
         })
+    }
+
+    /// With `Some(margin)`, the process exits (status 128 + the signal's
+    /// number) if [`run`](Self::run) has not returned `margin` after the
+    /// shutdown deadline of a first SIGINT/SIGTERM, or `margin` after a
+    /// second one — for a loop stuck where no alarm reaches it. Off by
+    /// default (an embedder's process is its own); `callop-host` turns it on.
+    pub fn exit_if_stuck(self, margin: Option<Duration>) -> Self {
+        *self
+            .watch
+            .exit_if_stuck
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = margin;
+        self
+    }
+
+    /// The last SIGINT or SIGTERM received, if any.
+    pub fn last_signal(&self) -> Option<Signal> {
+        match self.watch.last_signal.load(Ordering::SeqCst) {
+            libc::SIGINT => Some(Signal::SIGINT),
+            libc::SIGTERM => Some(Signal::SIGTERM),
+            _ => None,
+        }
+    }
+
+    /// The process exit status for a run that ended with `end` and these
+    /// plugin exits, by `callop-host`'s rules:
+    ///
+    /// * a forced exit (second signal), or a shutdown in which a plugin had
+    ///   to be ended at the deadline: 128 + the signal's number (130 for
+    ///   SIGINT, 143 for SIGTERM), as a shell reports a process killed by it;
+    /// * otherwise the first non-zero [`exit_status`] of the plugins (a
+    ///   failure is 1); 0 if there is none — a graceful shutdown in which
+    ///   every plugin ended in time is a success.
+    pub fn exit_code(&self, end: RunEnd, exits: &[PluginExit]) -> u8 {
+        let killed = exits
+            .iter()
+            .any(|e| e.reason == ExitReason::ShutdownTimeout);
+        let by_signal = end == RunEnd::Forced || (end == RunEnd::ShutDown && killed);
+        match (by_signal, self.last_signal()) {
+            (true, Some(sig)) => 128 + sig as u8,
+            (true, None) => 1,
+            (false, _) => exits
+                .iter()
+                .map(|e| exit_status(&e.reason))
+                .find(|c| *c != 0)
+                .unwrap_or(0),
+        }
     }
 
     /// With `true`, [`run`](Self::run) keeps running when no plugin is
@@ -180,6 +460,12 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
     /// it before loading plugins.
     pub fn attach(&self, host: &Host<'l, Data>) {
         host.watch_signals_externally(&self.watched);
+        *self.watch.alarm.lock().unwrap_or_else(|e| e.into_inner()) = Some(host.alarm());
+        // A request that came before: raise the alarm for it now.
+        let n = self.watch.count.load(Ordering::SeqCst);
+        if n > 0 {
+            self.watch.raise(n);
+        }
     }
 
     /// Where the state machine stands.
@@ -210,8 +496,11 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
         if self.host_signals > self.handled {
             self.handled = self.host_signals;
             if self.handled == 1 {
-                tracing::info!("shutting down (grace {:?})", self.grace);
-                host.shutdown(self.grace);
+                // The grace counts from the signal (the loop may have been
+                // busy in a guest when it came).
+                let grace = self.watch.grace_left();
+                tracing::info!("shutting down (grace {grace:?})");
+                host.shutdown(grace);
             } else {
                 tracing::warn!("second signal: exiting now");
             }
@@ -233,6 +522,17 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
         host: &Host<'l, Data>,
         data: &mut Data,
     ) -> Result<RunEnd, callop::Error> {
+        let r = self.run_inner(event_loop, host, data);
+        self.watch.done.store(true, Ordering::SeqCst);
+        r
+    }
+
+    fn run_inner(
+        &mut self,
+        event_loop: &mut EventLoop<'l, Data>,
+        host: &Host<'l, Data>,
+        data: &mut Data,
+    ) -> Result<RunEnd, callop::Error> {
         loop {
             let phase = self.handle_pending(host);
             if phase == ShutdownPhase::ForcedExit {
@@ -242,6 +542,12 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
                 return Ok(RunEnd::Forced);
             }
             if host.is_empty() && (!self.forever || phase == ShutdownPhase::ShuttingDown) {
+                // A second signal the watcher acted on (it interrupted the
+                // last plugin) may not have been forwarded yet.
+                if self.watch.count.load(Ordering::SeqCst) >= 2 {
+                    tracing::warn!("second signal: exiting now");
+                    return Ok(RunEnd::Forced);
+                }
                 return Ok(match phase {
                     ShutdownPhase::Running => RunEnd::Finished,
                     _ => RunEnd::ShutDown,
@@ -254,9 +560,30 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
 
 impl<Data> Drop for SignalShutdown<'_, Data> {
     fn drop(&mut self) {
-        if let Some(t) = self.token.take() {
+        self.watch.done.store(true, Ordering::SeqCst);
+        for t in self.tokens.drain(..) {
             self.handle.remove(t);
         }
+        self.stop.ping();
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The process exit status of one plugin exit: 0 for `Finished`,
+/// `Unloaded` and `ShutdownTimeout`, 1 for a failure, and for `Stopped(code)`
+/// the code modulo 256 as a shell takes it (`-1` is 255), except that a
+/// non-zero code never becomes 0 (`256` and `-256` are 1).
+pub fn exit_status(reason: &ExitReason) -> u8 {
+    match reason {
+        ExitReason::Trapped(_) | ExitReason::Quarantined(_) => 1,
+        ExitReason::Stopped(c) => match (*c as u8, *c) {
+            (0, 0) => 0,
+            (0, _) => 1,
+            (b, _) => b,
+        },
+        _ => 0,
     }
 }
 
