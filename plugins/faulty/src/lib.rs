@@ -19,7 +19,14 @@
 //!   each, then `bad-handle: survived N calls` and finishes (exit code 0);
 //! * `storm`: asks for 1,000,000 timers, 10,000 per idle callback; prints
 //!   `storm: registered R, refused F (first error: ...)`, removes its
-//!   timers and finishes.
+//!   timers and finishes;
+//! * `sleep`: sleeps `--ms` (default 30,000) in the callback with
+//!   `std::thread::sleep` (a blocking WASI wait);
+//! * `init-sleep`: the same inside `init`;
+//! * `shutdown-sleep`: runs healthily (a 100 ms periodic timer) and sleeps
+//!   `--ms` in its `shutdown` export;
+//! * `stop`: calls `host-loop.stop(--code)`;
+//! * `exit`: calls `std::process::exit(--code)` (WASI `exit`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -40,6 +47,11 @@ enum Mode {
     Stack,
     BadHandle,
     Storm,
+    Sleep,
+    InitSleep,
+    ShutdownSleep,
+    Stop,
+    Exit,
 }
 
 /// Plugin state.
@@ -47,6 +59,12 @@ struct State {
     handle: LoopHandle<State>,
     notify: Option<Sender>,
     storm: Storm,
+    /// `--ms`.
+    ms: u64,
+    /// `--code`.
+    code: i32,
+    /// Whether `shutdown` sleeps `ms`.
+    sleep_in_shutdown: bool,
 }
 
 #[derive(Default)]
@@ -65,6 +83,8 @@ struct Args {
     after: Duration,
     notify: Option<String>,
     only_first_run: bool,
+    ms: u64,
+    code: i32,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -72,6 +92,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut after = Duration::from_millis(20);
     let mut notify = None;
     let mut only_first_run = false;
+    let mut ms = 30_000;
+    let mut code = 0;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -89,6 +111,11 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     "stack" => Mode::Stack,
                     "bad-handle" => Mode::BadHandle,
                     "storm" => Mode::Storm,
+                    "sleep" => Mode::Sleep,
+                    "init-sleep" => Mode::InitSleep,
+                    "shutdown-sleep" => Mode::ShutdownSleep,
+                    "stop" => Mode::Stop,
+                    "exit" => Mode::Exit,
                     m => {
                         return Err(format!(
                             "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm)"
@@ -101,8 +128,10 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 after = Duration::from_millis(ms);
             }
             "--notify" => notify = Some(value("--notify")?),
+            "--ms" => ms = value("--ms")?.parse().map_err(|e| format!("bad --ms: {e}"))?,
+            "--code" => code = value("--code")?.parse().map_err(|e| format!("bad --code: {e}"))?,
             "--only-first-run" => only_first_run = true,
-            other => return Err(format!("unknown argument {other:?} (usage: --mode MODE [--after MS] [--notify TARGET] [--only-first-run])")),
+            other => return Err(format!("unknown argument {other:?} (usage: --mode MODE [--after MS] [--notify TARGET] [--only-first-run] [--ms MS] [--code N])")),
         }
     }
     let mode = mode.ok_or("--mode is required")?;
@@ -111,6 +140,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         after,
         notify,
         only_first_run,
+        ms,
+        code,
     })
 }
 
@@ -152,6 +183,14 @@ fn fault(mode: Mode, st: &mut State) {
         }
         Mode::BadHandle => bad_handles(st),
         Mode::Storm => storm_step(st),
+        Mode::Sleep | Mode::InitSleep => {
+            note(st, &format!("faulty: sleeping {} ms", st.ms));
+            std::thread::sleep(Duration::from_millis(st.ms));
+            note(st, "faulty: woke up");
+        }
+        Mode::ShutdownSleep => {}
+        Mode::Stop => st.handle.get_signal().stop_with_code(st.code),
+        Mode::Exit => std::process::exit(st.code),
     }
 }
 
@@ -294,10 +333,13 @@ impl Plugin for Faulty {
             Some(t) => Some(Sender::to(t).map_err(|e| format!("--notify {t}: {e}"))?),
             None => None,
         };
-        let st = State {
+        let mut st = State {
             handle: *handle,
             notify,
             storm: Storm::default(),
+            ms: args.ms,
+            code: args.code,
+            sleep_in_shutdown: args.mode == Mode::ShutdownSleep,
         };
         note(
             &st,
@@ -316,6 +358,20 @@ impl Plugin for Faulty {
             return Ok(st);
         }
         let mode = args.mode;
+        if mode == Mode::InitSleep {
+            fault(mode, &mut st);
+        }
+        if mode == Mode::ShutdownSleep {
+            handle
+                .insert_source(
+                    Timer::from_duration(Duration::from_millis(100)),
+                    |_, _: &mut (), _: &mut State| {
+                        TimeoutAction::ToDuration(Duration::from_millis(100))
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            return Ok(st);
+        }
         handle
             .insert_source(
                 Timer::from_duration(args.after),
@@ -326,6 +382,14 @@ impl Plugin for Faulty {
             )
             .map_err(|e| e.to_string())?;
         Ok(st)
+    }
+
+    fn shutdown(_handle: &LoopHandle<State>, st: &mut State, _deadline: callop_guest::Instant) {
+        if st.sleep_in_shutdown {
+            note(st, &format!("faulty: shutdown sleeping {} ms", st.ms));
+            std::thread::sleep(Duration::from_millis(st.ms));
+            note(st, "faulty: shutdown woke up");
+        }
     }
 }
 
