@@ -410,6 +410,9 @@ fn exit_status_follows_the_documented_mapping() {
         // failure (`wasi:cli/exit.exit(err)`): code 1.
         ("--mode,exit,--code,3,--after,0", 1),
         ("--mode,exit,--code,0,--after,0", 0),
+        // WASI 0.2.12's `exit-with-code` keeps the code.
+        ("--mode,exit-with-code,--code,3,--after,0", 3),
+        ("--mode,exit-with-code,--code,200,--after,0", 200),
         ("--mode,trap,--after,0", 1),
     ];
     for (a, want) in cases {

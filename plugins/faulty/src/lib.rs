@@ -26,7 +26,9 @@
 //! * `shutdown-sleep`: runs healthily (a 100 ms periodic timer) and sleeps
 //!   `--ms` in its `shutdown` export;
 //! * `stop`: calls `host-loop.stop(--code)`;
-//! * `exit`: calls `std::process::exit(--code)` (WASI `exit`).
+//! * `exit`: calls `std::process::exit(--code)` (WASI `exit`, which
+//!   carries only success or failure);
+//! * `exit-with-code`: calls WASI 0.2.12's `exit-with-code(--code)`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -35,6 +37,24 @@ use callop_guest::bindings::callop::plugin::host_loop;
 use callop_guest::channel::Sender;
 use callop_guest::timer::{TimeoutAction, Timer};
 use callop_guest::{LoopHandle, Plugin};
+
+/// `wasi:cli/exit.exit-with-code` (WASI 0.2.12), which Rust's std does not
+/// use yet.
+mod wasi_exit {
+    wit_bindgen::generate!({
+        inline: "
+            package wasi:cli@0.2.12;
+            interface exit {
+                exit: func(status: result);
+                exit-with-code: func(status-code: u8);
+            }
+            world faulty-exit {
+                import exit;
+            }
+        ",
+        world: "wasi:cli/faulty-exit",
+    });
+}
 
 struct Faulty;
 
@@ -52,6 +72,7 @@ enum Mode {
     ShutdownSleep,
     Stop,
     Exit,
+    ExitWithCode,
 }
 
 /// Plugin state.
@@ -116,6 +137,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     "shutdown-sleep" => Mode::ShutdownSleep,
                     "stop" => Mode::Stop,
                     "exit" => Mode::Exit,
+                    "exit-with-code" => Mode::ExitWithCode,
                     m => {
                         return Err(format!(
                             "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm)"
@@ -191,6 +213,7 @@ fn fault(mode: Mode, st: &mut State) {
         Mode::ShutdownSleep => {}
         Mode::Stop => st.handle.get_signal().stop_with_code(st.code),
         Mode::Exit => std::process::exit(st.code),
+        Mode::ExitWithCode => wasi_exit::wasi::cli::exit::exit_with_code(st.code as u8),
     }
 }
 
