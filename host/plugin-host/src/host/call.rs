@@ -27,6 +27,10 @@
 //!   restart policy applies to it like to any failure.
 //! * An export that returned applies the guest's queued operations; the
 //!   plugin then ends if it called `stop(code)` or owns no source any more.
+//! * A call interrupted by the host's alarm ([`crate::alarm`]) is not a
+//!   failure: past the shutdown deadline the plugin ends with
+//!   [`ExitReason::ShutdownTimeout`], on a forced exit with
+//!   [`ExitReason::Unloaded`].
 
 use std::rc::Rc;
 

@@ -117,8 +117,9 @@ pub enum ExitReason {
     Finished,
     /// It called `host-loop.stop(code)`.
     Stopped(i32),
-    /// It failed: a trap, a guest panic, the callback timeout, out of memory
-    /// or stack overflow; the cause is included (one line; the full
+    /// It failed: a trap, a guest panic, the callback timeout, a wait in a
+    /// blocking WASI call past its budget, out of memory or stack overflow
+    /// (see [`FaultKind`](crate::FaultKind)); the cause is included (one line; the full
     /// [`Fault`], with the wasm backtrace, is in [`PluginExit::fault`]).
     Trapped(String),
     /// It failed again after being restarted as often as its
@@ -127,7 +128,8 @@ pub enum ExitReason {
     Quarantined(String),
     /// The embedder unloaded it.
     Unloaded,
-    /// It was still alive when the shutdown deadline passed.
+    /// It was still alive when the shutdown deadline passed (a guest call
+    /// still running then, spinning or blocked, is interrupted).
     ShutdownTimeout,
 }
 
