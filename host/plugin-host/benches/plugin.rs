@@ -27,7 +27,7 @@ fn sink() -> PathBuf {
     let dir = std::env::var_os("CALLOP_PLUGINS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release")
         });
     let sink = dir.join("bench_sink.wasm");
     assert!(

@@ -2,14 +2,14 @@
 //! 0.14, callop's native callbacks, and wasm guests (Rust, Python, JS).
 //!
 //! ```text
-//! plugins/build.sh && cargo run --release -p callop --example bench
+//! plugins/build.sh && cargo run --release -p callop-plugin-host --example bench
 //! ```
 //!
 //! Options: `--idle N` (idle plugins for the memory row, default 1000),
 //! `--messages N` (channel flood, default 1000000), `--pings N` (ping storm
 //! iterations, default 200000), `--polyglot DIR` (Python/JS tickers built by
 //! `plugins/polyglot.sh`, default `target/polyglot`), `--only PART` (one of
-//! `flood`, `storm`, `start`, `idle`, `polyglot`, or `flood-guest` / `storm-guest` for
+//! `flood`, `storm`, `start`, `idle`, `blocking`, `polyglot`, or `flood-guest` / `storm-guest` for
 //! the guest side of one workload alone: e.g. for `perf record`).
 //!
 //! Every guest configuration runs with isolation on: a 1 s callback timeout
@@ -44,8 +44,10 @@ impl Opts {
 }
 
 fn opts() -> Opts {
+    // host/plugin-host -> the repository root.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .unwrap()
         .to_path_buf();
     let mut o = Opts {
@@ -141,6 +143,59 @@ fn ticker_costs(e: &PluginEngine, c: &PluginComponent, n: u64) -> (Duration, Dur
     let exit = &h.exits()[0];
     assert!(!exit.reason.is_failure(), "ticker: {}", exit.reason);
     (median(starts), per)
+}
+
+// -------------------------------------------------------------- blocking
+
+/// A `ticker` every 1 ms (2,000 ticks, reporting on `@app/ticks`) beside a
+/// `faulty` plugin sleeping 30 s in a callback, 100 ms after start. Returns
+/// the ticker's largest gap between two ticks and how long the sleeping
+/// call was let wait (its budget: the 1 s callback timeout).
+fn blocked_neighbour(e: &PluginEngine, ticker: &Path, faulty: &Path) -> (Duration, Duration) {
+    let mut ev: EventLoop<Vec<Instant>> = EventLoop::try_new().unwrap();
+    let h = host(&ev, e);
+    let ticks = h.app_channel("ticks").unwrap();
+    ev.handle()
+        .insert_source(ticks, |m, _, got: &mut Vec<Instant>| {
+            if let Event::Msg(_) = m {
+                got.push(Instant::now());
+            }
+        })
+        .unwrap();
+    let t = e.load_file(ticker).unwrap();
+    let f = e.load_file(faulty).unwrap();
+    h.load(
+        &t,
+        "ticker",
+        &args("--every 1ms --count 2000 --notify @app/ticks"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    h.load(&f, "faulty", &args("--mode sleep --ms 30000 --after 100"))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut faulty_end = None;
+    while !h.is_empty() {
+        ev.dispatch(Some(Duration::from_millis(10)), &mut got)
+            .unwrap();
+        if faulty_end.is_none() && h.exits().iter().any(|x| x.name == "faulty") {
+            faulty_end = Some(start.elapsed());
+        }
+    }
+    // Messages sent in the last dispatch may still be in flight.
+    for _ in 0..3 {
+        ev.dispatch(Some(Duration::ZERO), &mut got).unwrap();
+    }
+    assert_eq!(got.len(), 2000, "the ticker lost ticks");
+    let gap = got
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    let cut = faulty_end
+        .unwrap_or_default()
+        .saturating_sub(Duration::from_millis(100));
+    (gap, cut)
 }
 
 // ---------------------------------------------------------------- memory
@@ -416,6 +471,19 @@ fn main() {
             "-".into(),
             r.native.clone(),
             r.lateness(),
+        );
+    }
+    if o.run("blocking") {
+        let (gap, cut) = blocked_neighbour(&pooled, &ticker, &o.plugins.join("faulty.wasm"));
+        row(
+            "a plugin sleeping 30 s in a callback beside a 1 ms ticker: the sleep is cut after / the ticker's largest gap",
+            "-".into(),
+            "-".into(),
+            format!(
+                "{:.1} ms (budget 1 s) / {:.1} ms",
+                cut.as_secs_f64() * 1e3,
+                gap.as_secs_f64() * 1e3
+            ),
         );
     }
     if o.run("polyglot") {
