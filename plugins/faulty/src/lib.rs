@@ -19,7 +19,15 @@
 //!   each, then `bad-handle: survived N calls` and finishes (exit code 0);
 //! * `storm`: asks for 1,000,000 timers, 10,000 per idle callback; prints
 //!   `storm: registered R, refused F (first error: ...)`, removes its
-//!   timers and finishes.
+//!   timers and finishes;
+//! * `init-error`, `init-exit`, `init-trap`, `init-loop`: fail in `init`
+//!   itself, after printing the start line: return an error
+//!   (`faulty: deliberate init error`), `std::process::exit(3)`, execute
+//!   `unreachable`, loop forever (the init timeout must interrupt it);
+//! * `timer-overflow`: a timer that fires after `--after` and answers
+//!   `ToDuration(u64::MAX ns)` (printing `timer-overflow: re-armed to
+//!   u64::MAX ns`); the host drops an overflowing timer, so the plugin,
+//!   having no other source, finishes.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -40,6 +48,11 @@ enum Mode {
     Stack,
     BadHandle,
     Storm,
+    InitError,
+    InitExit,
+    InitTrap,
+    InitLoop,
+    TimerOverflow,
 }
 
 /// Plugin state.
@@ -89,9 +102,14 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     "stack" => Mode::Stack,
                     "bad-handle" => Mode::BadHandle,
                     "storm" => Mode::Storm,
+                    "init-error" => Mode::InitError,
+                    "init-exit" => Mode::InitExit,
+                    "init-trap" => Mode::InitTrap,
+                    "init-loop" => Mode::InitLoop,
+                    "timer-overflow" => Mode::TimerOverflow,
                     m => {
                         return Err(format!(
-                            "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm)"
+                            "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm, init-error, init-exit, init-trap, init-loop, timer-overflow)"
                         ))
                     }
                 })
@@ -152,6 +170,25 @@ fn fault(mode: Mode, st: &mut State) {
         }
         Mode::BadHandle => bad_handles(st),
         Mode::Storm => storm_step(st),
+        // These fail in `init` (see `init_fault`) or answer their timer
+        // (see `Faulty::init`): nothing happens in the fault callback.
+        Mode::InitError | Mode::InitExit | Mode::InitTrap | Mode::InitLoop | Mode::TimerOverflow => {}
+    }
+}
+
+/// The faults of the `init-*` modes, inside `init`.
+fn init_fault(mode: Mode) -> Result<(), String> {
+    match mode {
+        Mode::InitError => Err("faulty: deliberate init error".into()),
+        Mode::InitExit => std::process::exit(3),
+        Mode::InitTrap => std::arch::wasm32::unreachable(),
+        Mode::InitLoop => {
+            let mut i = 0u64;
+            loop {
+                i = black_box(i.wrapping_add(1));
+            }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -316,6 +353,19 @@ impl Plugin for Faulty {
             return Ok(st);
         }
         let mode = args.mode;
+        init_fault(mode)?;
+        if mode == Mode::TimerOverflow {
+            handle
+                .insert_source(
+                    Timer::from_duration(args.after),
+                    |_, _: &mut (), st: &mut State| {
+                        note(st, "timer-overflow: re-armed to u64::MAX ns");
+                        TimeoutAction::ToDuration(Duration::from_nanos(u64::MAX))
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            return Ok(st);
+        }
         handle
             .insert_source(
                 Timer::from_duration(args.after),
