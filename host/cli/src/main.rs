@@ -20,7 +20,7 @@ use callop_plugin_host::config::ConfigFile;
 use callop_plugin_host::config::grants::GrantFlag;
 use callop_plugin_host::{
     Capabilities, EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine,
-    PluginExit, PluginSpec, Policy, RestartPolicy, SignalShutdown, cache,
+    PluginExit, PluginId, PluginSpec, Policy, RestartPolicy, SignalShutdown, cache,
 };
 
 const EXAMPLES: &str = "\
@@ -59,12 +59,14 @@ Runs until no plugin has a live source (or, with --forever, until SIGINT/SIGTERM
 On SIGINT/SIGTERM every plugin's `shutdown` is called and the host waits up to
 --shutdown-timeout for them to finish; a second signal exits at once.
 A plugin that fails (trap, panic, callback timeout, out of memory, stack
-overflow) is unloaded with all its sources; the others keep running. With
+overflow, or an `init` that errs, traps or times out) is unloaded with all
+its sources; the others keep running. With
 --restart on-failure[:N[/PERIOD]] it is restarted (backoff 10ms, 20ms, ...)
 at most N times within PERIOD (default 3/60s), then quarantined. Each failure
 is reported on stderr with the plugin's name, the cause and the wasm backtrace.
 Exit status: 0 if every plugin finished; the first non-zero `stop` code of a
-plugin; 1 if a plugin failed; 2 if a plugin could not be loaded.
+plugin; 1 if a plugin failed; 2 if a plugin could not be loaded (its file,
+instantiation or first `init` failed; the others still run).
 Logs go to stderr, filtered by RUST_LOG (default `info`); plugin stdout/stderr
 lines are prefixed with `[NAME] `.";
 
@@ -439,14 +441,18 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
     for (name, c) in caps {
         host.grant(&name, c);
     }
-    load_plugins(&host, &specs)?;
+    let not_started = load_plugins(&host, &specs)?;
 
-    signals
-        .run(&mut event_loop, &host, &mut ())
-        .map_err(|e| format!("event loop: {e}"))?;
+    // Every plugin failed to start and none will be restarted: end now
+    // (even with --forever).
+    if !(not_started.len() == specs.len() && host.is_empty()) {
+        signals
+            .run(&mut event_loop, &host, &mut ())
+            .map_err(|e| format!("event loop: {e}"))?;
+    }
     let exits = host.exits();
     drop(host);
-    Ok(report(&exits))
+    Ok(report(&exits, &not_started))
 }
 
 /// The PLUGIN arguments, with the arguments after `--` appended.
@@ -510,9 +516,10 @@ fn build_host<'l>(
     Ok(host)
 }
 
-/// Compiles and starts every plugin; `Err(None)` if some plugin's `init`
-/// failed (each failure has been reported).
-fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<(), Option<String>> {
+/// Compiles and starts every plugin; returns the plugins that failed to
+/// start (their `init` or instantiation): each failure is that plugin's
+/// alone, reported as its exit, and restarted per its restart policy.
+fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<Vec<PluginId>, String> {
     let mut components: Vec<PluginComponent> = Vec::new();
     for s in specs {
         let c = host
@@ -529,22 +536,21 @@ fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<(), Option<S
             args: &s.args,
         })
         .collect();
-    let results = host
-        .load_many(&plugin_specs)
+    host.load_many_supervised(&plugin_specs)
         .map_err(|(name, e)| format!("plugin `{name}`: {e}"))?;
-    let mut failed = false;
-    for (s, r) in specs.iter().zip(results) {
-        if let Err(e) = r {
-            eprintln!("error: plugin `{}` ({}): {e}", s.name, s.path.display());
-            failed = true;
-        }
-    }
-    if failed { Err(None) } else { Ok(()) }
+    // Only `init` has run yet: every failure so far is a failed start.
+    Ok(host
+        .exits()
+        .iter()
+        .filter(|e| e.reason.is_failure())
+        .map(|e| e.id)
+        .collect())
 }
 
 /// Prints the failures and returns the exit status: the first non-zero
-/// code of a plugin (1 for a failure).
-fn report(exits: &[PluginExit]) -> ExitCode {
+/// code of a plugin (1 for a failure, 2 for the failed first start of a
+/// plugin in `not_started`).
+fn report(exits: &[PluginExit], not_started: &[PluginId]) -> ExitCode {
     let mut code = 0;
     for e in exits.iter().filter(|e| e.reason.is_failure()) {
         match (&e.fault, &e.reason) {
@@ -558,6 +564,7 @@ fn report(exits: &[PluginExit]) -> ExitCode {
     }
     for e in exits {
         let c = match &e.reason {
+            ExitReason::Trapped(_) if e.restarts == 0 && not_started.contains(&e.id) => 2,
             ExitReason::Trapped(_) => 1,
             r => r.code(),
         };
