@@ -223,6 +223,15 @@ fn cli_exits_promptly_when_every_plugin_fails_to_start() {
     r.assert_stderr_has("error: plugin `a` failed: plugin init failed");
     r.assert_stderr_has("error: plugin `b` failed (run 1): trap");
     assert!(r.elapsed < Duration::from_secs(60), "{:?}", r.elapsed);
+    // With no restart left at once (`on-failure:0`: quarantined at the
+    // first failure), too.
+    let mut c = host_cmd();
+    c.args(["--forever", "--restart", "on-failure:0"])
+        .arg(format!("{}=--mode,init-error", plugin("faulty").display()));
+    let r = run(c, "callop-host --forever --restart on-failure:0");
+    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    r.assert_stderr_has("error: plugin `faulty` quarantined: 1 failures");
+    assert!(r.elapsed < Duration::from_secs(60), "{:?}", r.elapsed);
 }
 
 // ------------------------------------------------------------ the library

@@ -538,13 +538,16 @@ fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<Vec<PluginId
         .collect();
     host.load_many_supervised(&plugin_specs)
         .map_err(|(name, e)| format!("plugin `{name}`: {e}"))?;
-    // Only `init` has run yet: every failure so far is a failed start.
-    Ok(host
+    // Only `init` has run yet: every failure so far is a failed start
+    // (a quarantine at once adds a second exit of the same plugin).
+    let mut failed: Vec<PluginId> = host
         .exits()
         .iter()
         .filter(|e| e.reason.is_failure())
         .map(|e| e.id)
-        .collect())
+        .collect();
+    failed.dedup();
+    Ok(failed)
 }
 
 /// Prints the failures and returns the exit status: the first non-zero

@@ -549,9 +549,10 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// keep running either way. A WASI `exit(code)` in `init` is a stop
     /// ([`ExitReason::Stopped`]), not a failure, as for [`load`](Self::load).
     ///
-    /// Since nothing but `init` has run when this returns, the failures
-    /// among [`exits`](Self::exits) at that point are exactly the plugins
-    /// that failed to start.
+    /// Only `init` runs during this call, so the failures it adds to
+    /// [`exits`](Self::exits) are exactly the plugins that failed to start
+    /// (a plugin quarantined at once, with `on-failure:0`, has two: its
+    /// `Trapped` exit and its `Quarantined` one).
     ///
     /// Fails as a whole (nothing started) only on a bad or duplicate name.
     pub fn load_many_supervised(
