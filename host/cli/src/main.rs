@@ -19,8 +19,9 @@ use callop::signals::Signal;
 use callop_plugin_host::config::ConfigFile;
 use callop_plugin_host::config::grants::GrantFlag;
 use callop_plugin_host::{
-    Capabilities, EngineOptions, Host, Limits, PluginComponent, PluginEngine, PluginExit,
-    PluginSpec, Policy, RestartPolicy, SignalShutdown, cache,
+    Capabilities, EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine,
+    PluginExit, PluginId, PluginSpec, Policy, RestartPolicy, RunEnd, SignalShutdown, cache,
+    exit_status,
 };
 
 const EXAMPLES: &str = "\
@@ -60,16 +61,17 @@ On SIGINT/SIGTERM every plugin's `shutdown` is called and the host waits up to
 --shutdown-timeout for them to finish (a guest still running at that deadline,
 spinning or blocked, is interrupted); a second signal exits at once.
 A plugin that fails (trap, panic, callback timeout, blocked in a host call, out
-of memory, stack overflow) is unloaded with all its sources; the others keep
-running. With
+of memory, stack overflow, or an `init` that errs, traps or times out) is
+unloaded with all its sources; the others keep running. With
 --restart on-failure[:N[/PERIOD]] it is restarted (backoff 10ms, 20ms, ...)
 at most N times within PERIOD (default 3/60s), then quarantined. Each failure
 is reported on stderr with the plugin's name, the cause and the wasm backtrace.
 Exit status: 0 if every plugin finished (or shut down in time); the first
 non-zero `stop` code of a plugin (modulo 256, a non-zero code never gives 0);
-1 if a plugin failed; 2 if a plugin could not be loaded; 130 (SIGINT) or 143
-(SIGTERM) after a second signal or when a plugin was killed at the shutdown
-deadline.
+1 if a plugin failed; 2 if a plugin could not be loaded (its file,
+instantiation or first `init` failed; the others still run); 130 (SIGINT) or
+143 (SIGTERM) after a second signal or when a plugin was killed at the
+shutdown deadline.
 Logs go to stderr, filtered by RUST_LOG (default `info`); plugin stdout/stderr
 lines are prefixed with `[NAME] `.";
 
@@ -447,15 +449,24 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
     for (name, c) in caps {
         host.grant(&name, c);
     }
-    load_plugins(&host, &specs)?;
+    let not_started = load_plugins(&host, &specs)?;
 
-    let end = signals
-        .run(&mut event_loop, &host, &mut ())
-        .map_err(|e| format!("event loop: {e}"))?;
+    // Every plugin failed to start and none will be restarted: end now
+    // (even with --forever).
+    let end = if not_started.len() == specs.len() && host.is_empty() {
+        RunEnd::Finished
+    } else {
+        signals
+            .run(&mut event_loop, &host, &mut ())
+            .map_err(|e| format!("event loop: {e}"))?
+    };
     let exits = host.exits();
     drop(host);
     report(&exits);
-    Ok(ExitCode::from(signals.exit_code(end, &exits)))
+    let status = signals
+        .signal_status(end, &exits)
+        .unwrap_or_else(|| plugin_status(&exits, &not_started));
+    Ok(ExitCode::from(status))
 }
 
 /// The PLUGIN arguments, with the arguments after `--` appended.
@@ -519,9 +530,10 @@ fn build_host<'l>(
     Ok(host)
 }
 
-/// Compiles and starts every plugin; `Err(None)` if some plugin's `init`
-/// failed (each failure has been reported).
-fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<(), Option<String>> {
+/// Compiles and starts every plugin; returns the plugins that failed to
+/// start (their `init` or instantiation): each failure is that plugin's
+/// alone, reported as its exit, and restarted per its restart policy.
+fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<Vec<PluginId>, String> {
     let mut components: Vec<PluginComponent> = Vec::new();
     for s in specs {
         let c = host
@@ -538,17 +550,18 @@ fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<(), Option<S
             args: &s.args,
         })
         .collect();
-    let results = host
-        .load_many(&plugin_specs)
+    host.load_many_supervised(&plugin_specs)
         .map_err(|(name, e)| format!("plugin `{name}`: {e}"))?;
-    let mut failed = false;
-    for (s, r) in specs.iter().zip(results) {
-        if let Err(e) = r {
-            eprintln!("error: plugin `{}` ({}): {e}", s.name, s.path.display());
-            failed = true;
-        }
-    }
-    if failed { Err(None) } else { Ok(()) }
+    // Only `init` has run yet: every failure so far is a failed start
+    // (a quarantine at once adds a second exit of the same plugin).
+    let mut failed: Vec<PluginId> = host
+        .exits()
+        .iter()
+        .filter(|e| e.reason.is_failure())
+        .map(|e| e.id)
+        .collect();
+    failed.dedup();
+    Ok(failed)
 }
 
 /// Prints the failures.
@@ -563,6 +576,20 @@ fn report(exits: &[PluginExit]) {
             (None, r) => eprintln!("error: plugin `{}` {r}", e.name),
         }
     }
+}
+
+/// The exit status the plugins' exits give: the first non-zero
+/// [`exit_status`], except that the failed first start of a plugin in
+/// `not_started` is 2.
+fn plugin_status(exits: &[PluginExit], not_started: &[PluginId]) -> u8 {
+    exits
+        .iter()
+        .map(|e| match &e.reason {
+            ExitReason::Trapped(_) if e.restarts == 0 && not_started.contains(&e.id) => 2,
+            r => exit_status(r),
+        })
+        .find(|c| *c != 0)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

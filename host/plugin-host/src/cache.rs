@@ -7,11 +7,20 @@
 //! artifact. Each `<key>.cwasm` has a `<key>.sha256` sidecar holding the
 //! digest of the artifact; a missing or wrong sidecar (truncated write, disk
 //! corruption) makes the entry be ignored and rebuilt.
+//!
+//! Both files are written to a temporary file first and renamed into place.
+//! A temporary file is named `<file>.callop-tmp.<pid>.<n>` (the writing
+//! process and a counter), so that one left behind by a writer that was
+//! killed is recognisable: opening the cache ([`CompileCache::new`])
+//! removes those whose process is gone or that are older than
+//! [`STALE_TMP_AGE`] (and those of the older `<key>.tmp.<pid>` naming).
 
 use std::fs;
 use std::hash::Hash;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -22,6 +31,13 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 
 /// Format tag of cache entries; bump when the layout changes.
 const FORMAT: &str = "callop-cwasm-v1";
+
+/// What marks a temporary file of the cache: `<file>.callop-tmp.<pid>.<n>`.
+const TMP_MARK: &str = ".callop-tmp.";
+
+/// A temporary file older than this is stale even if its process (or one
+/// that reused its id) is alive: no write takes that long.
+pub const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
 
 /// Feeds `std::hash::Hash` output into SHA-256, so hashing is stable
 /// across processes and Rust versions (unlike `DefaultHasher`).
@@ -79,9 +95,44 @@ pub struct CompileCache {
 }
 
 impl CompileCache {
-    /// A cache in `dir` (created on first store).
+    /// A cache in `dir` (created on first store). Removes the stale
+    /// temporary files of interrupted writes in it (see the module docs);
+    /// errors doing so are ignored.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        CompileCache { dir: dir.into() }
+        let cache = CompileCache { dir: dir.into() };
+        cache.remove_stale_tmp_files();
+        cache
+    }
+
+    /// Removes the temporary files left by writers that were killed: those
+    /// whose process is gone, or older than [`STALE_TMP_AGE`]; returns how
+    /// many were removed. Files of live writers are kept.
+    pub fn remove_stale_tmp_files(&self) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(tmp_file_pid) else {
+                continue;
+            };
+            let age = entry
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| m.modified().ok())
+                .map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
+            let Some(age) = age else {
+                continue; // not a regular file, or gone meanwhile
+            };
+            if (age > STALE_TMP_AGE || !process_alive(pid)) && fs::remove_file(entry.path()).is_ok()
+            {
+                tracing::debug!(path = %entry.path().display(), "removed a stale cache temp file");
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// The cache directory.
@@ -142,14 +193,63 @@ impl CompileCache {
     }
 }
 
+/// The temporary file a write of `path` goes through:
+/// `<file>.callop-tmp.<pid>.<n>`, unique within this process too (two
+/// threads may store the same entry at once).
+fn tmp_path(path: &Path) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!("{TMP_MARK}{}.{n}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// The process that wrote the temporary file `name`, if it is one: of
+/// [`tmp_path`], or of the older naming `<64 hex digits>.tmp.<pid>`.
+fn tmp_file_pid(name: &str) -> Option<u32> {
+    if let Some((_, rest)) = name.split_once(TMP_MARK) {
+        let (pid, n) = rest.split_once('.')?;
+        n.parse::<u64>().ok()?;
+        return pid.parse().ok();
+    }
+    let (key, pid) = name.split_once(".tmp.")?;
+    if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        pid.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Whether process `pid` exists (`kill(pid, 0)`; a process of another user
+/// exists too). This process's own files are always its live writes.
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(p),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    {
+    let tmp = tmp_path(path);
+    let written = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, path)
+    written
 }
 
 #[cfg(test)]
@@ -197,6 +297,87 @@ mod tests {
         bytes[n] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
         assert!(cache.load(&e, &wasm).is_none());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A process id that is not running: a child that has been reaped.
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn temp_files_name_their_writer() {
+        let t = tmp_path(Path::new("/c/abc.cwasm"));
+        let name = t.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("abc.cwasm.callop-tmp."), "{name}");
+        assert_eq!(tmp_file_pid(name), Some(std::process::id()));
+        assert_ne!(tmp_path(Path::new("/c/abc.cwasm")), t, "unique per write");
+        let key = "0123456789abcdef".repeat(4);
+        assert_eq!(tmp_file_pid(&format!("{key}.tmp.42")), Some(42));
+        for other in [
+            "abc.cwasm",
+            "abc.sha256",
+            "x.tmp.42",
+            "abc.cwasm.callop-tmp.12",
+            "abc.cwasm.callop-tmp.x.1",
+        ] {
+            assert_eq!(tmp_file_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn opening_removes_stale_temp_files_only() {
+        let dir = std::env::temp_dir().join(format!("callop-cache-tmp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let dead = dead_pid();
+        let key = "0123456789abcdef".repeat(4);
+        // Left by killed writers: a dead process's, in both namings; one of
+        // a live process (init, pid 1) older than STALE_TMP_AGE.
+        let stale = [
+            format!("{key}.cwasm.callop-tmp.{dead}.0"),
+            format!("{key}.tmp.{dead}"),
+            format!("{key}.sha256.callop-tmp.1.7"),
+        ];
+        // A live writer's (this process), an entry, an unrelated file.
+        let kept = [
+            format!("{key}.cwasm.callop-tmp.{}.3", std::process::id()),
+            format!("{key}.cwasm"),
+            "notes.txt".to_string(),
+        ];
+        for n in stale.iter().chain(&kept) {
+            fs::write(dir.join(n), b"x").unwrap();
+        }
+        let old = SystemTime::now() - STALE_TMP_AGE - Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(dir.join(&stale[2]))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let cache = CompileCache::new(&dir);
+        for n in &stale {
+            assert!(!dir.join(n).exists(), "stale {n} kept");
+        }
+        for n in &kept {
+            assert!(dir.join(n).exists(), "{n} removed");
+        }
+        assert_eq!(cache.remove_stale_tmp_files(), 0);
+        // A store leaves no temp file behind.
+        let e = engine(true);
+        cache
+            .store(&e, &wat::parse_str("(component)").unwrap())
+            .unwrap();
+        let tmp: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(TMP_MARK))
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(tmp.len(), 1, "only the live writer's file: {tmp:?}");
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -29,6 +29,14 @@
 //! * `exit`: calls `std::process::exit(--code)` (WASI `exit`, which
 //!   carries only success or failure);
 //! * `exit-with-code`: calls WASI 0.2.12's `exit-with-code(--code)`.
+//! * `init-error`, `init-exit`, `init-trap`, `init-loop`: fail in `init`
+//!   itself, after printing the start line: return an error
+//!   (`faulty: deliberate init error`), `std::process::exit(3)`, execute
+//!   `unreachable`, loop forever (the init timeout must interrupt it);
+//! * `timer-overflow`: a timer that fires after `--after` and answers
+//!   `ToDuration(u64::MAX ns)` (printing `timer-overflow: re-armed to
+//!   u64::MAX ns`); the host drops an overflowing timer, so the plugin,
+//!   having no other source, finishes.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -73,6 +81,11 @@ enum Mode {
     Stop,
     Exit,
     ExitWithCode,
+    InitError,
+    InitExit,
+    InitTrap,
+    InitLoop,
+    TimerOverflow,
 }
 
 /// Plugin state.
@@ -138,9 +151,14 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     "stop" => Mode::Stop,
                     "exit" => Mode::Exit,
                     "exit-with-code" => Mode::ExitWithCode,
+                    "init-error" => Mode::InitError,
+                    "init-exit" => Mode::InitExit,
+                    "init-trap" => Mode::InitTrap,
+                    "init-loop" => Mode::InitLoop,
+                    "timer-overflow" => Mode::TimerOverflow,
                     m => {
                         return Err(format!(
-                            "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm)"
+                            "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm, sleep, init-sleep, shutdown-sleep, stop, exit, exit-with-code, init-error, init-exit, init-trap, init-loop, timer-overflow)"
                         ))
                     }
                 })
@@ -214,6 +232,29 @@ fn fault(mode: Mode, st: &mut State) {
         Mode::Stop => st.handle.get_signal().stop_with_code(st.code),
         Mode::Exit => std::process::exit(st.code),
         Mode::ExitWithCode => wasi_exit::wasi::cli::exit::exit_with_code(st.code as u8),
+        // These fail in `init` (see `init_fault`) or answer their timer
+        // (see `Faulty::init`): nothing happens in the fault callback.
+        Mode::InitError
+        | Mode::InitExit
+        | Mode::InitTrap
+        | Mode::InitLoop
+        | Mode::TimerOverflow => {}
+    }
+}
+
+/// The faults of the `init-*` modes, inside `init`.
+fn init_fault(mode: Mode) -> Result<(), String> {
+    match mode {
+        Mode::InitError => Err("faulty: deliberate init error".into()),
+        Mode::InitExit => std::process::exit(3),
+        Mode::InitTrap => std::arch::wasm32::unreachable(),
+        Mode::InitLoop => {
+            let mut i = 0u64;
+            loop {
+                i = black_box(i.wrapping_add(1));
+            }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -390,6 +431,19 @@ impl Plugin for Faulty {
                     Timer::from_duration(Duration::from_millis(100)),
                     |_, _: &mut (), _: &mut State| {
                         TimeoutAction::ToDuration(Duration::from_millis(100))
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            return Ok(st);
+        }
+        init_fault(mode)?;
+        if mode == Mode::TimerOverflow {
+            handle
+                .insert_source(
+                    Timer::from_duration(args.after),
+                    |_, _: &mut (), st: &mut State| {
+                        note(st, "timer-overflow: re-armed to u64::MAX ns");
+                        TimeoutAction::ToDuration(Duration::from_nanos(u64::MAX))
                     },
                 )
                 .map_err(|e| e.to_string())?;

@@ -6,10 +6,9 @@
 //! `signal_routing`).
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 use super::call::{Export, Outcome};
-use super::{After, HostInner, Live, PluginRt, plugin_of};
+use super::{After, HostInner, Live, PluginRt, plugin_of, timer_routing};
 use crate::bindings::callop::plugin::types::{
     Event, EventKind, EventResult, PostAction, TimeoutAction as WitTimeout,
 };
@@ -144,9 +143,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     };
                     let at = match action {
                         WitTimeout::Drop => None,
-                        WitTimeout::ToDuration(d) => {
-                            Instant::now().checked_add(Duration::from_nanos(d))
-                        }
+                        WitTimeout::ToDuration(d) => timer_routing::deadline_after(&self.shared, d),
                         WitTimeout::ToInstant(ns) => self.shared.ns_to_instant(ns),
                     };
                     match at {

@@ -20,9 +20,10 @@
 //!   memory, stack overflow, host error) in any export, are failures. In
 //!   `init` on a first load the caller gets the error
 //!   ([`LoadError::Init`] / [`LoadError::Trap`], from
-//!   [`Failure::load_error`]). A restart has no caller: it records an exit
-//!   [`ExitReason::Trapped`] whose cause is the first line of that same
-//!   error (`plugin init failed: …`, `plugin trapped in init: KIND: …`;
+//!   [`Failure::load_error`]). A restart has no caller, and a supervised
+//!   load (`Host::load_many_supervised`) keeps it from the caller: both
+//!   record an exit [`ExitReason::Trapped`] whose cause is the first line
+//!   of that same error (`plugin init failed: …`, `plugin trapped in init: KIND: …`;
 //!   the fault itself, with its backtrace, in `PluginExit::fault`), and the
 //!   restart policy applies to it like to any failure.
 //! * An export that returned applies the guest's queued operations; the

@@ -1,4 +1,5 @@
-//! The life of a plugin instance: loading (names, instantiation, `init`),
+//! The life of a plugin instance: loading (names, instantiation, `init`;
+//! a failure returned to the caller, or, supervised, that plugin's exit),
 //! ending it (removing its sources and names, reporting the exit) and, after
 //! a failure, applying its restart policy and starting it again.
 
@@ -30,28 +31,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self: &Rc<Self>,
         specs: &[PluginSpec<'_>],
     ) -> Result<Vec<Result<PluginId, LoadError>>, (String, LoadError)> {
-        // 1. Names.
-        {
-            let mut reg = self.shared.registry();
-            let mut seen = std::collections::HashSet::new();
-            for s in specs {
-                policy::check_name(s.name)
-                    .map_err(|e| (s.name.to_string(), LoadError::Name(e.0)))?;
-                if reg.instances.contains(s.name) || !seen.insert(s.name) {
-                    return Err((
-                        s.name.to_string(),
-                        LoadError::Name(format!(
-                            "an instance named `{}` is already running",
-                            s.name
-                        )),
-                    ));
-                }
-            }
-            for s in specs {
-                reg.instances.insert(s.name.to_string());
-            }
-        }
-        // 2. Instances.
+        self.register_names(specs)?;
+        // 2. Instances: one failure fails the whole load.
         let mut prepared = Vec::new();
         for s in specs {
             let name: Arc<str> = Arc::from(s.name);
@@ -79,26 +60,118 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 out.push(Err(e));
                 continue;
             }
-            let id = PluginId(self.next_id.get());
-            self.next_id.set(id.0 + 1);
-            let spec = Rc::new(StartSpec {
-                component: s.component.clone(),
-                args: s.args.to_vec(),
-            });
-            let p = PluginRt::new(id, name, spec, 0, Some(live));
-            self.plugins.borrow_mut().insert(id, p.clone());
-            tracing::info!(plugin = s.name, %id, origin = s.component.origin(), "plugin started");
-            let after = {
-                let mut guard = p.live.borrow_mut();
-                let live = guard.as_mut().expect("just created");
-                self.settle(&p, live, outcome)
-            };
-            if let After::End(reason) = after {
-                self.end(&p, reason);
-            }
-            out.push(Ok(id));
+            out.push(Ok(self.start(s, name, live, outcome)));
         }
         Ok(out)
+    }
+
+    /// See [`Host::load_many_supervised`].
+    pub(super) fn load_many_supervised(
+        self: &Rc<Self>,
+        specs: &[PluginSpec<'_>],
+    ) -> Result<Vec<PluginId>, (String, LoadError)> {
+        self.register_names(specs)?;
+        // 2. Instances: a failure is that plugin's exit alone; like a
+        // failed instantiation on a restart, it is not restarted (it is
+        // the component's or its start code's, not a run's).
+        let mut prepared = Vec::new();
+        for s in specs {
+            let name: Arc<str> = Arc::from(s.name);
+            let id = self.next_plugin_id();
+            match self.instantiate(s.component, &name, 0) {
+                Ok(live) => prepared.push((id, name, Some(live))),
+                Err(e) => {
+                    self.shared.registry().remove_instance(s.name);
+                    tracing::error!(plugin = s.name, %id, "plugin failed: {e}");
+                    self.record_exit(PluginExit {
+                        id,
+                        name: s.name.to_string(),
+                        reason: ExitReason::Trapped(e.to_string()),
+                        fault: None,
+                        restarts: 0,
+                    });
+                    prepared.push((id, name, None));
+                }
+            }
+        }
+        // 3. init, in order; a failed init ends that plugin like a failed
+        // callback: its exit is recorded and its restart policy applies.
+        for (s, (id, name, live)) in specs.iter().zip(&mut prepared) {
+            let Some(mut live) = live.take() else {
+                continue;
+            };
+            let outcome = self.call_guest(&mut live, Export::Init { args: s.args });
+            self.start_as(*id, s, name.clone(), live, outcome);
+        }
+        Ok(prepared.into_iter().map(|(id, _, _)| id).collect())
+    }
+
+    /// Step 1 of a load: checks every name and registers them all (so the
+    /// plugins can `connect` to each other from `init`), or none.
+    fn register_names(&self, specs: &[PluginSpec<'_>]) -> Result<(), (String, LoadError)> {
+        let mut reg = self.shared.registry();
+        let mut seen = std::collections::HashSet::new();
+        for s in specs {
+            policy::check_name(s.name).map_err(|e| (s.name.to_string(), LoadError::Name(e.0)))?;
+            if reg.instances.contains(s.name) || !seen.insert(s.name) {
+                return Err((
+                    s.name.to_string(),
+                    LoadError::Name(format!("an instance named `{}` is already running", s.name)),
+                ));
+            }
+        }
+        for s in specs {
+            reg.instances.insert(s.name.to_string());
+        }
+        Ok(())
+    }
+
+    /// A fresh plugin id.
+    fn next_plugin_id(&self) -> PluginId {
+        let id = PluginId(self.next_id.get());
+        self.next_id.set(id.0 + 1);
+        id
+    }
+
+    /// A first run of `s` whose `init` gave `outcome`: see [`Self::start_as`].
+    fn start(
+        self: &Rc<Self>,
+        s: &PluginSpec<'_>,
+        name: Arc<str>,
+        live: Live,
+        outcome: Outcome,
+    ) -> PluginId {
+        let id = self.next_plugin_id();
+        self.start_as(id, s, name, live, outcome);
+        id
+    }
+
+    /// Makes instance `live` the first run of plugin `id` and settles the
+    /// `outcome` of its `init` (by the rules of `call`: it may end at once,
+    /// a failure then applying its restart policy).
+    fn start_as(
+        self: &Rc<Self>,
+        id: PluginId,
+        s: &PluginSpec<'_>,
+        name: Arc<str>,
+        mut live: Live,
+        outcome: Outcome,
+    ) {
+        let spec = Rc::new(StartSpec {
+            component: s.component.clone(),
+            args: s.args.to_vec(),
+        });
+        let failed = matches!(outcome, Outcome::Failed(_));
+        let p = PluginRt::new(id, name, spec, 0, None);
+        self.plugins.borrow_mut().insert(id, p.clone());
+        if !failed {
+            tracing::info!(plugin = s.name, %id, origin = s.component.origin(), "plugin started");
+        }
+        let after = self.settle(&p, &mut live, outcome);
+        *p.live.borrow_mut() = Some(live);
+        if let After::End(reason) = after {
+            self.end(&p, reason);
+        }
     }
 
     fn instantiate(
@@ -183,9 +256,13 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self.plugins.borrow_mut().remove(&p.id);
         let fault = p.fault.borrow_mut().take();
         match (&reason, &fault) {
-            (ExitReason::Trapped(_), Some(f)) => {
-                tracing::error!(plugin = %p.name, id = %p.id, "plugin failed: {f}")
-            }
+            // The cause is the fault's kind and message, prefixed in `init`.
+            (ExitReason::Trapped(c), Some(f)) => match &f.backtrace {
+                Some(bt) => {
+                    tracing::error!(plugin = %p.name, id = %p.id, "plugin failed: {c}\n{}", bt.trim_end())
+                }
+                None => tracing::error!(plugin = %p.name, id = %p.id, "plugin failed: {c}"),
+            },
             (ExitReason::Trapped(c), None) => {
                 tracing::error!(plugin = %p.name, id = %p.id, "plugin failed: {c}")
             }

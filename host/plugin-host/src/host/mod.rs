@@ -541,6 +541,37 @@ impl<'l, Data: 'l> Host<'l, Data> {
         self.inner.load_many(specs)
     }
 
+    /// Loads several plugins together like [`load_many`](Self::load_many),
+    /// but a plugin that fails to start is that plugin's failure alone, as
+    /// if it had failed in a callback: this is how `callop-host` loads.
+    ///
+    /// Returns one id per spec, in order (the id stays the same across the
+    /// instance's restarts). A failing `init` (an error, a trap, a panic,
+    /// the init timeout, ...) ends that plugin at once with an exit
+    /// [`ExitReason::Trapped`] whose cause is the first line of the
+    /// [`LoadError`] [`load`](Self::load) would have returned (the fault,
+    /// with its backtrace, in [`PluginExit::fault`]), delivered on
+    /// [`exit_events`](Self::exit_events) and kept in
+    /// [`exits`](Self::exits); its [`RestartPolicy`] then applies, with
+    /// backoff and quarantine. A failed instantiation also ends only that
+    /// plugin (an exit `Trapped("cannot instantiate plugin: …")`), but is
+    /// not restarted, exactly as on a restart. The other plugins start and
+    /// keep running either way. A WASI `exit(code)` in `init` is a stop
+    /// ([`ExitReason::Stopped`]), not a failure, as for [`load`](Self::load).
+    ///
+    /// Only `init` runs during this call, so the failures it adds to
+    /// [`exits`](Self::exits) are exactly the plugins that failed to start
+    /// (a plugin quarantined at once, with `on-failure:0`, has two: its
+    /// `Trapped` exit and its `Quarantined` one).
+    ///
+    /// Fails as a whole (nothing started) only on a bad or duplicate name.
+    pub fn load_many_supervised(
+        &self,
+        specs: &[PluginSpec<'_>],
+    ) -> Result<Vec<PluginId>, (String, LoadError)> {
+        self.inner.load_many_supervised(specs)
+    }
+
     /// Unloads a plugin at once (no `shutdown` call); its sources are
     /// removed. Returns `false` if it had already ended.
     pub fn unload(&self, id: PluginId) -> bool {

@@ -419,28 +419,32 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
     }
 
     /// The process exit status for a run that ended with `end` and these
-    /// plugin exits, by `callop-host`'s rules:
+    /// plugin exits, by `callop-host`'s rules: [`signal_status`] if the
+    /// run was ended by a signal, otherwise the first non-zero
+    /// [`exit_status`] of the plugins (a failure is 1); 0 if there is none —
+    /// a graceful shutdown in which every plugin ended in time is a success.
     ///
-    /// * a forced exit (second signal), or a shutdown in which a plugin had
-    ///   to be ended at the deadline: 128 + the signal's number (130 for
-    ///   SIGINT, 143 for SIGTERM), as a shell reports a process killed by it;
-    /// * otherwise the first non-zero [`exit_status`] of the plugins (a
-    ///   failure is 1); 0 if there is none — a graceful shutdown in which
-    ///   every plugin ended in time is a success.
+    /// [`signal_status`]: Self::signal_status
     pub fn exit_code(&self, end: RunEnd, exits: &[PluginExit]) -> u8 {
+        self.signal_status(end, exits).unwrap_or_else(|| {
+            exits
+                .iter()
+                .map(|e| exit_status(&e.reason))
+                .find(|c| *c != 0)
+                .unwrap_or(0)
+        })
+    }
+
+    /// The status of a run a signal ended by force — a second signal, or a
+    /// shutdown in which a plugin had to be ended at the deadline: 128 + the
+    /// signal's number (130 for SIGINT, 143 for SIGTERM), as a shell reports
+    /// a process killed by it. `None` for any other end.
+    pub fn signal_status(&self, end: RunEnd, exits: &[PluginExit]) -> Option<u8> {
         let killed = exits
             .iter()
             .any(|e| e.reason == ExitReason::ShutdownTimeout);
         let by_signal = end == RunEnd::Forced || (end == RunEnd::ShutDown && killed);
-        match (by_signal, self.last_signal()) {
-            (true, Some(sig)) => 128 + sig as u8,
-            (true, None) => 1,
-            (false, _) => exits
-                .iter()
-                .map(|e| exit_status(&e.reason))
-                .find(|c| *c != 0)
-                .unwrap_or(0),
-        }
+        by_signal.then(|| self.last_signal().map_or(1, |sig| 128 + sig as u8))
     }
 
     /// With `true`, [`run`](Self::run) keeps running when no plugin is

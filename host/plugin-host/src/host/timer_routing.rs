@@ -10,14 +10,15 @@
 //! registration with [`LoopHandle::update`](callop::LoopHandle::update) (a
 //! disabled timer takes the deadline at its next enable). A `drop` result
 //! removes it. The loop's timer never fires early, and the event carries the
-//! scheduled deadline.
+//! scheduled deadline. A `to-duration` whose deadline overflows the plugins'
+//! clock drops the timer, as the WIT says.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{HostInner, PluginRt, plugin_of};
 use crate::bindings::callop::plugin::types::EventKind;
-use crate::state::{PluginState, SourceId};
+use crate::state::{PluginState, Shared, SourceId};
 use callop::timer::{TimeoutAction, Timer};
 use callop::{Dispatcher, RegistrationToken};
 
@@ -30,6 +31,17 @@ const PARKED: Duration = Duration::from_secs(365 * 86400);
 fn parked(deadline: Instant) -> Instant {
     let now = Instant::now().max(deadline);
     now.checked_add(PARKED).unwrap_or(now)
+}
+
+/// The deadline of a `to-duration(d)` answer: `d` nanoseconds from now on
+/// the plugins' clock, or `None` if that overflows the clock (the WIT: an
+/// overflowing timer is dropped, so a plugin whose last source it was
+/// finishes).
+pub(super) fn deadline_after(shared: &Shared, d: u64) -> Option<Instant> {
+    shared
+        .now_ns()
+        .checked_add(d)
+        .and_then(|ns| shared.ns_to_instant(ns))
 }
 
 impl<'l, Data: 'l> HostInner<'l, Data> {
@@ -94,5 +106,24 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self.handle.remove(t);
         let timer = self.timers.borrow_mut().remove(&t);
         drop(timer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Limits, Policy};
+
+    #[test]
+    fn an_overflowing_to_duration_has_no_deadline() {
+        let shared = Shared::new(Policy::default(), Limits::default());
+        assert_eq!(deadline_after(&shared, u64::MAX), None);
+        std::thread::sleep(Duration::from_millis(1));
+        // The plugins' clock is past 1 ms: 1 µs short of its end overflows.
+        assert_eq!(deadline_after(&shared, u64::MAX - 1_000), None);
+        let before = Instant::now();
+        let at = deadline_after(&shared, 5_000_000).expect("5 ms from now");
+        assert!(at >= before + Duration::from_millis(5), "{at:?} {before:?}");
+        assert!(at <= Instant::now() + Duration::from_millis(5));
     }
 }

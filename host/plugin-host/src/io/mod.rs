@@ -41,7 +41,7 @@ mod unix;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir as CapDir;
@@ -62,7 +62,7 @@ pub(crate) use pollable::{IoReg, LoopFd};
 pub(crate) use signals::from_signal;
 pub use tcp::{TcpListenerRes, TcpStreamRes};
 pub use udp::UdpSocketRes;
-pub use unix::{UnixListenerRes, UnixStreamRes};
+pub use unix::{BoundListener, UnixListenerRes, UnixStreamRes};
 
 /// Largest single read or datagram returned to a guest.
 pub const MAX_READ: u32 = 256 * 1024;
@@ -292,9 +292,8 @@ impl wit::Host for PluginState {
             return Err(ro_denied("bind", &path, &grant));
         }
         let (dir, name) = unix::socket_dir(&root, &rel, "bind", &path, &grant)?;
-        let l = UnixListener::bind(unix::proc_path(&dir, &name))
-            .map_err(|e| os(&format!("bind {path}"), e))?;
-        nonblocking(l.set_nonblocking(true))?;
+        let l = BoundListener::bind(dir, name).map_err(|e| os(&format!("bind {path}"), e))?;
+        nonblocking(l.listener().set_nonblocking(true))?;
         self.push_io(Pollable::new(l))
     }
 

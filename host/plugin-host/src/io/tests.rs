@@ -146,6 +146,30 @@ fn unix_streams_share_the_stream_calls_inside_a_granted_directory() {
 }
 
 #[test]
+fn a_bound_socket_file_goes_with_its_listener_and_its_plugin() {
+    let d = tempdir("unix-unlink");
+    let caps = || Capabilities::new().dir(DirGrant::new(&d, "/run").unwrap());
+    let mut st = state(caps());
+    // The guest drops its listener: the file goes, the path binds again.
+    let l = st.bind_unix("/run/s.sock".into()).unwrap();
+    assert!(d.join("s.sock").exists());
+    HostUnixListener::drop(&mut st, l).unwrap();
+    assert!(!d.join("s.sock").exists(), "unlinked with its listener");
+    let _l = st.bind_unix("/run/s.sock".into()).unwrap();
+    // The plugin ends (its state is dropped with the listener still open).
+    drop(st);
+    assert!(!d.join("s.sock").exists(), "unlinked when the plugin ended");
+    let mut st = state(caps());
+    let l = st.bind_unix("/run/s.sock".into()).unwrap();
+    // Someone replaced the file meanwhile: it is not the listener's to unlink.
+    std::fs::remove_file(d.join("s.sock")).unwrap();
+    std::fs::write(d.join("s.sock"), b"not a socket").unwrap();
+    HostUnixListener::drop(&mut st, l).unwrap();
+    assert_eq!(std::fs::read(d.join("s.sock")).unwrap(), b"not a socket");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
 fn a_read_returns_at_most_max_read_bytes() {
     let d = tempdir("max-read");
     std::fs::write(d.join("big"), vec![7u8; MAX_READ as usize + 10]).unwrap();

@@ -1,18 +1,90 @@
 //! The `unix-listener` and `unix-stream` resources, and placing their
 //! socket paths inside granted directories.
+//!
+//! The socket file a plugin binds belongs to its listener: it is unlinked
+//! when the listener is dropped (by the guest, or with every object when
+//! the plugin ends), so that the next bind of that path succeeds — unless
+//! the path meanwhile names another file (same device and inode, still a
+//! socket).
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use cap_std::fs::Dir as CapDir;
+use cap_std::fs::{Dir as CapDir, FileTypeExt, MetadataExt};
 use wasmtime::component::Resource;
 
-use super::{Pollable, failure, nb, nonblocking, path_err, wit};
+use super::{LoopFd, Pollable, failure, nb, nonblocking, path_err, wit};
 use crate::capabilities::is_plain_name;
 use crate::state::PluginState;
 
 /// Host side of a guest `unix-listener`.
-pub type UnixListenerRes = Pollable<UnixListener>;
+pub type UnixListenerRes = Pollable<BoundListener>;
+
+/// A listener and the socket file it bound.
+pub struct BoundListener {
+    listener: UnixListener,
+    /// Unlinks the socket file on drop (after the listener is closed).
+    _file: Option<SocketFile>,
+}
+
+impl BoundListener {
+    /// Binds `name` inside `dir`.
+    pub(super) fn bind(dir: CapDir, name: PathBuf) -> std::io::Result<BoundListener> {
+        let listener = UnixListener::bind(proc_path(&dir, &name))?;
+        // The file just created; if it cannot be identified it is left in
+        // place (as before), never unlinked blindly.
+        let file = dir.symlink_metadata(&name).ok().map(|m| SocketFile {
+            dev: m.dev(),
+            ino: m.ino(),
+            dir,
+            name,
+        });
+        Ok(BoundListener {
+            listener,
+            _file: file,
+        })
+    }
+
+    /// The listening socket.
+    pub(super) fn listener(&self) -> &UnixListener {
+        &self.listener
+    }
+}
+
+impl AsFd for BoundListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+impl LoopFd for BoundListener {}
+
+/// A socket file created by a bind: its directory, name and identity.
+struct SocketFile {
+    dir: CapDir,
+    name: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        // Only the socket the bind created: the path may have been removed
+        // and reused (by the plugin, or anyone) since, and a freed inode
+        // number may be reused at once by the file now there.
+        let same = self
+            .dir
+            .symlink_metadata(&self.name)
+            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino);
+        if !same {
+            return;
+        }
+        if let Err(e) = self.dir.remove_file(&self.name) {
+            tracing::debug!(name = %self.name.display(), "cannot unlink a socket file: {e}");
+        }
+    }
+}
 
 /// Host side of a guest `unix-stream`.
 pub type UnixStreamRes = Pollable<UnixStream>;
@@ -63,6 +135,7 @@ impl wit::HostUnixListener for PluginState {
     ) -> Result<Resource<UnixStreamRes>, wit::IoError> {
         let (s, _) = self
             .pollable(&self_, "unix-listener")?
+            .listener()
             .accept()
             .map_err(|e| nb("accept", e))?;
         nonblocking(s.set_nonblocking(true)).map_err(wit::IoError::Failed)?;
