@@ -289,8 +289,12 @@ impl HostSender for PluginState {
         // channels only; otherwise a long-lived sender to `@app/...` would
         // hit `limit-exceeded` after `max_queued_messages` messages.
         let max_q = if h.app { usize::MAX } else { max_q };
-        match h.slot.send(data, max_q) {
+        match h.slot.send(data, max_q, Some(&self.budget)) {
             Ok(()) => Ok(()),
+            Err(SendError::OverBudget(o)) => Err(wit_err(
+                ErrorCode::LimitExceeded,
+                format!("cannot queue for `{}`: {o}", h.slot.full_name),
+            )),
             Err(SendError::Full) => Err(wit_err(
                 ErrorCode::LimitExceeded,
                 format!(
