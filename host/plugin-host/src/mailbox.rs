@@ -15,7 +15,8 @@
 //!
 //! Every byte a batch allocates is charged to the [`Budget`] of the message's
 //! sender (the growth of the batch's buffers each send causes, plus a fixed
-//! [`BATCH_OVERHEAD`] per batch); the [`Charges`] travel with the batch when
+//! [`BATCH_OVERHEAD`] per batch; a new batch adopts the buffer of its first
+//! message, which is charged at its capacity); the [`Charges`] travel with the batch when
 //! the owner takes it and are released when it is dropped (see
 //! `host_memory`). Over budget, the send fails and nothing is queued.
 
@@ -214,44 +215,52 @@ impl Mailbox {
             q.batch.lengths.len() < BATCH_MESSAGES && q.batch.data.len() + data.len() <= BATCH_BYTES
         });
         // What the batch's buffers grow to, charged before anything is
-        // allocated.
-        let (len, cap, n, ncap, overhead) = match st.batches.back().filter(|_| room) {
-            Some(q) => (
-                q.batch.data.len(),
-                q.batch.data.capacity(),
-                q.batch.lengths.len(),
-                q.batch.lengths.capacity(),
-                0,
-            ),
-            None => (0, 0, 0, 0, BATCH_OVERHEAD),
+        // allocated. A new batch adopts the message's own buffer (no copy).
+        let msg_len = data.len();
+        let (cap, new_cap, n, ncap, overhead) = match st.batches.back().filter(|_| room) {
+            Some(q) => {
+                let cap = q.batch.data.capacity();
+                let need = q.batch.data.len() + msg_len;
+                (
+                    cap,
+                    grown(cap, need, BATCH_BYTES, 64),
+                    q.batch.lengths.len(),
+                    q.batch.lengths.capacity(),
+                    0,
+                )
+            }
+            None => (0, data.capacity(), 0, 0, BATCH_OVERHEAD),
         };
-        let new_cap = grown(cap, len + data.len(), BATCH_BYTES, 64);
         let new_ncap = grown(ncap, n + 1, BATCH_MESSAGES, 4);
         let bytes = overhead + (new_cap - cap) + (new_ncap - ncap) * size_of::<u32>();
         let charge = match payer {
             Some(b) => b.try_charge(bytes).map_err(SendError::OverBudget)?,
             None => Default::default(),
         };
-        if !room {
+        if room {
+            let q = st.batches.back_mut().expect("checked above");
+            q.charges.push(charge);
+            let batch = &mut q.batch;
+            batch.data.reserve_exact(new_cap - batch.data.len());
+            batch.lengths.reserve_exact(new_ncap - batch.lengths.len());
+            batch.data.extend_from_slice(&data);
+        } else {
+            let mut charges = Charges::default();
+            charges.push(charge);
             st.batches.push_back(Queued {
                 batch: MessageBatch {
-                    data: Vec::with_capacity(new_cap),
+                    data,
                     lengths: Vec::with_capacity(new_ncap),
                 },
-                charges: Charges::default(),
+                charges,
             });
         }
-        let q = st.batches.back_mut().expect("pushed above");
-        q.charges.push(charge);
-        let batch = &mut q.batch;
-        batch.data.reserve_exact(new_cap - batch.data.len());
-        batch.lengths.reserve_exact(new_ncap - batch.lengths.len());
-        batch.data.extend_from_slice(&data);
         // Lossless: a message longer than u32::MAX cannot pass the host's
         // message size limit, and the application's are clamped here.
+        let batch = &mut st.batches.back_mut().expect("pushed above").batch;
         batch
             .lengths
-            .push(u32::try_from(data.len()).unwrap_or(u32::MAX));
+            .push(u32::try_from(msg_len).unwrap_or(u32::MAX));
         st.queued += 1;
         if wake && let Sink::Plugin(ping) = &st.sink {
             ping.ping();

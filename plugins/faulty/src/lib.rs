@@ -20,8 +20,8 @@
 //! * `storm`: asks for 1,000,000 timers, 10,000 per idle callback; prints
 //!   `storm: registered R, refused F (first error: ...)`, removes its
 //!   timers and finishes.
-//! * `buffer-bomb`: sends 1 MiB messages in one callback until a send fails
-//!   (at most 100,000), then prints `buffer-bomb: sent N, then <code>:
+//! * `buffer-bomb`: sends 1 MiB messages, 4 per idle callback, until a send
+//!   fails (at most 100,000), then prints `buffer-bomb: sent N, then <code>:
 //!   <message>` and keeps running. `--target unopened` (default) sends round
 //!   robin to `--names K` (default 16) distinct channel names of its own
 //!   that are never opened; `--target own` opens its channel `sink`,
@@ -77,6 +77,7 @@ struct Bomb {
 
 const BOMB_MESSAGE: usize = 1 << 20;
 const BOMB_MAX_SENDS: usize = 100_000;
+const BOMB_CHUNK: usize = 4;
 
 /// Plugin state.
 struct State {
@@ -243,7 +244,6 @@ fn outcome(r: callop_guest::Result<()>) -> String {
 
 /// `buffer-bomb`: sends 1 MiB messages until a send fails, then holds them.
 fn bomb_fill(st: &mut State) {
-    let msg = vec![0xb0u8; BOMB_MESSAGE];
     if st.bomb.target == BombTarget::Own {
         let sink =
             st.handle
@@ -274,14 +274,31 @@ fn bomb_fill(st: &mut State) {
             Err(e) => return note(st, &format!("buffer-bomb: cannot connect to {n}: {e}")),
         }
     }
+    bomb_step(st);
+}
+
+/// Sends up to [`BOMB_CHUNK`] messages, then goes on in an idle callback
+/// (a callback sending 64 MiB could exceed a loaded machine's callback
+/// timeout), until a send fails.
+fn bomb_step(st: &mut State) {
+    let msg = vec![0xb0u8; BOMB_MESSAGE];
     let mut last = Ok(());
-    while st.bomb.sent < BOMB_MAX_SENDS {
+    for _ in 0..BOMB_CHUNK {
+        if st.bomb.sent >= BOMB_MAX_SENDS {
+            break;
+        }
         let s = &st.bomb.senders[st.bomb.sent % st.bomb.senders.len()];
         last = s.send(&msg);
         if last.is_err() {
             break;
         }
         st.bomb.sent += 1;
+    }
+    if last.is_ok() && st.bomb.sent < BOMB_MAX_SENDS {
+        if let Err(e) = st.handle.try_insert_idle(bomb_step) {
+            note(st, &format!("buffer-bomb: cannot go on: {e}"));
+        }
+        return;
     }
     let line = format!("buffer-bomb: sent {}, then {}", st.bomb.sent, outcome(last));
     note(st, &line);
