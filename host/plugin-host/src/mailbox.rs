@@ -28,7 +28,7 @@ use callop::ping::{Ping, PingSource};
 use callop::{EventSource, Poll, PostAction, Readiness, Token, TokenFactory};
 
 use super::bindings::callop::plugin::types::MessageBatch;
-use super::host_memory::{Budget, Charges, OverBudget};
+use super::host_memory::{Budget, Charge, Charges, OverBudget};
 
 /// A batch is closed to new messages once it holds this many messages...
 pub(crate) const BATCH_MESSAGES: usize = 1024;
@@ -64,7 +64,15 @@ pub(crate) struct Mailbox {
     /// Full name, e.g. `pong/in`.
     pub full_name: String,
     state: Mutex<State>,
+    /// What the mailbox itself costs, charged to the plugin whose `connect`
+    /// or `open-channel` made it, until the registry forgets it (so that
+    /// `connect` to ever new names is bounded too).
+    _charge: Charge,
 }
+
+/// Bytes charged for a mailbox beyond its name: the struct, its `Arc`
+/// and registry entry (the name is stored twice: key and `full_name`).
+pub(crate) const MAILBOX_OVERHEAD: usize = size_of::<Mailbox>() + 64;
 
 struct State {
     /// Packed messages not yet taken by the owner, oldest first.
@@ -118,18 +126,27 @@ pub(crate) enum Delivery {
 }
 
 impl Mailbox {
-    /// A mailbox for a plugin channel, not opened yet.
+    /// A mailbox for a plugin channel, not opened yet (made by the
+    /// application, or in tests: charged to no one).
     pub fn new(full_name: String) -> Arc<Mailbox> {
-        Self::with_sink(full_name, Sink::Unopened)
+        Self::with_sink(full_name, Sink::Unopened, Charge::default())
+    }
+
+    /// A mailbox for a plugin channel, not opened yet, whose own cost is
+    /// charged to `payer` (the plugin making it).
+    pub fn new_charged(full_name: String, payer: &Arc<Budget>) -> Result<Arc<Mailbox>, OverBudget> {
+        let charge = payer.try_charge(MAILBOX_OVERHEAD + 2 * full_name.len())?;
+        Ok(Self::with_sink(full_name, Sink::Unopened, charge))
     }
 
     /// An application endpoint delivering into `tx`.
     pub fn new_app(full_name: String, tx: Sender<Vec<u8>>) -> Arc<Mailbox> {
-        Self::with_sink(full_name, Sink::App(Some(tx)))
+        Self::with_sink(full_name, Sink::App(Some(tx)), Charge::default())
     }
 
-    fn with_sink(full_name: String, sink: Sink) -> Arc<Mailbox> {
+    fn with_sink(full_name: String, sink: Sink, charge: Charge) -> Arc<Mailbox> {
         Arc::new(Mailbox {
+            _charge: charge,
             full_name,
             state: Mutex::new(State {
                 batches: VecDeque::new(),
@@ -583,6 +600,16 @@ mod tests {
             Err(SendError::Closed)
         );
         assert_eq!(a.used(), 0, "a refused send takes nothing");
+    }
+
+    #[test]
+    fn a_mailbox_costs_its_maker_until_it_is_dropped() {
+        let a = Budget::new("a".into(), MAILBOX_OVERHEAD + 2 * "p/x".len());
+        let m = Mailbox::new_charged("p/x".into(), &a).unwrap();
+        assert_eq!(a.used(), a.limit());
+        assert!(Mailbox::new_charged("p/y".into(), &a).is_err());
+        drop(m);
+        assert_eq!(a.used(), 0);
     }
 
     #[test]
