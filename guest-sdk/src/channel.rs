@@ -160,7 +160,10 @@ impl Sender {
     /// Sends one message. Fails with
     /// [`Closed`](crate::ErrorCode::Closed) if the channel was closed or
     /// removed, or [`LimitExceeded`](crate::ErrorCode::LimitExceeded) if a
-    /// queue or size limit is hit.
+    /// queue or size limit is hit, or if this plugin's host-memory budget
+    /// (`--max-host-memory`) has no room: the messages it sent that are not
+    /// delivered yet count against it. Nothing is queued then; try again
+    /// once the receiver has read.
     pub fn send(&self, data: impl AsRef<[u8]>) -> Result<()> {
         self.inner.send(data.as_ref()).map_err(Error::from)
     }

@@ -145,6 +145,9 @@ struct RunArgs {
     /// Maximum linear memory per plugin, in MiB [default: 256].
     #[arg(long, value_name = "MIB")]
     max_memory: Option<usize>,
+    /// Maximum host memory held for one plugin (messages it sent that are not delivered yet), in MiB [default: 64].
+    #[arg(long, value_name = "MIB")]
+    max_host_memory: Option<usize>,
     /// Maximum number of live sources (timers, idles, pings, channels) per plugin [default: 4096].
     #[arg(long, value_name = "N")]
     max_sources: Option<usize>,
@@ -497,6 +500,9 @@ fn build_host<'l>(
             |l| {
                 if let Some(m) = run.max_memory {
                     l.max_memory_bytes = m.saturating_mul(1 << 20);
+                }
+                if let Some(m) = run.max_host_memory {
+                    l.max_host_memory_bytes = m.saturating_mul(1 << 20);
                 }
                 if let Some(n) = run.max_sources {
                     l.max_sources = n;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::host::HostError;
+use super::host_memory::Budget;
 use super::mailbox::{Mailbox, SendError};
 
 /// Sends messages from the application to a plugin channel
@@ -17,24 +18,38 @@ use super::mailbox::{Mailbox, SendError};
 /// threads.
 pub struct AppSender {
     slot: Arc<Mailbox>,
+    /// The receiving instance's host-memory budget, which pays for the
+    /// messages queued for it.
+    budget: Arc<Budget>,
 }
 
 impl AppSender {
-    pub(crate) fn new(slot: Arc<Mailbox>) -> Self {
+    pub(crate) fn new(slot: Arc<Mailbox>, budget: Arc<Budget>) -> Self {
         slot.add_sender();
-        AppSender { slot }
+        AppSender { slot, budget }
     }
 
     /// Queues `msg` for the plugin. Fails with [`HostError::Closed`] once
     /// the channel is closed (its owner removed it or ended); the message is
     /// then dropped. The application is trusted: it is not bound by
-    /// `Limits::max_queued_messages`.
+    /// `Limits::max_queued_messages`; but what it queues is charged to the
+    /// receiving instance's host-memory budget
+    /// ([`Limits::max_host_memory_bytes`](crate::Limits::max_host_memory_bytes))
+    /// until delivered, and a send past it fails with
+    /// [`HostError::LimitExceeded`] (the plugin is not reading fast enough;
+    /// the message is dropped).
     pub fn send(&self, msg: Vec<u8>) -> Result<(), HostError> {
-        self.slot.send(msg, usize::MAX).map_err(|e| match e {
-            SendError::Closed | SendError::Full => {
-                HostError::Closed(format!("channel `{}` is closed", self.slot.full_name))
-            }
-        })
+        self.slot
+            .send(msg, usize::MAX, Some(&self.budget))
+            .map_err(|e| match e {
+                SendError::Closed | SendError::Full => {
+                    HostError::Closed(format!("channel `{}` is closed", self.slot.full_name))
+                }
+                SendError::OverBudget(o) => HostError::LimitExceeded(format!(
+                    "cannot queue for `{}`: {o}",
+                    self.slot.full_name
+                )),
+            })
     }
 
     /// The channel's full name (`instance/name`).
@@ -45,7 +60,7 @@ impl AppSender {
 
 impl Clone for AppSender {
     fn clone(&self) -> Self {
-        AppSender::new(self.slot.clone())
+        AppSender::new(self.slot.clone(), self.budget.clone())
     }
 }
 

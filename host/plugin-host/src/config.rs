@@ -18,6 +18,7 @@
 //! | `callback-timeout-ms` | `--callback-timeout` | [`Limits::callback_timeout`] in ms; 0: no limit |
 //! | `init-timeout-ms` | | [`Limits::init_timeout`] in ms; 0: no limit |
 //! | `max-memory-mib` | `--max-memory` | [`Limits::max_memory_bytes`] in MiB |
+//! | `max-host-memory-mib` | `--max-host-memory` | [`Limits::max_host_memory_bytes`] in MiB |
 //! | `max-sources` | `--max-sources` | [`Limits::max_sources`] |
 //! | `max-message-size` | `--max-message-size` | [`Limits::max_message_bytes`] in bytes |
 //! | `max-queued-messages` | | [`Limits::max_queued_messages`] |
@@ -119,6 +120,9 @@ pub struct LimitsTable {
     pub init_timeout_ms: Option<u64>,
     /// `max-memory-mib` (`--max-memory`): [`Limits::max_memory_bytes`] in MiB.
     pub max_memory_mib: Option<usize>,
+    /// `max-host-memory-mib` (`--max-host-memory`):
+    /// [`Limits::max_host_memory_bytes`] in MiB.
+    pub max_host_memory_mib: Option<usize>,
     /// `max-sources` (`--max-sources`): [`Limits::max_sources`].
     pub max_sources: Option<usize>,
     /// `max-message-size` (`--max-message-size`): [`Limits::max_message_bytes`], in bytes.
@@ -144,6 +148,7 @@ impl LimitsTable {
         "callback-timeout-ms",
         "init-timeout-ms",
         "max-memory-mib",
+        "max-host-memory-mib",
         "max-sources",
         "max-message-size",
         "max-queued-messages",
@@ -165,6 +170,9 @@ impl LimitsTable {
         }
         if let Some(m) = self.max_memory_mib {
             l.max_memory_bytes = m.saturating_mul(1 << 20);
+        }
+        if let Some(m) = self.max_host_memory_mib {
+            l.max_host_memory_bytes = m.saturating_mul(1 << 20);
         }
         let set = |dst: &mut usize, v: Option<usize>| {
             if let Some(v) = v {
@@ -272,6 +280,7 @@ fn new_spelling(key: &str) -> Option<&'static str> {
         "callback-timeout" => "callback-timeout-ms",
         "init-timeout" => "init-timeout-ms",
         "max-memory" => "max-memory-mib",
+        "max-host-memory" => "max-host-memory-mib",
         k => k,
     };
     LimitsTable::KEYS
@@ -450,6 +459,7 @@ mod tests {
                 callback_timeout_ms: Some(100),
                 init_timeout_ms: Some(1000),
                 max_memory_mib: Some(256),
+                max_host_memory_mib: Some(64),
                 max_sources: Some(4096),
                 max_message_size: Some(1 << 20),
                 max_queued_messages: Some(4096),

@@ -11,6 +11,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::callop::plugin::host_loop::{Host, HostPing, HostSender};
 use super::bindings::callop::plugin::types::{Error, ErrorCode, Instant, LogLevel, SourceId};
+use super::host_memory::OverBudget;
 use super::mailbox::{Mailbox, MailboxSource, SendError};
 use super::policy::{self, Owner};
 use super::sources::{Change, Source};
@@ -19,6 +20,10 @@ use super::types::tracing_level;
 
 fn bad_name(e: policy::NameError) -> Error {
     wit_err(ErrorCode::InvalidArgument, e.0)
+}
+
+fn over_budget(e: OverBudget) -> Error {
+    wit_err(ErrorCode::LimitExceeded, e.to_string())
 }
 
 impl PluginState {
@@ -154,7 +159,8 @@ impl Host for PluginState {
                 }
                 Some(s) => s.clone(),
                 None => {
-                    let s = Mailbox::new(full.clone());
+                    let s =
+                        Mailbox::new_charged(full.clone(), &self.budget).map_err(over_budget)?;
                     reg.channels.insert(full.clone(), s.clone());
                     s
                 }
@@ -205,7 +211,8 @@ impl Host for PluginState {
                             format!("no plugin instance named `{p}`"),
                         ));
                     }
-                    let s = Mailbox::new(full.clone());
+                    let s =
+                        Mailbox::new_charged(full.clone(), &self.budget).map_err(over_budget)?;
                     reg.channels.insert(full.clone(), s.clone());
                     s
                 }
@@ -289,8 +296,12 @@ impl HostSender for PluginState {
         // channels only; otherwise a long-lived sender to `@app/...` would
         // hit `limit-exceeded` after `max_queued_messages` messages.
         let max_q = if h.app { usize::MAX } else { max_q };
-        match h.slot.send(data, max_q) {
+        match h.slot.send(data, max_q, Some(&self.budget)) {
             Ok(()) => Ok(()),
+            Err(SendError::OverBudget(o)) => Err(wit_err(
+                ErrorCode::LimitExceeded,
+                format!("cannot queue for `{}`: {o}", h.slot.full_name),
+            )),
             Err(SendError::Full) => Err(wit_err(
                 ErrorCode::LimitExceeded,
                 format!(

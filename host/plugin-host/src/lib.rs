@@ -35,6 +35,9 @@
 //!   failed plugins (see "Isolation" in the README);
 //! * `mailbox` — the host side of a channel: messages packed as they are
 //!   sent, delivered one batch per loop iteration;
+//! * `host_memory` — the host-memory budget of each instance
+//!   ([`Limits::max_host_memory_bytes`]) and the charges of what the host
+//!   holds for it, released when the buffer is dropped;
 //! * `ticker` — the epoch ticker (one per engine) and the CPU-time budget
 //!   each guest call of a loop thread is checked against at every tick.
 //! * [`config`] — the TOML file of `callop-host --config`:
@@ -58,6 +61,7 @@ pub mod fault;
 mod fuzz_tests;
 pub mod host;
 mod host_loop;
+mod host_memory;
 mod io;
 pub mod limits;
 mod mailbox;

@@ -53,7 +53,27 @@ pub struct Limits {
     /// `callback_timeout` is set (the host then holds the engine's epoch
     /// ticker).
     pub init_timeout: Option<Duration>,
+    /// Maximum host memory held for one plugin instance, in bytes
+    /// (`--max-host-memory`, default [`DEFAULT_MAX_HOST_MEMORY`], 64 MiB):
+    /// the buffers the host keeps for it outside its own linear memory.
+    /// Channel messages are charged to their *sender* from the send until
+    /// the `dispatch` call delivering them returns (or their queue is
+    /// dropped), whether the channel is open or not yet opened; messages of
+    /// the application ([`AppSender`](crate::AppSender)) are charged to the
+    /// receiving instance. A send that would take the budget past this fails
+    /// with `error-code.limit-exceeded`; the plugin keeps running. The
+    /// budget belongs to the instance name: a restarted instance starts with
+    /// what its previous run still has in flight to others.
+    ///
+    /// It is separate from [`max_memory_bytes`](Self::max_memory_bytes),
+    /// which caps the guest's own linear memory: one plugin can make the
+    /// process hold at most about `max_memory_bytes + max_host_memory_bytes`
+    /// (plus its compiled code and fixed per-instance structures).
+    pub max_host_memory_bytes: usize,
 }
+
+/// Default [`Limits::max_host_memory_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_HOST_MEMORY: usize = 64 << 20;
 
 /// Default [`Limits::init_timeout`].
 pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -75,6 +95,7 @@ impl Default for Limits {
             max_table_elements: 1 << 20,
             callback_timeout: Some(DEFAULT_CALLBACK_TIMEOUT),
             init_timeout: Some(DEFAULT_INIT_TIMEOUT),
+            max_host_memory_bytes: DEFAULT_MAX_HOST_MEMORY,
         }
     }
 }

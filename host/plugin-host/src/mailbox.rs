@@ -12,6 +12,13 @@
 //! An application endpoint (`@app/name`) has a mailbox too, so plugins
 //! address both kinds the same way; its messages go one by one into the
 //! application's [`Channel`](callop::channel::Channel).
+//!
+//! Every byte a batch allocates is charged to the [`Budget`] of the message's
+//! sender (the growth of the batch's buffers each send causes, plus a fixed
+//! [`BATCH_OVERHEAD`] per batch; a new batch adopts the buffer of its first
+//! message, which is charged at its capacity); the [`Charges`] travel with the batch when
+//! the owner takes it and are released when it is dropped (see
+//! `host_memory`). Over budget, the send fails and nothing is queued.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,11 +28,32 @@ use callop::ping::{Ping, PingSource};
 use callop::{EventSource, Poll, PostAction, Readiness, Token, TokenFactory};
 
 use super::bindings::callop::plugin::types::MessageBatch;
+use super::host_memory::{Budget, Charge, Charges, OverBudget};
 
 /// A batch is closed to new messages once it holds this many messages...
 pub(crate) const BATCH_MESSAGES: usize = 1024;
 /// ...or this many bytes (a larger single message gets a batch of its own).
 pub(crate) const BATCH_BYTES: usize = 1 << 20;
+/// Bytes charged for a batch beyond its two buffers (its queue slot and its
+/// list of charges, amortised).
+pub(crate) const BATCH_OVERHEAD: usize = 128;
+
+/// The capacity a buffer of capacity `cap` grows to so that it holds `need`
+/// elements: at least doubled (never past `max` by doubling alone), at least
+/// `floor`.
+fn grown(cap: usize, need: usize, max: usize, floor: usize) -> usize {
+    if need <= cap {
+        cap
+    } else {
+        need.max(cap.saturating_mul(2).min(max)).max(floor)
+    }
+}
+
+/// One queued batch and what its bytes are charged to.
+struct Queued {
+    batch: MessageBatch,
+    charges: Charges,
+}
 
 /// The host side of one named channel: where senders put messages.
 ///
@@ -36,11 +64,19 @@ pub(crate) struct Mailbox {
     /// Full name, e.g. `pong/in`.
     pub full_name: String,
     state: Mutex<State>,
+    /// What the mailbox itself costs, charged to the plugin whose `connect`
+    /// or `open-channel` made it, until the registry forgets it (so that
+    /// `connect` to ever new names is bounded too).
+    _charge: Charge,
 }
+
+/// Bytes charged for a mailbox beyond its name: the struct, its `Arc`
+/// and registry entry (the name is stored twice: key and `full_name`).
+pub(crate) const MAILBOX_OVERHEAD: usize = size_of::<Mailbox>() + 64;
 
 struct State {
     /// Packed messages not yet taken by the owner, oldest first.
-    batches: VecDeque<MessageBatch>,
+    batches: VecDeque<Queued>,
     /// Number of messages in `batches`.
     queued: usize,
     sink: Sink,
@@ -75,30 +111,42 @@ pub(crate) enum SendError {
     Closed,
     /// The queue limit was reached.
     Full,
+    /// The sender's host memory budget has no room for the message.
+    OverBudget(OverBudget),
 }
 
 /// What the owner's source takes from its mailbox.
 #[derive(Debug)]
 pub(crate) enum Delivery {
-    /// The oldest batch of messages.
-    Messages(MessageBatch),
+    /// The oldest batch of messages, and the charges of its bytes (to be
+    /// dropped once the batch is delivered).
+    Messages(MessageBatch, Charges),
     /// Every sender is gone and every message was delivered.
     Closed,
 }
 
 impl Mailbox {
-    /// A mailbox for a plugin channel, not opened yet.
+    /// A mailbox for a plugin channel, not opened yet (made by the
+    /// application, or in tests: charged to no one).
     pub fn new(full_name: String) -> Arc<Mailbox> {
-        Self::with_sink(full_name, Sink::Unopened)
+        Self::with_sink(full_name, Sink::Unopened, Charge::default())
+    }
+
+    /// A mailbox for a plugin channel, not opened yet, whose own cost is
+    /// charged to `payer` (the plugin making it).
+    pub fn new_charged(full_name: String, payer: &Arc<Budget>) -> Result<Arc<Mailbox>, OverBudget> {
+        let charge = payer.try_charge(MAILBOX_OVERHEAD + 2 * full_name.len())?;
+        Ok(Self::with_sink(full_name, Sink::Unopened, charge))
     }
 
     /// An application endpoint delivering into `tx`.
     pub fn new_app(full_name: String, tx: Sender<Vec<u8>>) -> Arc<Mailbox> {
-        Self::with_sink(full_name, Sink::App(Some(tx)))
+        Self::with_sink(full_name, Sink::App(Some(tx)), Charge::default())
     }
 
-    fn with_sink(full_name: String, sink: Sink) -> Arc<Mailbox> {
+    fn with_sink(full_name: String, sink: Sink, charge: Charge) -> Arc<Mailbox> {
         Arc::new(Mailbox {
+            _charge: charge,
             full_name,
             state: Mutex::new(State {
                 batches: VecDeque::new(),
@@ -152,8 +200,16 @@ impl Mailbox {
     }
 
     /// Queues one message. `max_queued` bounds the messages waiting for the
-    /// owner (the application passes `usize::MAX`).
-    pub fn send(&self, data: Vec<u8>, max_queued: usize) -> Result<(), SendError> {
+    /// owner (the application passes `usize::MAX`); the bytes the queue
+    /// grows by are charged to `payer` (`None`: not charged, for tests).
+    /// Messages to an application endpoint go into the application's channel
+    /// at once and are charged to no one (the host holds nothing for them).
+    pub fn send(
+        &self,
+        data: Vec<u8>,
+        max_queued: usize,
+        payer: Option<&Arc<Budget>>,
+    ) -> Result<(), SendError> {
         let mut st = self.st();
         if st.closed || st.closing {
             return Err(SendError::Closed);
@@ -172,22 +228,56 @@ impl Mailbox {
             return Err(SendError::Full);
         }
         let wake = st.batches.is_empty();
-        let room = st.batches.back().is_some_and(|b| {
-            b.lengths.len() < BATCH_MESSAGES && b.data.len() + data.len() <= BATCH_BYTES
+        let room = st.batches.back().is_some_and(|q| {
+            q.batch.lengths.len() < BATCH_MESSAGES && q.batch.data.len() + data.len() <= BATCH_BYTES
         });
-        if !room {
-            st.batches.push_back(MessageBatch {
-                data: Vec::with_capacity(data.len().clamp(64, BATCH_BYTES)),
-                lengths: Vec::new(),
+        // What the batch's buffers grow to, charged before anything is
+        // allocated. A new batch adopts the message's own buffer (no copy).
+        let msg_len = data.len();
+        let (cap, new_cap, n, ncap, overhead) = match st.batches.back().filter(|_| room) {
+            Some(q) => {
+                let cap = q.batch.data.capacity();
+                let need = q.batch.data.len() + msg_len;
+                (
+                    cap,
+                    grown(cap, need, BATCH_BYTES, 64),
+                    q.batch.lengths.len(),
+                    q.batch.lengths.capacity(),
+                    0,
+                )
+            }
+            None => (0, data.capacity(), 0, 0, BATCH_OVERHEAD),
+        };
+        let new_ncap = grown(ncap, n + 1, BATCH_MESSAGES, 4);
+        let bytes = overhead + (new_cap - cap) + (new_ncap - ncap) * size_of::<u32>();
+        let charge = match payer {
+            Some(b) => b.try_charge(bytes).map_err(SendError::OverBudget)?,
+            None => Default::default(),
+        };
+        if room {
+            let q = st.batches.back_mut().expect("checked above");
+            q.charges.push(charge);
+            let batch = &mut q.batch;
+            batch.data.reserve_exact(new_cap - batch.data.len());
+            batch.lengths.reserve_exact(new_ncap - batch.lengths.len());
+            batch.data.extend_from_slice(&data);
+        } else {
+            let mut charges = Charges::default();
+            charges.push(charge);
+            st.batches.push_back(Queued {
+                batch: MessageBatch {
+                    data,
+                    lengths: Vec::with_capacity(new_ncap),
+                },
+                charges,
             });
         }
-        let batch = st.batches.back_mut().expect("pushed above");
-        batch.data.extend_from_slice(&data);
         // Lossless: a message longer than u32::MAX cannot pass the host's
         // message size limit, and the application's are clamped here.
+        let batch = &mut st.batches.back_mut().expect("pushed above").batch;
         batch
             .lengths
-            .push(u32::try_from(data.len()).unwrap_or(u32::MAX));
+            .push(u32::try_from(msg_len).unwrap_or(u32::MAX));
         st.queued += 1;
         if wake && let Sink::Plugin(ping) = &st.sink {
             ping.ping();
@@ -216,10 +306,10 @@ impl Mailbox {
         if st.closed {
             return (None, false);
         }
-        if let Some(b) = st.batches.pop_front() {
-            st.queued -= b.lengths.len();
+        if let Some(q) = st.batches.pop_front() {
+            st.queued -= q.batch.lengths.len();
             let more = !st.batches.is_empty() || st.closing;
-            return (Some(Delivery::Messages(b)), more);
+            return (Some(Delivery::Messages(q.batch, q.charges)), more);
         }
         if st.closing {
             st.closed = true;
@@ -229,7 +319,7 @@ impl Mailbox {
     }
 
     /// The channel was removed or its owner ended: queued messages are
-    /// dropped and senders get `closed`.
+    /// dropped (their charges released) and senders get `closed`.
     pub fn mark_closed(&self) {
         let mut st = self.st();
         st.closed = true;
@@ -347,7 +437,7 @@ mod tests {
 
     fn show(d: Delivery) -> Shown {
         match d {
-            Delivery::Messages(b) => Some((b.data, b.lengths)),
+            Delivery::Messages(b, _) => Some((b.data, b.lengths)),
             Delivery::Closed => None,
         }
     }
@@ -367,15 +457,15 @@ mod tests {
     fn buffers_until_open_then_closes_after_the_messages() {
         let m = Mailbox::new("p/in".into());
         m.add_sender();
-        m.send(b"a".to_vec(), 10).unwrap();
-        m.send(b"bc".to_vec(), 10).unwrap();
+        m.send(b"a".to_vec(), 10, None).unwrap();
+        m.send(b"bc".to_vec(), 10, None).unwrap();
         assert_eq!(m.queued(), 2);
         let (ping, _src) = callop::ping::make_ping().unwrap();
         m.open(ping);
-        m.send(b"".to_vec(), 10).unwrap();
+        m.send(b"".to_vec(), 10, None).unwrap();
         m.drop_sender();
         assert!(m.is_closed());
-        assert_eq!(m.send(b"x".to_vec(), 10), Err(SendError::Closed));
+        assert_eq!(m.send(b"x".to_vec(), 10, None), Err(SendError::Closed));
         assert_eq!(take_all(&m), vec![batch(&[b"a", b"bc", b""]), None]);
         assert_eq!(m.queued(), 0);
         assert!(matches!(m.take(), (None, false)));
@@ -385,12 +475,12 @@ mod tests {
     fn queue_limit_counts_untaken_messages() {
         let m = Mailbox::new("p/in".into());
         m.add_sender();
-        m.send(vec![1], 1).unwrap();
-        assert_eq!(m.send(vec![2], 1), Err(SendError::Full));
+        m.send(vec![1], 1, None).unwrap();
+        assert_eq!(m.send(vec![2], 1, None), Err(SendError::Full));
         let _ = m.take();
-        m.send(vec![3], 1).unwrap();
+        m.send(vec![3], 1, None).unwrap();
         m.mark_closed();
-        assert_eq!(m.send(vec![4], 10), Err(SendError::Closed));
+        assert_eq!(m.send(vec![4], 10, None), Err(SendError::Closed));
         assert_eq!(m.queued(), 0);
     }
 
@@ -398,7 +488,7 @@ mod tests {
     fn senders_gone_before_open_close_at_open() {
         let m = Mailbox::new("p/in".into());
         m.add_sender();
-        m.send(b"x".to_vec(), 10).unwrap();
+        m.send(b"x".to_vec(), 10, None).unwrap();
         m.drop_sender();
         assert!(!m.is_closed(), "not closing before the owner opens it");
         let (ping, _src) = callop::ping::make_ping().unwrap();
@@ -411,11 +501,11 @@ mod tests {
     fn batches_are_bounded_by_count_and_bytes() {
         let m = Mailbox::new("p/in".into());
         for i in 0..BATCH_MESSAGES + 1 {
-            m.send((i as u32).to_le_bytes().to_vec(), usize::MAX)
+            m.send((i as u32).to_le_bytes().to_vec(), usize::MAX, None)
                 .unwrap();
         }
-        m.send(vec![7; BATCH_BYTES], usize::MAX).unwrap();
-        m.send(vec![8; 3], usize::MAX).unwrap();
+        m.send(vec![7; BATCH_BYTES], usize::MAX, None).unwrap();
+        m.send(vec![8; 3], usize::MAX, None).unwrap();
         let sizes: Vec<(usize, usize)> = take_all(&m)
             .into_iter()
             .map(|d| d.map_or((0, 0), |(data, lengths)| (lengths.len(), data.len())))
@@ -431,13 +521,113 @@ mod tests {
         );
     }
 
+    /// Bytes a batch has allocated, as the charges count them.
+    fn allocated(b: &MessageBatch) -> usize {
+        BATCH_OVERHEAD + b.data.capacity() + b.lengths.capacity() * size_of::<u32>()
+    }
+
+    #[test]
+    fn every_byte_of_a_batch_is_charged_to_its_senders_until_it_is_dropped() {
+        let a = Budget::new("a".into(), usize::MAX);
+        let b = Budget::new("b".into(), usize::MAX);
+        let m = Mailbox::new("p/in".into());
+        for i in 0..3000usize {
+            let payer = if i % 3 == 0 { &b } else { &a };
+            m.send(vec![1; i % 700], usize::MAX, Some(payer)).unwrap();
+        }
+        m.send(vec![2; BATCH_BYTES], usize::MAX, Some(&a)).unwrap();
+        let mut total = 0;
+        let mut held = Vec::new();
+        loop {
+            let (d, more) = m.take();
+            if let Some(Delivery::Messages(batch, charges)) = d {
+                assert_eq!(charges.bytes(), allocated(&batch), "exact per batch");
+                total += charges.bytes();
+                held.push((batch, charges));
+            }
+            if !more {
+                break;
+            }
+        }
+        assert!(held.len() > 3, "several batches");
+        assert_eq!(a.used() + b.used(), total);
+        assert!(b.used() > 0 && a.used() > BATCH_BYTES);
+        // Delivered batches stay charged until they are dropped.
+        let last = held.pop().unwrap();
+        drop(held);
+        assert_eq!(a.used() + b.used(), last.1.bytes());
+        drop(last);
+        assert_eq!((a.used(), b.used()), (0, 0));
+    }
+
+    #[test]
+    fn a_send_over_budget_queues_nothing_and_takes_nothing() {
+        let one = BATCH_OVERHEAD + BATCH_BYTES + 4 * size_of::<u32>();
+        let a = Budget::new("a".into(), 2 * one - 1);
+        let m = Mailbox::new("p/in".into());
+        m.send(vec![0; BATCH_BYTES], usize::MAX, Some(&a)).unwrap();
+        assert_eq!(a.used(), one);
+        let e = m
+            .send(vec![0; BATCH_BYTES], usize::MAX, Some(&a))
+            .unwrap_err();
+        assert!(
+            matches!(&e, SendError::OverBudget(o) if o.asked == one && o.used == one),
+            "{e:?}"
+        );
+        assert_eq!((m.queued(), a.used()), (1, one));
+        // A small message still fits in the room left.
+        m.send(vec![0; 100], usize::MAX, Some(&a)).unwrap();
+        assert_eq!(m.queued(), 2);
+        let (d, _) = m.take();
+        drop(d);
+        assert!(a.used() > 0 && a.used() < 1024, "{}", a.used());
+        m.send(vec![0; BATCH_BYTES], usize::MAX, Some(&a)).unwrap();
+    }
+
+    #[test]
+    fn closing_a_mailbox_releases_its_queued_charges() {
+        let a = Budget::new("a".into(), usize::MAX);
+        let m = Mailbox::new("p/never-opened".into());
+        m.add_sender();
+        for _ in 0..10 {
+            m.send(vec![0; 100_000], usize::MAX, Some(&a)).unwrap();
+        }
+        assert!(a.used() >= 1_000_000);
+        m.mark_closed();
+        assert_eq!(a.used(), 0);
+        assert_eq!(
+            m.send(vec![0; 10], usize::MAX, Some(&a)),
+            Err(SendError::Closed)
+        );
+        assert_eq!(a.used(), 0, "a refused send takes nothing");
+    }
+
+    #[test]
+    fn a_mailbox_costs_its_maker_until_it_is_dropped() {
+        let a = Budget::new("a".into(), MAILBOX_OVERHEAD + 2 * "p/x".len());
+        let m = Mailbox::new_charged("p/x".into(), &a).unwrap();
+        assert_eq!(a.used(), a.limit());
+        assert!(Mailbox::new_charged("p/y".into(), &a).is_err());
+        drop(m);
+        assert_eq!(a.used(), 0);
+    }
+
+    #[test]
+    fn messages_to_the_application_are_not_charged() {
+        let a = Budget::new("a".into(), 0);
+        let (tx, _rx) = callop::channel::channel();
+        let m = Mailbox::new_app("@app/out".into(), tx);
+        m.send(vec![0; 1000], usize::MAX, Some(&a)).unwrap();
+        assert_eq!(a.used(), 0);
+    }
+
     #[test]
     fn app_endpoint_forwards_each_message() {
         let (tx, rx) = callop::channel::channel();
         let m = Mailbox::new_app("@app/out".into(), tx);
         assert!(m.is_open());
         m.add_sender();
-        m.send(b"hi".to_vec(), 0).unwrap();
+        m.send(b"hi".to_vec(), 0, None).unwrap();
         m.drop_sender();
         assert!(m.is_closed());
         let mut ev: EventLoop<Vec<Option<Vec<u8>>>> = EventLoop::try_new().unwrap();
@@ -460,14 +650,14 @@ mod tests {
         let m = Mailbox::new("p/in".into());
         m.add_sender();
         for i in 0..BATCH_MESSAGES * 2 + 5 {
-            m.send(vec![i as u8], usize::MAX).unwrap();
+            m.send(vec![i as u8], usize::MAX, None).unwrap();
         }
         let src = MailboxSource::open(m.clone()).unwrap();
         let mut ev: EventLoop<Vec<usize>> = EventLoop::try_new().unwrap();
         ev.handle()
             .insert_source(src, |d, _, got: &mut Vec<usize>| {
                 got.push(match d {
-                    Delivery::Messages(b) => b.lengths.len(),
+                    Delivery::Messages(b, _) => b.lengths.len(),
                     Delivery::Closed => 0,
                 })
             })

@@ -2,7 +2,7 @@
 //! named channels and pings shared by all instances of one host.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -12,6 +12,7 @@ use callop::ping::Ping;
 
 use super::bindings::callop::plugin::types::{Error as WitError, ErrorCode};
 use super::capabilities::Capabilities;
+use super::host_memory::Budget;
 use super::io::IoState;
 use super::limits::Limits;
 use super::mailbox::Mailbox;
@@ -35,6 +36,9 @@ pub(crate) struct Shared {
     pub policy: Policy,
     pub limits: Limits,
     registry: Mutex<Registry>,
+    /// The host-memory budget of each instance name, while anything holds
+    /// it (a live run, or bytes still charged to it).
+    budgets: Mutex<HashMap<String, Weak<Budget>>>,
 }
 
 impl Shared {
@@ -44,7 +48,37 @@ impl Shared {
             policy,
             limits,
             registry: Mutex::new(Registry::default()),
+            budgets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The host-memory budget of instance `name`: the one it already has if
+    /// anything still holds it (a previous run's messages in flight, an
+    /// application sender), else a new one. `limit` (a new run's
+    /// [`Limits::max_host_memory_bytes`]) replaces its limit; a budget made
+    /// without one gets the host's.
+    pub fn budget(&self, name: &str, limit: Option<usize>) -> Arc<Budget> {
+        let mut map = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        let b = match map.get(name).and_then(Weak::upgrade) {
+            Some(b) => b,
+            None => {
+                // Forget the budgets nothing holds any more (amortised: the
+                // map at most doubles between two sweeps).
+                if map.len() >= 64 && map.len().is_power_of_two() {
+                    map.retain(|_, w| w.strong_count() > 0);
+                }
+                let b = Budget::new(
+                    Arc::from(name),
+                    limit.unwrap_or(self.limits.max_host_memory_bytes),
+                );
+                map.insert(name.to_string(), Arc::downgrade(&b));
+                b
+            }
+        };
+        if let Some(l) = limit {
+            b.set_limit(l);
+        }
+        b
     }
 
     /// Locks the registry (poisoning is ignored: the registry stays usable).
@@ -167,6 +201,8 @@ pub struct PluginState {
     /// the WASI calls that can block (module `wasi_blocking`); set once the
     /// store exists.
     pub(crate) deadline: Option<Arc<crate::ticker::CpuDeadline>>,
+    /// What the host holds for this instance (its name's budget).
+    pub(crate) budget: Arc<Budget>,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -194,7 +230,9 @@ impl PluginState {
     ) -> Self {
         let store_limits = limits.limiter();
         let sources = SourceTable::new(shared.clone(), limits.max_sources);
+        let budget = shared.budget(&name, Some(limits.max_host_memory_bytes));
         PluginState {
+            budget,
             name,
             shared,
             limits,
@@ -258,5 +296,43 @@ mod tests {
         assert!(!s2.is_closed());
         assert!(r.channels.contains_key("ab/in"));
         assert!(!r.instances.contains("a"));
+    }
+
+    #[test]
+    fn a_name_keeps_its_budget_while_anything_is_charged_to_it() {
+        let shared = Shared::new(Policy::default(), Limits::default());
+        let b = shared.budget("p", Some(1000));
+        let m = Mailbox::new("q/in".into());
+        m.send(vec![0; 100], usize::MAX, Some(&b)).unwrap();
+        let charged = b.used();
+        assert!(charged > 100);
+        drop(b);
+        // The run ended; its message to `q` is still in flight: a new run
+        // (here with a new limit) inherits the charge.
+        let again = shared.budget("p", Some(2000));
+        assert_eq!((again.used(), again.limit()), (charged, 2000));
+        m.mark_closed();
+        assert_eq!(again.used(), 0);
+        drop(again);
+        let fresh = shared.budget("p", None);
+        assert_eq!(fresh.limit(), Limits::default().max_host_memory_bytes);
+        assert_eq!(fresh.used(), 0);
+    }
+
+    #[test]
+    fn removing_an_instance_releases_what_its_queues_held() {
+        let shared = Shared::new(Policy::default(), Limits::default());
+        let sender = shared.budget("s", None);
+        let mut r = Registry::default();
+        for name in ["a/x", "a/y", "b/x"] {
+            let m = Mailbox::new(name.into());
+            m.send(vec![0; 1000], usize::MAX, Some(&sender)).unwrap();
+            r.channels.insert(name.into(), m);
+        }
+        let per = sender.used() / 3;
+        r.remove_instance("a");
+        assert_eq!(sender.used(), per, "only `b/x` is still queued");
+        r.remove_instance("b");
+        assert_eq!(sender.used(), 0);
     }
 }

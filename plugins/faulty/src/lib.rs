@@ -37,14 +37,25 @@
 //!   `ToDuration(u64::MAX ns)` (printing `timer-overflow: re-armed to
 //!   u64::MAX ns`); the host drops an overflowing timer, so the plugin,
 //!   having no other source, finishes.
+//! * `buffer-bomb`: sends 1 MiB messages, 4 per idle callback, until a send
+//!   fails (at most 100,000), then prints `buffer-bomb: sent N, then <code>:
+//!   <message>` and keeps running. `--target unopened` (default) sends round
+//!   robin to `--names K` (default 16) distinct channel names of its own
+//!   that are never opened; `--target own` opens its channel `sink`,
+//!   disables it (never reads it) and sends to it. After `--hold <ms>`
+//!   (default 200) it tries one more send (`buffer-bomb: after hold: ...`);
+//!   with `--target own` it then enables `sink`, reads every message and
+//!   sends once more (`buffer-bomb: received N; after delivery: ...`). Then,
+//!   with `--then finish` (default) it drops everything and finishes, with
+//!   `--then trap` it traps (to test what a restart gets back).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use callop_guest::bindings::callop::plugin::host_loop;
-use callop_guest::channel::Sender;
+use callop_guest::channel::{Channel, Event as ChannelEvent, Sender};
 use callop_guest::timer::{TimeoutAction, Timer};
-use callop_guest::{LoopHandle, Plugin};
+use callop_guest::{LoopHandle, Plugin, PostAction};
 
 /// `wasi:cli/exit.exit-with-code` (WASI 0.2.12), which Rust's std does not
 /// use yet.
@@ -86,7 +97,33 @@ enum Mode {
     InitTrap,
     InitLoop,
     TimerOverflow,
+    BufferBomb,
 }
+
+/// Where `buffer-bomb` sends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum BombTarget {
+    /// Distinct channel names of its own, never opened.
+    Unopened,
+    /// Its own open channel `sink`, disabled.
+    Own,
+}
+
+/// Options and state of `buffer-bomb`.
+struct Bomb {
+    target: BombTarget,
+    names: usize,
+    hold: Duration,
+    then_trap: bool,
+    senders: Vec<Sender>,
+    sink: Option<callop_guest::RegistrationToken>,
+    sent: usize,
+    received: usize,
+}
+
+const BOMB_MESSAGE: usize = 1 << 20;
+const BOMB_MAX_SENDS: usize = 100_000;
+const BOMB_CHUNK: usize = 4;
 
 /// Plugin state.
 struct State {
@@ -99,6 +136,7 @@ struct State {
     code: i32,
     /// Whether `shutdown` sleeps `ms`.
     sleep_in_shutdown: bool,
+    bomb: Bomb,
 }
 
 #[derive(Default)]
@@ -119,6 +157,7 @@ struct Args {
     only_first_run: bool,
     ms: u64,
     code: i32,
+    bomb: Bomb,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -128,6 +167,16 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut only_first_run = false;
     let mut ms = 30_000;
     let mut code = 0;
+    let mut bomb = Bomb {
+        target: BombTarget::Unopened,
+        names: 16,
+        hold: Duration::from_millis(200),
+        then_trap: false,
+        senders: Vec::new(),
+        sink: None,
+        sent: 0,
+        received: 0,
+    };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -156,9 +205,10 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     "init-trap" => Mode::InitTrap,
                     "init-loop" => Mode::InitLoop,
                     "timer-overflow" => Mode::TimerOverflow,
+                    "buffer-bomb" => Mode::BufferBomb,
                     m => {
                         return Err(format!(
-                            "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm, sleep, init-sleep, shutdown-sleep, stop, exit, exit-with-code, init-error, init-exit, init-trap, init-loop, timer-overflow)"
+                            "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm, sleep, init-sleep, shutdown-sleep, stop, exit, exit-with-code, init-error, init-exit, init-trap, init-loop, timer-overflow, buffer-bomb)"
                         ))
                     }
                 })
@@ -170,8 +220,32 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--notify" => notify = Some(value("--notify")?),
             "--ms" => ms = value("--ms")?.parse().map_err(|e| format!("bad --ms: {e}"))?,
             "--code" => code = value("--code")?.parse().map_err(|e| format!("bad --code: {e}"))?,
+            "--target" => {
+                bomb.target = match value("--target")?.as_str() {
+                    "unopened" => BombTarget::Unopened,
+                    "own" => BombTarget::Own,
+                    t => return Err(format!("unknown --target {t:?} (unopened, own)")),
+                }
+            }
+            "--names" => {
+                bomb.names = value("--names")?
+                    .parse::<usize>()
+                    .map_err(|e| format!("bad --names: {e}"))?
+                    .max(1)
+            }
+            "--hold" => {
+                let ms: u64 = value("--hold")?.parse().map_err(|e| format!("bad --hold: {e}"))?;
+                bomb.hold = Duration::from_millis(ms);
+            }
+            "--then" => {
+                bomb.then_trap = match value("--then")?.as_str() {
+                    "finish" => false,
+                    "trap" => true,
+                    t => return Err(format!("unknown --then {t:?} (finish, trap)")),
+                }
+            }
             "--only-first-run" => only_first_run = true,
-            other => return Err(format!("unknown argument {other:?} (usage: --mode MODE [--after MS] [--notify TARGET] [--only-first-run] [--ms MS] [--code N])")),
+            other => return Err(format!("unknown argument {other:?} (usage: --mode MODE [--after MS] [--notify TARGET] [--only-first-run] [--ms MS] [--code N] [--target unopened|own] [--names K] [--hold MS] [--then finish|trap])")),
         }
     }
     let mode = mode.ok_or("--mode is required")?;
@@ -182,6 +256,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         only_first_run,
         ms,
         code,
+        bomb,
     })
 }
 
@@ -232,6 +307,7 @@ fn fault(mode: Mode, st: &mut State) {
         Mode::Stop => st.handle.get_signal().stop_with_code(st.code),
         Mode::Exit => std::process::exit(st.code),
         Mode::ExitWithCode => wasi_exit::wasi::cli::exit::exit_with_code(st.code as u8),
+        Mode::BufferBomb => bomb_fill(st),
         // These fail in `init` (see `init_fault`) or answer their timer
         // (see `Faulty::init`): nothing happens in the fault callback.
         Mode::InitError
@@ -255,6 +331,123 @@ fn init_fault(mode: Mode) -> Result<(), String> {
             }
         }
         _ => Ok(()),
+    }
+}
+
+/// A send result as `ok` or `<code>: <message>` (`limit-exceeded: ...`).
+fn outcome(r: callop_guest::Result<()>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(e) if e.code == callop_guest::ErrorCode::LimitExceeded => {
+            format!("limit-exceeded: {}", e.message)
+        }
+        Err(e) => format!("{:?}: {}", e.code, e.message),
+    }
+}
+
+/// `buffer-bomb`: sends 1 MiB messages until a send fails, then holds them.
+fn bomb_fill(st: &mut State) {
+    if st.bomb.target == BombTarget::Own {
+        let sink =
+            st.handle
+                .insert_source(Channel::open("sink"), |e, _: &mut (), st: &mut State| {
+                    if let ChannelEvent::Msg(_) = e {
+                        st.bomb.received += 1;
+                        if st.bomb.received == st.bomb.sent {
+                            bomb_after_delivery(st);
+                        }
+                    }
+                    PostAction::Continue
+                });
+        match sink {
+            Ok(t) => {
+                let _ = st.handle.disable(&t);
+                st.bomb.sink = Some(t);
+            }
+            Err(e) => return note(st, &format!("buffer-bomb: cannot open sink: {e}")),
+        }
+    }
+    let names: Vec<String> = match st.bomb.target {
+        BombTarget::Own => vec!["sink".into()],
+        BombTarget::Unopened => (0..st.bomb.names).map(|i| format!("never-{i}")).collect(),
+    };
+    for n in &names {
+        match Sender::to(n) {
+            Ok(s) => st.bomb.senders.push(s),
+            Err(e) => return note(st, &format!("buffer-bomb: cannot connect to {n}: {e}")),
+        }
+    }
+    bomb_step(st);
+}
+
+/// Sends up to [`BOMB_CHUNK`] messages, then goes on in an idle callback
+/// (a callback sending 64 MiB could exceed a loaded machine's callback
+/// timeout), until a send fails.
+fn bomb_step(st: &mut State) {
+    let msg = vec![0xb0u8; BOMB_MESSAGE];
+    let mut last = Ok(());
+    for _ in 0..BOMB_CHUNK {
+        if st.bomb.sent >= BOMB_MAX_SENDS {
+            break;
+        }
+        let s = &st.bomb.senders[st.bomb.sent % st.bomb.senders.len()];
+        last = s.send(&msg);
+        if last.is_err() {
+            break;
+        }
+        st.bomb.sent += 1;
+    }
+    if last.is_ok() && st.bomb.sent < BOMB_MAX_SENDS {
+        if let Err(e) = st.handle.try_insert_idle(bomb_step) {
+            note(st, &format!("buffer-bomb: cannot go on: {e}"));
+        }
+        return;
+    }
+    let line = format!("buffer-bomb: sent {}, then {}", st.bomb.sent, outcome(last));
+    note(st, &line);
+    let hold = st.bomb.hold;
+    let r = st.handle.insert_source(
+        Timer::from_duration(hold),
+        move |_, _: &mut (), st: &mut State| {
+            let r = st.bomb.senders[0].send(vec![0u8; BOMB_MESSAGE]);
+            let line = format!("buffer-bomb: after hold: {}", outcome(r));
+            note(st, &line);
+            match st.bomb.sink {
+                Some(_) if st.bomb.sent == 0 => bomb_after_delivery(st),
+                Some(t) => {
+                    // Read the sink now: delivery releases what it held.
+                    let _ = st.handle.enable(&t);
+                }
+                None => bomb_end(st),
+            }
+            TimeoutAction::Drop
+        },
+    );
+    if let Err(e) = r {
+        note(st, &format!("buffer-bomb: cannot hold: {e}"));
+    }
+}
+
+/// `--target own`: every message was read; one more send must fit.
+fn bomb_after_delivery(st: &mut State) {
+    let r = st.bomb.senders[0].send(b"after delivery");
+    let line = format!(
+        "buffer-bomb: received {}; after delivery: {}",
+        st.bomb.received,
+        outcome(r)
+    );
+    note(st, &line);
+    bomb_end(st);
+}
+
+/// Drops what the bomb holds (and finishes), or traps (`--then trap`).
+fn bomb_end(st: &mut State) {
+    if st.bomb.then_trap {
+        std::arch::wasm32::unreachable();
+    }
+    st.bomb.senders.clear();
+    if let Some(t) = st.bomb.sink.take() {
+        st.handle.remove(t);
     }
 }
 
@@ -404,6 +597,7 @@ impl Plugin for Faulty {
             ms: args.ms,
             code: args.code,
             sleep_in_shutdown: args.mode == Mode::ShutdownSleep,
+            bomb: args.bomb,
         };
         note(
             &st,

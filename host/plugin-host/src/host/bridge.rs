@@ -12,6 +12,7 @@ use super::{After, HostInner, Live, PluginRt, plugin_of, timer_routing};
 use crate::bindings::callop::plugin::types::{
     Event, EventKind, EventResult, PostAction, TimeoutAction as WitTimeout,
 };
+use crate::host_memory::Charges;
 use crate::mailbox::Delivery;
 use crate::sources::Source;
 use crate::state::{Op, PluginState, SourceId};
@@ -22,6 +23,13 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     pub(super) fn push_event(self: &Rc<Self>, p: &Rc<PluginRt>, ev: Event) {
         p.pending.borrow_mut().events.push(ev);
         self.schedule_flush(p, false);
+    }
+
+    /// Queues a batch of messages, keeping its host-memory charges until it
+    /// is delivered.
+    fn push_messages(self: &Rc<Self>, p: &Rc<PluginRt>, ev: Event, charges: Charges) {
+        p.pending.borrow_mut().held.append(charges);
+        self.push_event(p, ev);
     }
 
     pub(super) fn schedule_flush(self: &Rc<Self>, p: &Rc<PluginRt>, wake: bool) {
@@ -72,12 +80,12 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
 
     /// Delivers a plugin's pending events.
     fn flush(self: &Rc<Self>, p: &Rc<PluginRt>) {
-        let mut events = {
+        let (mut events, held) = {
             let mut pd = p.pending.borrow_mut();
             pd.readiness.clear();
             let mut ev = std::mem::take(&mut pd.events);
             ev.append(&mut pd.idles);
-            ev
+            (ev, std::mem::take(&mut pd.held))
         };
         if events.is_empty() {
             return;
@@ -85,7 +93,10 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         let after = {
             let Ok(mut guard) = p.live.try_borrow_mut() else {
                 // Never expected (the guest is not re-entered); retry later.
-                p.pending.borrow_mut().events.splice(0..0, events);
+                let mut pd = p.pending.borrow_mut();
+                pd.events.splice(0..0, events);
+                pd.held.append(held);
+                drop(pd);
                 self.schedule_flush(p, true);
                 return;
             };
@@ -109,6 +120,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             }
             after
         };
+        // Delivered (or never to be): the host holds the batches no more.
+        drop(events);
+        drop(held);
         if let After::End(reason) = after {
             self.end(p, reason);
         }
@@ -230,12 +244,16 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 let p2 = p.clone();
                 self.handle
                     .insert_source(source, move |d, _, _| {
-                        let kind = match d {
-                            Delivery::Messages(batch) => EventKind::Messages(batch),
-                            Delivery::Closed => EventKind::Closed,
-                        };
-                        if let Some(inner) = w.upgrade() {
-                            inner.push_event(&p2, plugin_of(id, kind));
+                        let Some(inner) = w.upgrade() else { return };
+                        match d {
+                            Delivery::Messages(batch, charges) => inner.push_messages(
+                                &p2,
+                                plugin_of(id, EventKind::Messages(batch)),
+                                charges,
+                            ),
+                            Delivery::Closed => {
+                                inner.push_event(&p2, plugin_of(id, EventKind::Closed))
+                            }
                         }
                     })
                     .map(Some)

@@ -77,6 +77,7 @@ use super::capabilities::Capabilities;
 use super::engine::{EngineOptions, PluginComponent, PluginEngine};
 use super::error::LoadError;
 use super::fault::Fault;
+use super::host_memory::Charges;
 use super::limits::Limits;
 use super::mailbox::Mailbox;
 use super::policy::{self, Owner, Policy};
@@ -207,6 +208,9 @@ pub enum HostError {
     Busy(String),
     /// The event loop refused a registration.
     Loop(String),
+    /// A limit was reached (the receiving plugin's host-memory budget, see
+    /// [`Limits::max_host_memory_bytes`]).
+    LimitExceeded(String),
 }
 
 impl fmt::Display for HostError {
@@ -218,6 +222,7 @@ impl fmt::Display for HostError {
             HostError::Closed(m) => write!(f, "closed: {m}"),
             HostError::Busy(m) => write!(f, "busy: {m}"),
             HostError::Loop(m) => write!(f, "event loop: {m}"),
+            HostError::LimitExceeded(m) => write!(f, "limit exceeded: {m}"),
         }
     }
 }
@@ -375,6 +380,10 @@ struct Pending {
     idles: Vec<Event>,
     /// Index in `events` of each I/O source's readiness (they coalesce).
     readiness: HashMap<SourceId, usize>,
+    /// The host-memory charges of the message batches in `events`, released
+    /// when the `dispatch` call delivering them has returned (or the plugin
+    /// ends: the pending batch is dropped).
+    held: Charges,
 }
 
 /// Outcome of a guest call.
@@ -618,6 +627,16 @@ impl<'l, Data: 'l> Host<'l, Data> {
             .map(|l| l.store.data().sources.registrations())
     }
 
+    /// Bytes the host holds for a plugin now, charged to its host-memory
+    /// budget ([`Limits::max_host_memory_bytes`]): messages it sent that
+    /// are not delivered yet, and messages the application queued for it
+    /// (`None` if it is not alive). For diagnostics and tests.
+    pub fn host_memory_used(&self, id: PluginId) -> Option<usize> {
+        let p = self.inner.plugins.borrow().get(&id).cloned()?;
+        let live = p.live.try_borrow().ok()?;
+        live.as_ref().map(|l| l.store.data().budget.used())
+    }
+
     /// Number of live sources of a plugin (`None` if it is not alive).
     pub fn source_count(&self, id: PluginId) -> Option<usize> {
         let p = self.inner.plugins.borrow().get(&id).cloned()?;
@@ -801,6 +820,6 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         if slot.is_closed() {
             return Err(HostError::Closed(format!("channel `{full}` is closed")));
         }
-        Ok(AppSender::new(slot))
+        Ok(AppSender::new(slot, self.shared.budget(inst, None)))
     }
 }
