@@ -66,7 +66,9 @@ is reported on stderr with the plugin's name, the cause and the wasm backtrace.
 Exit status: 0 if every plugin finished; the first non-zero `stop` code of a
 plugin; 1 if a plugin failed; 2 if a plugin could not be loaded.
 Logs go to stderr, filtered by RUST_LOG (default `info`); plugin stdout/stderr
-lines are prefixed with `[NAME] `.";
+lines are prefixed with `[NAME] `. Output never holds the host up: lines that
+stdout/stderr cannot take fast enough are dropped and counted on stderr; a
+plugin's log lines are rate-limited and guest text is cut at 4 KiB.";
 
 /// Run sandboxed callop wasm plugins in a calloop-style event loop.
 #[derive(Parser, Debug)]
@@ -302,7 +304,8 @@ fn main() -> ExitCode {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Through the host's bounded stderr queue: never waits for a reader.
+        .with_writer(callop_plugin_host::output::stderr)
         .with_ansi(ansi)
         .init();
 
@@ -446,6 +449,8 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
         .map_err(|e| format!("event loop: {e}"))?;
     let exits = host.exits();
     drop(host);
+    // What plugins and the log queued, waited for at most 500 ms more.
+    callop_plugin_host::output::flush(Duration::from_millis(500));
     Ok(report(&exits))
 }
 

@@ -37,6 +37,9 @@
 //!   sent, delivered one batch per loop iteration;
 //! * `ticker` — the epoch ticker (one per engine) and the CPU-time budget
 //!   each guest call of a loop thread is checked against at every tick.
+//! * [`output`] — the host's stdout/stderr through bounded queues drained
+//!   by writer threads: a slow reader costs dropped (and counted) lines,
+//!   never a blocked loop;
 //! * [`config`] — the TOML file of `callop-host --config`:
 //!   limits, restart policies and capabilities; [`config::grants`] parses
 //!   the string syntaxes of the grants (`--allow-net`, `--dir`, `--fd`,
@@ -60,6 +63,7 @@ mod host_loop;
 mod io;
 pub mod limits;
 mod mailbox;
+pub mod output;
 pub mod policy;
 pub mod pooling;
 pub mod restart;
