@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::error::chain;
+use super::truncate::{MAX_BACKTRACE, MAX_GUEST_TEXT, truncate};
 
 /// The category of a plugin failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,10 +130,12 @@ pub(crate) fn classify(e: &wasmtime::Error, cx: &Context<'_>) -> Fault {
         }
         None => (FaultKind::Host, message),
     };
+    // Both may carry guest text (a trap or panic message, a deep stack):
+    // they are printed and kept, so they are cut to a bound.
     Fault {
         kind,
-        message,
-        backtrace,
+        message: truncate(message, MAX_GUEST_TEXT),
+        backtrace: backtrace.map(|b| truncate(b, MAX_BACKTRACE)),
     }
 }
 

@@ -31,6 +31,8 @@
 //!   family (tcp, udp, unix, fd, file, dir) over the concrete types the
 //!   resource table holds;
 //! * [`policy`], [`limits`] — naming rules, permissions and limits;
+//! * `log_limit`, [`truncate`] — guest-caused log lines rate-limited per
+//!   plugin, guest-provided text cut to a stated bound;
 //! * [`fault`], [`restart`] — classifying plugin failures and restarting
 //!   failed plugins (see "Isolation" in the README);
 //! * `mailbox` — the host side of a channel: messages packed as they are
@@ -62,6 +64,7 @@ pub mod host;
 mod host_loop;
 mod io;
 pub mod limits;
+mod log_limit;
 mod mailbox;
 pub mod output;
 pub mod policy;
@@ -71,6 +74,7 @@ mod sources;
 mod state;
 mod stdio;
 mod ticker;
+pub mod truncate;
 mod types;
 
 pub use app_sender::AppSender;

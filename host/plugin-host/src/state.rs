@@ -14,6 +14,7 @@ use super::bindings::callop::plugin::types::{Error as WitError, ErrorCode};
 use super::capabilities::Capabilities;
 use super::io::IoState;
 use super::limits::Limits;
+use super::log_limit::LogLimiter;
 use super::mailbox::Mailbox;
 use super::policy::Policy;
 use super::sources::SourceTable;
@@ -163,6 +164,8 @@ pub struct PluginState {
     pub(crate) handles: usize,
     /// Capabilities and state of the `io` interface.
     pub(crate) io: IoState,
+    /// The rate limit of this instance's guest-caused log lines.
+    pub(crate) log_limit: LogLimiter,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -191,6 +194,7 @@ impl PluginState {
         let store_limits = limits.limiter();
         let sources = SourceTable::new(shared.clone(), limits.max_sources);
         PluginState {
+            log_limit: LogLimiter::new(name.clone()),
             name,
             shared,
             limits,
