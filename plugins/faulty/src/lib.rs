@@ -19,7 +19,13 @@
 //!   each, then `bad-handle: survived N calls` and finishes (exit code 0);
 //! * `storm`: asks for 1,000,000 timers, 10,000 per idle callback; prints
 //!   `storm: registered R, refused F (first error: ...)`, removes its
-//!   timers and finishes.
+//!   timers and finishes;
+//! * `flood`: prints [`FLOOD_LINES`] stdout lines (`flood: line N`, counting
+//!   on) in each timer callback, the timer re-armed every millisecond, until
+//!   the host shuts it down;
+//! * `flood-stderr`: the same on stderr;
+//! * `huge-error`: `init` returns an error of [`HUGE_ERROR_BYTES`] (50 MiB:
+//!   `huge-error: ` and then `x`s).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -40,6 +46,9 @@ enum Mode {
     Stack,
     BadHandle,
     Storm,
+    Flood,
+    FloodStderr,
+    HugeError,
 }
 
 /// Plugin state.
@@ -47,6 +56,8 @@ struct State {
     handle: LoopHandle<State>,
     notify: Option<Sender>,
     storm: Storm,
+    /// Lines printed so far in mode `flood`.
+    flooded: u64,
 }
 
 #[derive(Default)]
@@ -59,6 +70,12 @@ struct Storm {
 
 const STORM_TOTAL: u64 = 1_000_000;
 const STORM_CHUNK: u64 = 10_000;
+
+/// Lines printed per timer callback in mode `flood`.
+pub const FLOOD_LINES: u64 = 5_000;
+
+/// Size of the `init` error in mode `huge-error`.
+pub const HUGE_ERROR_BYTES: usize = 50 << 20;
 
 struct Args {
     mode: Mode,
@@ -89,9 +106,12 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     "stack" => Mode::Stack,
                     "bad-handle" => Mode::BadHandle,
                     "storm" => Mode::Storm,
+                    "flood" => Mode::Flood,
+                    "flood-stderr" => Mode::FloodStderr,
+                    "huge-error" => Mode::HugeError,
                     m => {
                         return Err(format!(
-                            "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm)"
+                            "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm, flood, flood-stderr, huge-error)"
                         ))
                     }
                 })
@@ -152,6 +172,20 @@ fn fault(mode: Mode, st: &mut State) {
         }
         Mode::BadHandle => bad_handles(st),
         Mode::Storm => storm_step(st),
+        Mode::Flood => {
+            for _ in 0..FLOOD_LINES {
+                st.flooded += 1;
+                println!("flood: line {}", st.flooded);
+            }
+        }
+        Mode::FloodStderr => {
+            for _ in 0..FLOOD_LINES {
+                st.flooded += 1;
+                eprintln!("flood: line {}", st.flooded);
+            }
+        }
+        // Fails in `init`, before any timer.
+        Mode::HugeError => {}
     }
 }
 
@@ -298,6 +332,7 @@ impl Plugin for Faulty {
             handle: *handle,
             notify,
             storm: Storm::default(),
+            flooded: 0,
         };
         note(
             &st,
@@ -316,11 +351,20 @@ impl Plugin for Faulty {
             return Ok(st);
         }
         let mode = args.mode;
+        if mode == Mode::HugeError {
+            let mut e = String::with_capacity(HUGE_ERROR_BYTES);
+            e.push_str("huge-error: ");
+            e.extend(std::iter::repeat_n('x', HUGE_ERROR_BYTES - e.len()));
+            return Err(e);
+        }
         handle
             .insert_source(
                 Timer::from_duration(args.after),
                 move |_, _: &mut (), st: &mut State| {
                     fault(mode, st);
+                    if matches!(mode, Mode::Flood | Mode::FloodStderr) {
+                        return TimeoutAction::ToDuration(Duration::from_millis(1));
+                    }
                     TimeoutAction::Drop
                 },
             )
