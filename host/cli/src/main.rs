@@ -23,6 +23,17 @@ use callop_plugin_host::{
     PluginExit, PluginSpec, Policy, RestartPolicy, SignalShutdown, cache,
 };
 
+/// Every line this binary prints on stderr goes through the host's bounded
+/// stderr queue, as the log and the plugins' stderr do
+/// ([`callop_plugin_host::output`]): in order with them, and never waiting
+/// for a reader that does not read (`main` flushes it, bounded, at the end).
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(callop_plugin_host::output::stderr(), $($arg)*);
+    }};
+}
+
 const EXAMPLES: &str = "\
 PLUGIN syntax:
   PATH[@NAME][=ARG,ARG,...]
@@ -309,7 +320,7 @@ fn main() -> ExitCode {
         .with_ansi(ansi)
         .init();
 
-    match cli.command {
+    let code = match cli.command {
         Some(Command::Run(run)) => cmd_run(run),
         Some(Command::Compile { cache, plugins }) => cmd_compile(cache, plugins),
         Some(Command::Inspect { plugin }) => cmd_inspect(plugin),
@@ -318,7 +329,10 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         None => cmd_run(cli.run),
-    }
+    };
+    // What the plugins, the log and this binary queued: at most 500 ms more.
+    callop_plugin_host::output::flush(Duration::from_millis(500));
+    code
 }
 
 fn cmd_compile(cache: CacheArgs, plugins: Vec<PathBuf>) -> ExitCode {
@@ -449,8 +463,6 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
         .map_err(|e| format!("event loop: {e}"))?;
     let exits = host.exits();
     drop(host);
-    // What plugins and the log queued, waited for at most 500 ms more.
-    callop_plugin_host::output::flush(Duration::from_millis(500));
     Ok(report(&exits))
 }
 

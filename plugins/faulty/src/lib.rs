@@ -72,7 +72,7 @@ const STORM_TOTAL: u64 = 1_000_000;
 const STORM_CHUNK: u64 = 10_000;
 
 /// Lines printed per timer callback in mode `flood`.
-pub const FLOOD_LINES: u64 = 5_000;
+pub const FLOOD_LINES: u64 = 1_000;
 
 /// Size of the `init` error in mode `huge-error`.
 pub const HUGE_ERROR_BYTES: usize = 50 << 20;
