@@ -189,6 +189,23 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_message_is_cut_to_its_bound() {
+        let e = wasmtime::Error::msg("y".repeat(1 << 20));
+        let f = classify(
+            &e,
+            &Context {
+                timeout: None,
+                max_memory: 1,
+                memory_denied: None,
+                stderr_tail: b"",
+            },
+        );
+        assert_eq!(f.kind, FaultKind::Host);
+        assert!(f.message.len() < MAX_GUEST_TEXT + 64, "{}", f.message.len());
+        assert!(f.message.ends_with(" bytes cut)"), "{}", &f.message[4000..]);
+    }
+
+    #[test]
     fn a_trap_after_a_refused_grow_is_out_of_memory() {
         let e = wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached);
         let f = classify(

@@ -11,7 +11,7 @@
 //! many were left out:
 //!
 //! ```text
-//! WARN plugin: … and 8,999 more like "I/O source callback failed, removing the source: connection-reset" (a plugin's log lines are limited to 5 a second per message, 20 in all)
+//! ERROR plugin: … and 8,995 more like "I/O source callback failed, removing the source: read: Connection reset by peer (os error 104)" (a plugin's log lines are limited to 5 a second per message, 20 in all) plugin="echo"
 //! ```
 //!
 //! Each printed message is also cut to
