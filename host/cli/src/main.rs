@@ -24,6 +24,17 @@ use callop_plugin_host::{
     exit_status,
 };
 
+/// Every line this binary prints on stderr goes through the host's bounded
+/// stderr queue, as the log and the plugins' stderr do
+/// ([`callop_plugin_host::output`]): in order with them, and never waiting
+/// for a reader that does not read (`main` flushes it, bounded, at the end).
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(callop_plugin_host::output::stderr(), $($arg)*);
+    }};
+}
+
 const EXAMPLES: &str = "\
 PLUGIN syntax:
   PATH[@NAME][=ARG,ARG,...]
@@ -73,7 +84,9 @@ instantiation or first `init` failed; the others still run); 130 (SIGINT) or
 143 (SIGTERM) after a second signal or when a plugin was killed at the
 shutdown deadline.
 Logs go to stderr, filtered by RUST_LOG (default `info`); plugin stdout/stderr
-lines are prefixed with `[NAME] `.";
+lines are prefixed with `[NAME] `. Output never holds the host up: lines that
+stdout/stderr cannot take fast enough are dropped and counted on stderr; a
+plugin's log lines are rate-limited and guest text is cut at 4 KiB.";
 
 /// Run sandboxed callop wasm plugins in a calloop-style event loop.
 #[derive(Parser, Debug)]
@@ -312,11 +325,12 @@ fn main() -> ExitCode {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Through the host's bounded stderr queue: never waits for a reader.
+        .with_writer(callop_plugin_host::output::stderr)
         .with_ansi(ansi)
         .init();
 
-    match cli.command {
+    let code = match cli.command {
         Some(Command::Run(run)) => cmd_run(run),
         Some(Command::Compile { cache, plugins }) => cmd_compile(cache, plugins),
         Some(Command::Inspect { plugin }) => cmd_inspect(plugin),
@@ -325,7 +339,10 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         None => cmd_run(cli.run),
-    }
+    };
+    // What the plugins, the log and this binary queued: at most 500 ms more.
+    callop_plugin_host::output::flush(Duration::from_millis(500));
+    code
 }
 
 fn cmd_compile(cache: CacheArgs, plugins: Vec<PathBuf>) -> ExitCode {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::error::chain;
+use super::truncate::{MAX_BACKTRACE, MAX_GUEST_TEXT, truncate};
 
 /// The category of a plugin failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,7 +115,7 @@ pub(crate) fn classify(e: &wasmtime::Error, cx: &Context<'_>) -> Fault {
         return Fault {
             kind: FaultKind::Blocked,
             message,
-            backtrace,
+            backtrace: backtrace.map(|b| truncate(b, MAX_BACKTRACE)),
         };
     }
     let (kind, message) = match trap {
@@ -146,10 +147,12 @@ pub(crate) fn classify(e: &wasmtime::Error, cx: &Context<'_>) -> Fault {
         }
         None => (FaultKind::Host, message),
     };
+    // Both may carry guest text (a trap or panic message, a deep stack):
+    // they are printed and kept, so they are cut to a bound.
     Fault {
         kind,
-        message,
-        backtrace,
+        message: truncate(message, MAX_GUEST_TEXT),
+        backtrace: backtrace.map(|b| truncate(b, MAX_BACKTRACE)),
     }
 }
 
@@ -225,6 +228,23 @@ mod tests {
         assert!(f.message.contains("wasi:io/poll.poll"), "{}", f.message);
         assert!(f.message.contains("use a Timer"), "{}", f.message);
         assert!(f.message.contains("--callback-timeout"), "{}", f.message);
+    }
+
+    #[test]
+    fn a_huge_message_is_cut_to_its_bound() {
+        let e = wasmtime::Error::msg("y".repeat(1 << 20));
+        let f = classify(
+            &e,
+            &Context {
+                timeout: None,
+                max_memory: 1,
+                memory_denied: None,
+                stderr_tail: b"",
+            },
+        );
+        assert_eq!(f.kind, FaultKind::Host);
+        assert!(f.message.len() < MAX_GUEST_TEXT + 64, "{}", f.message.len());
+        assert!(f.message.ends_with(" bytes cut)"), "{}", &f.message[4000..]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use wasmtime::component::Resource;
 use super::bindings::callop::plugin::host_loop::{Host, HostPing, HostSender};
 use super::bindings::callop::plugin::types::{Error, ErrorCode, Instant, LogLevel, SourceId};
 use super::host_memory::OverBudget;
+use super::log_limit;
 use super::mailbox::{Mailbox, MailboxSource, SendError};
 use super::policy::{self, Owner};
 use super::sources::{Change, Source};
@@ -44,13 +45,10 @@ impl Host for PluginState {
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
-        let plugin = &*self.name;
-        match tracing_level(level) {
-            tracing::Level::TRACE => tracing::trace!(target: "plugin", plugin, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(target: "plugin", plugin, "{message}"),
-            tracing::Level::INFO => tracing::info!(target: "plugin", plugin, "{message}"),
-            tracing::Level::WARN => tracing::warn!(target: "plugin", plugin, "{message}"),
-            _ => tracing::error!(target: "plugin", plugin, "{message}"),
+        // Rate-limited per plugin and cut to a bound (see `log_limit`).
+        let level = tracing_level(level);
+        if log_limit::enabled(level) && self.log_limit.admit(level, &message) {
+            log_limit::emit(level, &self.name, &message);
         }
     }
 

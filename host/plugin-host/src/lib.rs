@@ -31,6 +31,8 @@
 //!   family (tcp, udp, unix, fd, file, dir) over the concrete types the
 //!   resource table holds;
 //! * [`policy`], [`limits`] — naming rules, permissions and limits;
+//! * `log_limit`, [`truncate`] — guest-caused log lines rate-limited per
+//!   plugin, guest-provided text cut to a stated bound;
 //! * [`fault`], [`restart`] — classifying plugin failures and restarting
 //!   failed plugins (see "Isolation" in the README);
 //! * `mailbox` — the host side of a channel: messages packed as they are
@@ -40,6 +42,9 @@
 //!   holds for it, released when the buffer is dropped;
 //! * `ticker` — the epoch ticker (one per engine) and the CPU-time budget
 //!   each guest call of a loop thread is checked against at every tick.
+//! * [`output`] — the host's stdout/stderr through bounded queues drained
+//!   by writer threads: a slow reader costs dropped (and counted) lines,
+//!   never a blocked loop;
 //! * [`config`] — the TOML file of `callop-host --config`:
 //!   limits, restart policies and capabilities; [`config::grants`] parses
 //!   the string syntaxes of the grants (`--allow-net`, `--dir`, `--fd`,
@@ -64,7 +69,9 @@ mod host_loop;
 mod host_memory;
 mod io;
 pub mod limits;
+mod log_limit;
 mod mailbox;
+pub mod output;
 pub mod policy;
 pub mod pooling;
 pub mod restart;
@@ -72,6 +79,7 @@ mod sources;
 mod state;
 mod stdio;
 mod ticker;
+pub mod truncate;
 mod types;
 mod wasi_blocking;
 

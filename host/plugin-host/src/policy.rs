@@ -52,6 +52,14 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
+/// A guest-provided name or target as shown in an error: escaped, and cut
+/// to 128 bytes (a target can be as long as the guest likes).
+fn shown(s: &str) -> String {
+    crate::truncate::truncated(s, 128)
+        .escape_debug()
+        .to_string()
+}
+
 /// Checks a plain name: `[A-Za-z0-9_.-]+`, at most [`MAX_NAME_LEN`] bytes.
 ///
 /// Used for instance names and for local channel/ping names.
@@ -71,7 +79,7 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     {
         return Err(NameError(format!(
             "name `{}` contains {c:?}; allowed are A-Z a-z 0-9 _ . -",
-            name.escape_debug()
+            shown(name)
         )));
     }
     Ok(())
@@ -120,16 +128,15 @@ pub(crate) fn parse_target(me: &str, target: &str) -> Result<Target, NameError> 
         }
         Some((owner, local)) => {
             check_name(local)
-                .map_err(|e| NameError(format!("in target `{}`: {e}", target.escape_debug())))?;
+                .map_err(|e| NameError(format!("in target `{}`: {e}", shown(target))))?;
             if owner == APP_PREFIX {
                 Ok(Target {
                     owner: Owner::App,
                     local: local.to_string(),
                 })
             } else {
-                check_name(owner).map_err(|e| {
-                    NameError(format!("in target `{}`: {e}", target.escape_debug()))
-                })?;
+                check_name(owner)
+                    .map_err(|e| NameError(format!("in target `{}`: {e}", shown(target))))?;
                 Ok(Target {
                     owner: Owner::Plugin(owner.to_string()),
                     local: local.to_string(),
@@ -169,6 +176,14 @@ mod tests {
         assert!(check_name("a b").is_err());
         assert!(check_name("é").is_err());
         assert!(check_name("@app").is_err());
+    }
+
+    #[test]
+    fn a_huge_target_is_cut_in_its_error() {
+        let huge = format!("a/{}", "b".repeat(1 << 20));
+        let e = parse_target("me", &huge).unwrap_err();
+        assert!(e.0.len() < 512, "{} bytes", e.0.len());
+        assert!(e.0.contains("bytes cut"), "{}", e.0);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::capabilities::Capabilities;
 use super::host_memory::Budget;
 use super::io::IoState;
 use super::limits::Limits;
+use super::log_limit::LogLimiter;
 use super::mailbox::Mailbox;
 use super::policy::Policy;
 use super::sources::SourceTable;
@@ -203,6 +204,8 @@ pub struct PluginState {
     pub(crate) deadline: Option<Arc<crate::ticker::CpuDeadline>>,
     /// What the host holds for this instance (its name's budget).
     pub(crate) budget: Arc<Budget>,
+    /// The rate limit of this instance's guest-caused log lines.
+    pub(crate) log_limit: LogLimiter,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -233,6 +236,7 @@ impl PluginState {
         let budget = shared.budget(&name, Some(limits.max_host_memory_bytes));
         PluginState {
             budget,
+            log_limit: LogLimiter::new(name.clone()),
             name,
             shared,
             limits,

@@ -2,8 +2,11 @@
 //! own stdout/stderr, prefixed with `[instance-name] `, so the output of
 //! several plugins stays readable. Nothing else of the host's stdio is
 //! reachable by a plugin (stdin is closed).
+//!
+//! The lines go through the bounded queues of [`output`](crate::output):
+//! writing never waits for the host's reader; when it is too slow, lines
+//! are dropped and counted there.
 
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -11,6 +14,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::output::{Origin, Stream};
 
 /// Which host stream a plugin stream goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +44,7 @@ pub(crate) struct Tagged {
 
 struct Inner {
     prefix: String,
+    origin: Origin,
     which: Which,
     buf: Mutex<Vec<u8>>,
     tail: Option<Tail>,
@@ -54,6 +60,7 @@ impl Tagged {
         Tagged {
             inner: Arc::new(Inner {
                 prefix: format!("[{name}] "),
+                origin: Origin::Plugin(Arc::from(name)),
                 which,
                 buf: Mutex::new(Vec::new()),
                 tail,
@@ -62,7 +69,12 @@ impl Tagged {
     }
 
     fn emit(&self, lines: &[u8]) {
-        emit(&self.inner.prefix, self.inner.which, lines)
+        emit(
+            &self.inner.prefix,
+            &self.inner.origin,
+            self.inner.which,
+            lines,
+        )
     }
 
     fn write_bytes(&self, data: &[u8]) {
@@ -92,12 +104,12 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let rest = std::mem::take(self.buf.get_mut().unwrap_or_else(|e| e.into_inner()));
         if !rest.is_empty() {
-            emit(&self.prefix, self.which, &rest);
+            emit(&self.prefix, &self.origin, self.which, &rest);
         }
     }
 }
 
-fn emit(prefix: &str, which: Which, lines: &[u8]) {
+fn emit(prefix: &str, origin: &Origin, which: Which, lines: &[u8]) {
     let mut out = Vec::with_capacity(lines.len() + 32);
     for line in lines.split_inclusive(|b| *b == b'\n') {
         out.extend_from_slice(prefix.as_bytes());
@@ -106,12 +118,12 @@ fn emit(prefix: &str, which: Which, lines: &[u8]) {
             out.push(b'\n');
         }
     }
-    // Output errors (closed pipe...) are not the plugin's problem.
-    let _ = match which {
-        Which::Stdout => std::io::stdout().lock().write_all(&out),
-        Which::Stderr => std::io::stderr().lock().write_all(&out),
-        Which::Discard => Ok(()),
-    };
+    // Queued, never waited for (see `output`).
+    match which {
+        Which::Stdout => Stream::Stdout.sink().push(origin, &out),
+        Which::Stderr => Stream::Stderr.sink().push(origin, &out),
+        Which::Discard => {}
+    }
 }
 
 impl IsTerminal for Tagged {

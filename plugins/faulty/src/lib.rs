@@ -48,6 +48,12 @@
 //!   sends once more (`buffer-bomb: received N; after delivery: ...`). Then,
 //!   with `--then finish` (default) it drops everything and finishes, with
 //!   `--then trap` it traps (to test what a restart gets back).
+//! * `flood`: prints [`FLOOD_LINES`] stdout lines (`flood: line N`, counting
+//!   on) in each timer callback, the timer re-armed every millisecond, until
+//!   the host shuts it down;
+//! * `flood-stderr`: the same on stderr;
+//! * `huge-error`: `init` returns an error of [`HUGE_ERROR_BYTES`] (50 MiB:
+//!   `huge-error: ` and then `x`s).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -98,6 +104,9 @@ enum Mode {
     InitLoop,
     TimerOverflow,
     BufferBomb,
+    Flood,
+    FloodStderr,
+    HugeError,
 }
 
 /// Where `buffer-bomb` sends.
@@ -137,6 +146,8 @@ struct State {
     /// Whether `shutdown` sleeps `ms`.
     sleep_in_shutdown: bool,
     bomb: Bomb,
+    /// Lines printed so far in mode `flood`.
+    flooded: u64,
 }
 
 #[derive(Default)]
@@ -149,6 +160,12 @@ struct Storm {
 
 const STORM_TOTAL: u64 = 1_000_000;
 const STORM_CHUNK: u64 = 10_000;
+
+/// Lines printed per timer callback in mode `flood`.
+pub const FLOOD_LINES: u64 = 1_000;
+
+/// Size of the `init` error in mode `huge-error`.
+pub const HUGE_ERROR_BYTES: usize = 50 << 20;
 
 struct Args {
     mode: Mode,
@@ -206,9 +223,12 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     "init-loop" => Mode::InitLoop,
                     "timer-overflow" => Mode::TimerOverflow,
                     "buffer-bomb" => Mode::BufferBomb,
+                    "flood" => Mode::Flood,
+                    "flood-stderr" => Mode::FloodStderr,
+                    "huge-error" => Mode::HugeError,
                     m => {
                         return Err(format!(
-                            "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm, sleep, init-sleep, shutdown-sleep, stop, exit, exit-with-code, init-error, init-exit, init-trap, init-loop, timer-overflow, buffer-bomb)"
+                            "unknown mode {m:?} (trap, panic, loop, memory, stack, bad-handle, storm, sleep, init-sleep, shutdown-sleep, stop, exit, exit-with-code, init-error, init-exit, init-trap, init-loop, timer-overflow, buffer-bomb, flood, flood-stderr, huge-error)"
                         ))
                     }
                 })
@@ -298,6 +318,20 @@ fn fault(mode: Mode, st: &mut State) {
         }
         Mode::BadHandle => bad_handles(st),
         Mode::Storm => storm_step(st),
+        Mode::Flood => {
+            for _ in 0..FLOOD_LINES {
+                st.flooded += 1;
+                println!("flood: line {}", st.flooded);
+            }
+        }
+        Mode::FloodStderr => {
+            for _ in 0..FLOOD_LINES {
+                st.flooded += 1;
+                eprintln!("flood: line {}", st.flooded);
+            }
+        }
+        // Fails in `init`, before any timer.
+        Mode::HugeError => {}
         Mode::Sleep | Mode::InitSleep => {
             note(st, &format!("faulty: sleeping {} ms", st.ms));
             std::thread::sleep(Duration::from_millis(st.ms));
@@ -598,6 +632,7 @@ impl Plugin for Faulty {
             code: args.code,
             sleep_in_shutdown: args.mode == Mode::ShutdownSleep,
             bomb: args.bomb,
+            flooded: 0,
         };
         note(
             &st,
@@ -643,11 +678,20 @@ impl Plugin for Faulty {
                 .map_err(|e| e.to_string())?;
             return Ok(st);
         }
+        if mode == Mode::HugeError {
+            let mut e = String::with_capacity(HUGE_ERROR_BYTES);
+            e.push_str("huge-error: ");
+            e.extend(std::iter::repeat_n('x', HUGE_ERROR_BYTES - e.len()));
+            return Err(e);
+        }
         handle
             .insert_source(
                 Timer::from_duration(args.after),
                 move |_, _: &mut (), st: &mut State| {
                     fault(mode, st);
+                    if matches!(mode, Mode::Flood | Mode::FloodStderr) {
+                        return TimeoutAction::ToDuration(Duration::from_millis(1));
+                    }
                     TimeoutAction::Drop
                 },
             )
@@ -655,12 +699,14 @@ impl Plugin for Faulty {
         Ok(st)
     }
 
-    fn shutdown(_handle: &LoopHandle<State>, st: &mut State, _deadline: callop_guest::Instant) {
+    fn shutdown(handle: &LoopHandle<State>, st: &mut State, _deadline: callop_guest::Instant) {
         if st.sleep_in_shutdown {
             note(st, &format!("faulty: shutdown sleeping {} ms", st.ms));
             std::thread::sleep(Duration::from_millis(st.ms));
             note(st, "faulty: shutdown woke up");
         }
+        // As the default does: the plugin ends right away.
+        handle.remove_all();
     }
 }
 

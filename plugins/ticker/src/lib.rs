@@ -4,7 +4,8 @@
 //! and `--count <n>` (default `5`). Prints `tick 1` … `tick N` on stdout, one
 //! per period, then drops its timer; with no source left the plugin ends
 //! (exit code 0). `--notify <target>` (optional) also sends each `tick N`
-//! line as a message to that channel, e.g. `@app/ticks`.
+//! line as a message to that channel, e.g. `@app/ticks`. `--stderr` prints
+//! the tick lines on stderr instead of stdout.
 //!
 //! Explicit stops (used by the host's exit tests):
 //! `--stop-in-init <code>` registers the timer and then calls
@@ -30,6 +31,8 @@ struct State {
     stop_at_end: Option<i32>,
     /// `--notify`: where to send each tick line too.
     notify: Option<Sender>,
+    /// `--stderr`: tick lines go to stderr.
+    stderr: bool,
 }
 
 /// Parsed arguments.
@@ -39,6 +42,7 @@ struct Args {
     stop_in_init: Option<i32>,
     stop_at_end: Option<i32>,
     notify: Option<String>,
+    stderr: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -63,6 +67,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut count = 5;
     let (mut stop_in_init, mut stop_at_end) = (None, None);
     let mut notify = None;
+    let mut stderr = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -84,6 +89,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 stop_at_end = Some(parse_code("--stop-at-end", &value("--stop-at-end")?)?)
             }
             "--notify" => notify = Some(value("--notify")?),
+            "--stderr" => stderr = true,
             other => {
                 return Err(format!(
                     "unknown argument {other:?} (usage: --every 10ms --count 5)"
@@ -97,6 +103,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         stop_in_init,
         stop_at_end,
         notify,
+        stderr,
     })
 }
 
@@ -110,6 +117,7 @@ impl Plugin for Ticker {
             stop_in_init,
             stop_at_end,
             notify,
+            stderr,
         } = parse_args(&args)?;
         let notify = match notify {
             Some(t) => Some(Sender::to(&t).map_err(|e| format!("--notify {t}: {e}"))?),
@@ -121,7 +129,11 @@ impl Plugin for Ticker {
                     Timer::from_duration(every),
                     |deadline, _: &mut (), st: &mut State| {
                         st.ticks += 1;
-                        println!("tick {}", st.ticks);
+                        if st.stderr {
+                            eprintln!("tick {}", st.ticks);
+                        } else {
+                            println!("tick {}", st.ticks);
+                        }
                         if let Some(s) = &st.notify {
                             if let Err(e) = s.send(format!("tick {}", st.ticks)) {
                                 eprintln!("ticker: cannot notify: {e}");
@@ -153,6 +165,7 @@ impl Plugin for Ticker {
             ticks: 0,
             stop_at_end,
             notify,
+            stderr,
         })
     }
 }

@@ -136,7 +136,12 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         results: &[EventResult],
     ) {
         if results.len() != chunk.len() {
-            tracing::warn!(plugin = %p.name, "dispatch returned {} results for {} events", results.len(), chunk.len());
+            let msg = format!(
+                "dispatch returned {} results for {} events",
+                results.len(),
+                chunk.len()
+            );
+            guest_caused(live.store.data_mut(), &p.name, &msg);
         }
         for (i, ev) in chunk.iter().enumerate() {
             let res = results.get(i);
@@ -150,7 +155,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     let action = match res {
                         Some(EventResult::Timeout(a)) => *a,
                         Some(EventResult::Post(_)) => {
-                            tracing::warn!(plugin = %p.name, source = id, "post(..) result for a timer; dropping it");
+                            let msg =
+                                format!("source {id}: post(..) result for a timer; dropping it");
+                            guest_caused(st, &p.name, &msg);
                             WitTimeout::Drop
                         }
                         None => WitTimeout::Drop,
@@ -170,7 +177,11 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     let action = match res {
                         Some(EventResult::Post(a)) => *a,
                         Some(EventResult::Timeout(_)) => {
-                            tracing::warn!(plugin = %p.name, source = id, kind = kind_name(&ev.kind), "timeout(..) result for a non-timer event; continuing");
+                            let msg = format!(
+                                "source {id}: timeout(..) result for a {} event; continuing",
+                                kind_name(&ev.kind)
+                            );
+                            guest_caused(st, &p.name, &msg);
                             PostAction::Continue
                         }
                         None => PostAction::Continue,
@@ -314,7 +325,18 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
 
     pub(super) fn drop_failed(&self, st: &mut PluginState, p: &PluginRt, id: SourceId, e: &str) {
         let kind = st.sources.kind_name(id);
-        tracing::error!(plugin = %p.name, source = id, "cannot register {kind}: {e}");
+        let msg = format!("source {id}: cannot register {kind}: {e}");
+        if st.log_limit.admit(tracing::Level::ERROR, &msg) {
+            tracing::error!(plugin = %p.name, "{msg}");
+        }
         self.forget(st, id);
+    }
+}
+
+/// A host warning about what a guest did (a bad `dispatch` result): printed
+/// under that plugin's rate limit (see `log_limit`).
+fn guest_caused(st: &mut PluginState, plugin: &str, msg: &str) {
+    if st.log_limit.admit(tracing::Level::WARN, msg) {
+        tracing::warn!(plugin, "{msg}");
     }
 }

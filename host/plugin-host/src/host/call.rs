@@ -40,6 +40,7 @@ use crate::alarm::AlarmCause;
 use crate::bindings::callop::plugin::types::{Event, EventResult};
 use crate::error::LoadError;
 use crate::fault::Fault;
+use crate::truncate::{MAX_GUEST_TEXT, truncate};
 
 /// One call of a guest export, with its arguments.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +86,8 @@ pub(super) enum Outcome {
 /// How a guest export call failed.
 #[derive(Debug)]
 pub(super) enum Failure {
-    /// `init` returned `Err(message)`.
+    /// `init` returned `Err(message)` (cut to
+    /// [`MAX_GUEST_TEXT`](crate::truncate::MAX_GUEST_TEXT)).
     Refused(String),
     /// A trap, guest panic, deadline, out of memory, stack overflow or host
     /// error, classified.
@@ -160,9 +162,14 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 .call_shutdown(&mut live.store, deadline_ns)
                 .map(|()| Ok(Vec::new())),
         };
+        // Summaries of the guest's rate-limited log lines are due?
+        live.store.data_mut().log_limit.tick();
         match r {
             Ok(Ok(results)) => Outcome::Returned(results),
-            Ok(Err(message)) => Outcome::Failed(Failure::Refused(message)),
+            // The guest's text, cut to a bound: it is printed and kept.
+            Ok(Err(message)) => {
+                Outcome::Failed(Failure::Refused(truncate(message, MAX_GUEST_TEXT)))
+            }
             Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                 Some(x) => Outcome::Exited(x.0),
                 None if self.alarm.due() && interrupted(&e) => {

@@ -53,8 +53,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         for (s, (name, mut live)) in specs.iter().zip(prepared) {
             let outcome = self.call_guest(&mut live, Export::Init { args: s.args });
             if let Outcome::Failed(f) = &outcome {
+                // Returned, not logged: the caller reports it (once).
                 let e = f.load_error();
-                tracing::error!(plugin = s.name, "{e}");
                 self.shared.registry().remove_instance(s.name);
                 drop(live);
                 out.push(Err(e));

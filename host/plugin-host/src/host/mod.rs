@@ -248,7 +248,8 @@ pub struct HostConfig {
 ///
 /// Create it on a [`LoopHandle`], load plugins, and keep running the loop:
 /// the plugins' sources are ordinary sources of that loop. Dropping the host
-/// unloads every plugin and removes all their sources.
+/// unloads every plugin and removes all their sources, and waits (at most
+/// 500 ms) for their queued output to be written (see [`output`](crate::output)).
 ///
 /// ```no_run
 /// use callop::EventLoop;
@@ -782,6 +783,8 @@ impl<'l, Data> Drop for Host<'l, Data> {
         for t in self.inner.aux_tokens.borrow_mut().drain(..) {
             self.inner.handle.remove(t);
         }
+        // The plugins' last output lines, if the process ends next.
+        crate::output::flush(Duration::from_millis(500));
     }
 }
 
