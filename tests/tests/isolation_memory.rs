@@ -165,6 +165,8 @@ fn run_bomb_beside(
     let mut ev: EventLoop<Vec<String>> = EventLoop::try_new().unwrap();
     let host = Host::new(ev.handle(), config(limits, restart)).unwrap();
     let events = host.app_channel("events").unwrap();
+    // `--target app` sends here; the application never drains it.
+    let _bomb = host.app_channel("bomb").unwrap();
     ev.handle()
         .insert_source(events, |e, _, got: &mut Vec<String>| {
             if let Event::Msg(m) = e {
@@ -257,6 +259,25 @@ fn buffer_bomb_on_never_opened_names_is_refused_at_the_default_budget() {
     let f: Vec<_> = o.exits.iter().filter(|e| e.name == "faulty").collect();
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].reason, ExitReason::Finished);
+    o.assert_rss_within(budget);
+}
+
+#[test]
+fn buffer_bomb_on_an_application_endpoint_nobody_drains_is_refused_at_the_budget() {
+    let _one = one_at_a_time();
+    let budget = Limits::default().max_host_memory_bytes;
+    let o = run_bomb_beside_ticker(
+        &["--target", "app"],
+        Limits::default(),
+        RestartPolicy::Never,
+    );
+    o.assert_ticker_exact();
+    let fill = o.notes("buffer-bomb: sent ");
+    assert_eq!(fill.len(), 1, "{:?}", o.events);
+    let n = sent_before_limit(fill[0]);
+    assert!(expected_sends(budget).contains(&n), "{}", fill[0]);
+    let hold = o.notes("buffer-bomb: after hold: ");
+    assert!(hold[0].contains("limit-exceeded"), "{}", hold[0]);
     o.assert_rss_within(budget);
 }
 

@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 mod alarm;
+pub mod app_channel;
 pub mod app_sender;
 pub mod cache;
 pub mod capabilities;
@@ -83,6 +84,7 @@ pub mod truncate;
 mod types;
 mod wasi_blocking;
 
+pub use app_channel::AppChannel;
 pub use app_sender::AppSender;
 pub use capabilities::{Capabilities, DirGrant, GrantError, IpNet, NetDirection, NetRule};
 pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};

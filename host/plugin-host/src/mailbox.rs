@@ -27,6 +27,7 @@ use callop::channel::Sender;
 use callop::ping::{Ping, PingSource};
 use callop::{EventSource, Poll, PostAction, Readiness, Token, TokenFactory};
 
+use super::app_channel::Charged;
 use super::bindings::callop::plugin::types::MessageBatch;
 use super::host_memory::{Budget, Charge, Charges, OverBudget};
 
@@ -34,6 +35,9 @@ use super::host_memory::{Budget, Charge, Charges, OverBudget};
 pub(crate) const BATCH_MESSAGES: usize = 1024;
 /// ...or this many bytes (a larger single message gets a batch of its own).
 pub(crate) const BATCH_BYTES: usize = 1 << 20;
+/// Bytes charged for a message to the application beyond its buffer (its
+/// slot in the application's channel).
+pub(crate) const APP_MESSAGE_OVERHEAD: usize = 64;
 /// Bytes charged for a batch beyond its two buffers (its queue slot and its
 /// list of charges, amortised).
 pub(crate) const BATCH_OVERHEAD: usize = 128;
@@ -101,7 +105,7 @@ enum Sink {
     Plugin(Ping),
     /// An application endpoint: messages go straight into the application's
     /// loop channel (`None` once every sender was dropped, which closes it).
-    App(Option<Sender<Vec<u8>>>),
+    App(Option<Sender<Charged>>),
 }
 
 /// Why a send was refused.
@@ -140,7 +144,7 @@ impl Mailbox {
     }
 
     /// An application endpoint delivering into `tx`.
-    pub fn new_app(full_name: String, tx: Sender<Vec<u8>>) -> Arc<Mailbox> {
+    pub fn new_app(full_name: String, tx: Sender<Charged>) -> Arc<Mailbox> {
         Self::with_sink(full_name, Sink::App(Some(tx)), Charge::default())
     }
 
@@ -203,7 +207,8 @@ impl Mailbox {
     /// owner (the application passes `usize::MAX`); the bytes the queue
     /// grows by are charged to `payer` (`None`: not charged, for tests).
     /// Messages to an application endpoint go into the application's channel
-    /// at once and are charged to no one (the host holds nothing for them).
+    /// at once, charged to `payer` until the application's loop delivers
+    /// them ([`AppChannel`](crate::AppChannel)).
     pub fn send(
         &self,
         data: Vec<u8>,
@@ -215,8 +220,16 @@ impl Mailbox {
             return Err(SendError::Closed);
         }
         if let Sink::App(tx) = &st.sink {
-            // The application drains its own channel; nothing to count.
-            let sent = tx.as_ref().is_some_and(|tx| tx.send(data).is_ok());
+            // Charged until the application's loop delivers it.
+            let charge = match payer {
+                Some(b) => b
+                    .try_charge(data.capacity() + APP_MESSAGE_OVERHEAD)
+                    .map_err(SendError::OverBudget)?,
+                None => Charge::default(),
+            };
+            let sent = tx
+                .as_ref()
+                .is_some_and(|tx| tx.send((charge, data)).is_ok());
             if !sent {
                 st.closed = true;
                 st.sink = Sink::App(None);
@@ -613,12 +626,31 @@ mod tests {
     }
 
     #[test]
-    fn messages_to_the_application_are_not_charged() {
-        let a = Budget::new("a".into(), 0);
-        let (tx, _rx) = callop::channel::channel();
+    fn messages_to_the_application_are_charged_until_delivered() {
+        let a = Budget::new("a".into(), 2 * (1000 + APP_MESSAGE_OVERHEAD));
+        let (tx, rx) = callop::channel::channel();
         let m = Mailbox::new_app("@app/out".into(), tx);
         m.send(vec![0; 1000], usize::MAX, Some(&a)).unwrap();
-        assert_eq!(a.used(), 0);
+        m.send(vec![0; 1000], usize::MAX, Some(&a)).unwrap();
+        assert_eq!(a.used(), a.limit());
+        // Over budget: refused, nothing queued.
+        assert!(matches!(
+            m.send(vec![0; 1000], usize::MAX, Some(&a)),
+            Err(SendError::OverBudget(_))
+        ));
+        let mut ev: EventLoop<usize> = EventLoop::try_new().unwrap();
+        ev.handle()
+            .insert_source(crate::AppChannel::new(rx), |e, _, n: &mut usize| {
+                if let callop::channel::Event::Msg(_) = e {
+                    *n += 1;
+                }
+            })
+            .unwrap();
+        let mut n = 0;
+        ev.dispatch(Some(std::time::Duration::ZERO), &mut n)
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(a.used(), 0, "delivery releases the charge");
     }
 
     #[test]
@@ -632,7 +664,7 @@ mod tests {
         assert!(m.is_closed());
         let mut ev: EventLoop<Vec<Option<Vec<u8>>>> = EventLoop::try_new().unwrap();
         ev.handle()
-            .insert_source(rx, |e, _, got| {
+            .insert_source(crate::AppChannel::new(rx), |e, _, got| {
                 got.push(match e {
                     callop::channel::Event::Msg(m) => Some(m),
                     callop::channel::Event::Closed => None,

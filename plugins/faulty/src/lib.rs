@@ -42,7 +42,8 @@
 //!   <message>` and keeps running. `--target unopened` (default) sends round
 //!   robin to `--names K` (default 16) distinct channel names of its own
 //!   that are never opened; `--target own` opens its channel `sink`,
-//!   disables it (never reads it) and sends to it. After `--hold <ms>`
+//!   disables it (never reads it) and sends to it; `--target app` sends to
+//!   the application endpoint `@app/bomb`. After `--hold <ms>`
 //!   (default 200) it tries one more send (`buffer-bomb: after hold: ...`);
 //!   with `--target own` it then enables `sink`, reads every message and
 //!   sends once more (`buffer-bomb: received N; after delivery: ...`). Then,
@@ -116,6 +117,8 @@ enum BombTarget {
     Unopened,
     /// Its own open channel `sink`, disabled.
     Own,
+    /// The application endpoint `@app/bomb` (which the test never drains).
+    App,
 }
 
 /// Options and state of `buffer-bomb`.
@@ -244,7 +247,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 bomb.target = match value("--target")?.as_str() {
                     "unopened" => BombTarget::Unopened,
                     "own" => BombTarget::Own,
-                    t => return Err(format!("unknown --target {t:?} (unopened, own)")),
+                    "app" => BombTarget::App,
+                    t => return Err(format!("unknown --target {t:?} (unopened, own, app)")),
                 }
             }
             "--names" => {
@@ -265,7 +269,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 }
             }
             "--only-first-run" => only_first_run = true,
-            other => return Err(format!("unknown argument {other:?} (usage: --mode MODE [--after MS] [--notify TARGET] [--only-first-run] [--ms MS] [--code N] [--target unopened|own] [--names K] [--hold MS] [--then finish|trap])")),
+            other => return Err(format!("unknown argument {other:?} (usage: --mode MODE [--after MS] [--notify TARGET] [--only-first-run] [--ms MS] [--code N] [--target unopened|own|app] [--names K] [--hold MS] [--then finish|trap])")),
         }
     }
     let mode = mode.ok_or("--mode is required")?;
@@ -403,6 +407,7 @@ fn bomb_fill(st: &mut State) {
     }
     let names: Vec<String> = match st.bomb.target {
         BombTarget::Own => vec!["sink".into()],
+        BombTarget::App => vec!["@app/bomb".into()],
         BombTarget::Unopened => (0..st.bomb.names).map(|i| format!("never-{i}")).collect(),
     };
     for n in &names {

@@ -70,6 +70,7 @@ use callop::{Dispatcher, LoopHandle, RegistrationToken};
 use rustc_hash::FxHashMap;
 
 use super::alarm::Alarm;
+use super::app_channel::AppChannel;
 use super::app_sender::AppSender;
 use super::bindings::Plugin as PluginBindings;
 use super::bindings::callop::plugin::types::{Event, EventKind};
@@ -671,7 +672,11 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// `connect` to, and returns its receiving end: insert it into the loop.
     /// It reports `Closed` once every plugin sender to it was dropped (after
     /// at least one existed) or [`Host::close_app_channel`] was called.
-    pub fn app_channel(&self, name: &str) -> Result<Channel<Vec<u8>>, HostError> {
+    ///
+    /// Until the loop delivers a message, its bytes count against the
+    /// sending plugin's host-memory budget
+    /// ([`Limits::max_host_memory_bytes`](crate::Limits::max_host_memory_bytes)).
+    pub fn app_channel(&self, name: &str) -> Result<AppChannel, HostError> {
         policy::check_name(name).map_err(|e| HostError::InvalidName(e.0))?;
         let full = format!("{}/{name}", policy::APP_PREFIX);
         let mut reg = self.inner.shared.registry();
@@ -681,7 +686,7 @@ impl<'l, Data: 'l> Host<'l, Data> {
         let (tx, rx) = channel::channel();
         reg.channels
             .insert(full.clone(), Mailbox::new_app(full, tx));
-        Ok(rx)
+        Ok(AppChannel::new(rx))
     }
 
     /// Removes the endpoint `@app/<name>`: plugin senders to it then get
