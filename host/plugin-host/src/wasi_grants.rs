@@ -17,7 +17,7 @@
 //! datagrams are not filtered, as in the `io` interface.
 //!
 //! A blocking WASI read (of stdin, a socket) is bounded by the call's
-//! budget ([`wasi_blocking`](crate::wasi_blocking)): a plugin that waits for
+//! budget (the host's bounded blocking calls): a plugin that waits for
 //! stdin with `std::io::stdin().read_line` fails once the budget is spent.
 //! Plugins that wait for input register it with the loop through the `io`
 //! interface (`callop_guest::fs::stdin`, `callop_guest::net`).
