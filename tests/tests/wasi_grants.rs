@@ -357,3 +357,37 @@ fn std_stdin_waiting_past_the_budget_fails_the_plugin() {
     assert!(err.contains("blocked in a host call"), "{err}");
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+#[test]
+fn std_fs_relative_paths_resolve_in_a_dir_granted_as_dot() {
+    // `--dir HOST::.`: `std::fs::read_to_string("ok.txt")` works, `..`
+    // still cannot leave it.
+    let tmp = escape_tree("dot");
+    let dir = format!("{}::.", tmp.join("granted").display());
+    let (ok, out, err) = probe(
+        &["--dir", &dir],
+        &[
+            "std-read:ok.txt",
+            "std-read:sub/../ok.txt",
+            "std-read:../secret.txt",
+        ],
+        Stdio::null(),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(content(&out, "std-read:ok.txt").as_deref(), Some("ok"));
+    assert_eq!(
+        content(&out, "std-read:sub/../ok.txt").as_deref(),
+        Some("ok")
+    );
+    denied(&out, "std-read:../secret.txt");
+}
+
+#[test]
+fn a_granted_dir_that_does_not_exist_is_logged_and_reaches_nothing() {
+    let tmp = tempdir("missing");
+    let dir = format!("{}::/gone", tmp.join("gone").display());
+    let (ok, out, err) = probe(&["--dir", &dir], &["std-read:/gone/x"], Stdio::null());
+    assert!(ok, "{err}");
+    not_found(&out, "std-read:/gone/x");
+    assert!(err.contains("is not preopened for WASI"), "{err}");
+}
