@@ -247,6 +247,13 @@ fn std_net_connects_to_a_granted_address_only() {
         "the bytes reached the granted listener"
     );
     denied(&out, &other);
+    let other_addr = other.trim_start_matches("std-connect:");
+    assert!(
+        err.contains(&format!(
+            "WASI socket: connect to {other_addr} denied: grant it with --allow-net connect:{other_addr}"
+        )),
+        "{err}"
+    );
     // A connect grant does not let the plugin listen.
     denied(&out, &bind);
     denied(&out, "std-bind:0.0.0.0:0");
@@ -390,4 +397,27 @@ fn a_granted_dir_that_does_not_exist_is_logged_and_reaches_nothing() {
     assert!(ok, "{err}");
     not_found(&out, "std-read:/gone/x");
     assert!(err.contains("is not preopened for WASI"), "{err}");
+}
+
+#[test]
+fn refused_wasi_socket_uses_are_logged_under_the_rate_limit() {
+    // 200 refused connects in one call: a handful of log lines and one
+    // summary, not 200 lines.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let grant = format!("connect:127.0.0.1:{port}");
+    let refused = format!("std-connect:127.0.0.1:{}", port.wrapping_add(1).max(1));
+    let probes = vec![refused.as_str(); 200];
+    let (ok, out, err) = probe(&["--allow-net", &grant], &probes, Stdio::null());
+    assert!(ok, "{err}");
+    assert_eq!(out.matches(&format!("DENIED {refused}")).count(), 200);
+    let logged = err
+        .lines()
+        .filter(|l| l.contains("WASI socket: connect to"))
+        .count();
+    assert!((1..=10).contains(&logged), "{logged} lines:\n{err}");
+    assert!(err.contains("more like"), "{err}");
 }

@@ -16,6 +16,13 @@
 //! admitted when a connect grant exists. Accepted clients and received
 //! datagrams are not filtered, as in the `io` interface.
 //!
+//! Through WASI a refusal reaches the guest only as an error code
+//! (`access-denied` for a socket, `not-permitted` for a path leaving its
+//! directory, `no-entry` for a path outside every grant); a refused socket
+//! use is also logged, naming the flag (`WASI socket: connect to
+//! 127.0.0.1:9 denied: grant it with --allow-net connect:127.0.0.1:9`),
+//! under a per-plugin rate limit as other guest-caused lines.
+//!
 //! A blocking WASI read (of stdin, a socket) is bounded by the call's
 //! budget (the host's bounded blocking calls): a plugin that waits for
 //! stdin with `std::io::stdin().read_line` fails once the budget is spent.
@@ -37,12 +44,13 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::capabilities::{Capabilities, NetDirection, NetRule};
+use crate::log_limit::LogLimiter;
 
 /// What a WASI socket call uses an address for, in the terms of the grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +97,24 @@ pub fn wasi_net_allows(rules: &[NetRule], addr: SocketAddr, u: WasiUse) -> bool 
     }
 }
 
+/// The log line of a refused WASI socket use, naming the flag that would
+/// grant it.
+fn refusal(addr: SocketAddr, u: WasiUse) -> String {
+    match u {
+        WasiUse::Bind if addr.ip().is_unspecified() && addr.port() == 0 => format!(
+            "WASI socket: ephemeral bind of {addr} denied: a connect needs \
+             --allow-net connect:ADDR, a listen --allow-net bind:ADDR"
+        ),
+        WasiUse::Bind | WasiUse::Listen => {
+            format!("WASI socket: bind to {addr} denied: grant it with --allow-net bind:{addr}")
+        }
+        WasiUse::Connect => format!(
+            "WASI socket: connect to {addr} denied: grant it with --allow-net connect:{addr}"
+        ),
+        WasiUse::Incoming => format!("WASI socket: {addr} denied"),
+    }
+}
+
 /// Applies `caps` to the WASI context of a new instance named `plugin`:
 /// preopens the granted directories, admits the granted socket addresses
 /// and wires stdin if granted. A granted directory that cannot be opened
@@ -113,8 +139,22 @@ pub(crate) fn apply(wasi: &mut WasiCtxBuilder, caps: &Capabilities, plugin: &str
     let rules: Arc<[NetRule]> = caps.net_rules().into();
     if !rules.is_empty() {
         wasi.allow_tcp(true).allow_udp(true);
+        // Refusals are logged under a rate limit of their own (summarised
+        // when the instance's WASI context is dropped).
+        let limiter = Mutex::new(LogLimiter::new(plugin.into()));
+        let plugin: Arc<str> = plugin.into();
         wasi.socket_addr_check(move |addr, u| {
-            let ok = wasi_net_allows(&rules, addr, u.into());
+            let u = WasiUse::from(u);
+            let ok = wasi_net_allows(&rules, addr, u);
+            if !ok {
+                let msg = refusal(addr, u);
+                if limiter
+                    .lock()
+                    .is_ok_and(|mut l| l.admit(tracing::Level::WARN, &msg))
+                {
+                    tracing::warn!(plugin = &*plugin, "{msg}");
+                }
+            }
             Box::pin(async move { ok })
         });
     }
@@ -183,5 +223,18 @@ mod tests {
         assert_eq!(WasiUse::from(SocketAddrUse::TcpListen), WasiUse::Listen);
         assert_eq!(WasiUse::from(SocketAddrUse::UdpBind), WasiUse::Bind);
         assert_eq!(WasiUse::from(SocketAddrUse::TcpAccept), WasiUse::Incoming);
+    }
+
+    #[test]
+    fn refusals_name_the_flag() {
+        assert_eq!(
+            refusal(a("127.0.0.1:9"), WasiUse::Connect),
+            "WASI socket: connect to 127.0.0.1:9 denied: grant it with --allow-net connect:127.0.0.1:9"
+        );
+        assert_eq!(
+            refusal(a("[::1]:80"), WasiUse::Listen),
+            "WASI socket: bind to [::1]:80 denied: grant it with --allow-net bind:[::1]:80"
+        );
+        assert!(refusal(a("0.0.0.0:0"), WasiUse::Bind).contains("ephemeral bind"));
     }
 }
