@@ -421,3 +421,36 @@ fn refused_wasi_socket_uses_are_logged_under_the_rate_limit() {
     assert!((1..=10).contains(&logged), "{logged} lines:\n{err}");
     assert!(err.contains("more like"), "{err}");
 }
+
+#[test]
+fn embedding_grants_reach_std_fs_too() {
+    // `Host::grant` (the library path): a read-write `DirGrant` lets
+    // `std::fs::write` create a file; the same plugin without the grant
+    // creates nothing.
+    use callop_plugin_host::{Capabilities, DirGrant, ExitReason, Host};
+    let tmp = tempdir("embed");
+    let probe = callop_tests::plugin("io-probe");
+    let mut ev: callop::EventLoop<()> = callop::EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), callop_tests::config()).unwrap();
+    host.grant(
+        "granted",
+        Capabilities::new().dir(DirGrant::new(&tmp, "/rw").unwrap()),
+    );
+    let a = callop_tests::args(&["std-write:/rw/new.txt"]);
+    host.load_file(&probe, "granted", &a).unwrap();
+    callop_tests::run_until_empty(&mut ev, &host, &mut (), Duration::from_secs(30));
+    assert_eq!(
+        std::fs::read_to_string(tmp.join("new.txt")).unwrap(),
+        "probe"
+    );
+    std::fs::remove_file(tmp.join("new.txt")).unwrap();
+    host.load_file(&probe, "ungranted", &a).unwrap();
+    callop_tests::run_until_empty(&mut ev, &host, &mut (), Duration::from_secs(30));
+    assert!(!tmp.join("new.txt").exists());
+    let exits = host.exits();
+    assert_eq!(exits.len(), 2, "{exits:?}");
+    assert!(
+        exits.iter().all(|e| e.reason == ExitReason::Finished),
+        "{exits:?}"
+    );
+}
