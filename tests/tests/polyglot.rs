@@ -409,3 +409,89 @@ fn cli_runs_rust_python_and_js_plugins_together() {
     assert!(out.contains("[py] selftest: ok"), "{out}");
     assert!(out.contains("[js] selftest: ok"), "{out}");
 }
+
+/// Python's own `open` and `socket` (WASI) get what `--dir` and
+/// `--allow-net` grant, as Rust's `std` does (`tests/tests/wasi_grants.rs`):
+/// a granted file is read, a read-only dir refuses writes, `..` and
+/// symlinks out of the dir are refused, a granted 127.0.0.1 address is
+/// connected to; the rest is refused.
+#[test]
+fn python_open_and_socket_get_what_the_grants_name() {
+    use std::io::Read;
+    let tmp = std::env::temp_dir().join(format!("callop-py-grants-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (granted, ro) = (tmp.join("granted"), tmp.join("ro"));
+    std::fs::create_dir_all(granted.join("sub")).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(granted.join("ok.txt"), "ok\n").unwrap();
+    std::fs::write(tmp.join("secret.txt"), "secret\n").unwrap();
+    std::os::unix::fs::symlink(tmp.join("secret.txt"), granted.join("link")).unwrap();
+    std::os::unix::fs::symlink("../../secret.txt", granted.join("sub/rel-link")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connect_ok = format!("std-connect:127.0.0.1:{port}");
+    let connect_other = format!("std-connect:127.0.0.1:{}", port.wrapping_add(1).max(1));
+    let bind = format!("std-bind:127.0.0.1:{port}");
+    let probes = [
+        "std-read:/data/ok.txt",
+        "std-read:/data/../secret.txt",
+        "std-read:/data/link",
+        "std-read:/data/sub/rel-link",
+        "std-read:/etc/passwd",
+        "std-write:/ro/new.txt",
+        "std-write:/data/py.txt",
+        &connect_ok,
+        &connect_other,
+        &bind,
+    ];
+    let o = run(host_cmd()
+        .args(["--callback-timeout", "60000"])
+        .arg(plugin_arg(Lang::Python, "io-probe", &probes))
+        .arg("--dir")
+        .arg(format!("{}::/data", granted.display()))
+        .arg("--dir")
+        .arg(format!("{}::/ro:ro", ro.display()))
+        .arg("--allow-net")
+        .arg(format!("connect:127.0.0.1:{port}")));
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
+    let line = |p: &str| -> String {
+        out.lines()
+            .filter(|l| !l.contains("] CONTENT "))
+            .find(|l| l.contains(&format!(" {p}:")) || l.ends_with(&format!(" {p}")))
+            .unwrap_or_else(|| panic!("no line for {p} in {out}"))
+            .to_string()
+    };
+    let allowed = |p: &str| assert!(line(p).contains(&format!("ALLOWED {p}")), "{p}: {out}");
+    let denied = |p: &str| {
+        assert!(
+            line(p).contains(&format!("DENIED {p}: PermissionError")),
+            "{p}: {out}"
+        )
+    };
+    allowed("std-read:/data/ok.txt");
+    assert!(out.contains("] CONTENT std-read:/data/ok.txt: ok"), "{out}");
+    denied("std-read:/data/../secret.txt");
+    denied("std-read:/data/link");
+    denied("std-read:/data/sub/rel-link");
+    assert!(
+        line("std-read:/etc/passwd").contains("FileNotFoundError"),
+        "{out}"
+    );
+    denied("std-write:/ro/new.txt");
+    assert!(!ro.join("new.txt").exists());
+    allowed("std-write:/data/py.txt");
+    assert_eq!(
+        std::fs::read_to_string(granted.join("py.txt")).unwrap(),
+        "probe"
+    );
+    allowed(&connect_ok);
+    let (s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    s.take(4).read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"wasi");
+    denied(&connect_other);
+    denied(&bind);
+    let _ = std::fs::remove_dir_all(&tmp);
+}

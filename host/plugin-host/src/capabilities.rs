@@ -15,6 +15,9 @@
 //! the `--config` file's `[plugins.NAME]` keys) are parsed by
 //! [`config::grants`](crate::config::grants).
 //!
+//! The same grants, and no others, reach WASI p2 (`std::fs`, `std::net`,
+//! stdin): see [`wasi_grants`](crate::wasi_grants).
+//!
 //! Every refusal the plugin sees is a message naming the flag that would
 //! grant it, e.g. `connect to 10.0.0.1:80 denied: grant it with --allow-net
 //! 10.0.0.1:80`.

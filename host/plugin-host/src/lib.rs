@@ -12,8 +12,10 @@
 //! channel a plugin registers becomes a real source of that loop, whose
 //! events are delivered to the plugin in batches through its `dispatch`
 //! export. Plugins get no ambient authority: WASI p2 is linked with no
-//! preopened directories, no network, no environment, a closed stdin, and
-//! stdout/stderr forwarded line by line with an `[instance-name]` prefix.
+//! environment, stdout/stderr forwarded line by line with an
+//! `[instance-name]` prefix, and preopened directories, sockets and stdin
+//! only as the plugin's [`Capabilities`] grant them ([`wasi_grants`]: the
+//! same grants as the `io` interface).
 //!
 //! Module layout:
 //! * [`engine`] — wasmtime engine + linker, loading and load-time checks;
@@ -30,6 +32,8 @@
 //! * `io` — the host side of `callop:plugin/io`: one module per resource
 //!   family (tcp, udp, unix, fd, file, dir) over the concrete types the
 //!   resource table holds;
+//! * [`wasi_grants`] — the same capabilities for WASI p2 (`std::fs`,
+//!   `std::net`, stdin): preopens, the socket address check, stdin;
 //! * [`policy`], [`limits`] — naming rules, permissions and limits;
 //! * `log_limit`, [`truncate`] — guest-caused log lines rate-limited per
 //!   plugin, guest-provided text cut to a stated bound;
@@ -83,6 +87,7 @@ mod ticker;
 pub mod truncate;
 mod types;
 mod wasi_blocking;
+pub mod wasi_grants;
 
 pub use app_channel::AppChannel;
 pub use app_sender::AppSender;

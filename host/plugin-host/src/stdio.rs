@@ -1,7 +1,8 @@
 //! A plugin's WASI stdout/stderr: complete lines are forwarded to the host's
 //! own stdout/stderr, prefixed with `[instance-name] `, so the output of
 //! several plugins stays readable. Nothing else of the host's stdio is
-//! reachable by a plugin (stdin is closed).
+//! reachable by a plugin, except stdin under a `--stdin` grant
+//! ([`wasi_grants`](crate::wasi_grants)).
 //!
 //! The lines go through the bounded queues of [`output`](crate::output):
 //! writing never waits for the host's reader; when it is too slow, lines

@@ -12,6 +12,14 @@
 //! * `fd:NAME`, `fd-twice:NAME` (take it, drop it, take it again), `stdin`
 //! * `signal:NAME` (e.g. `signal:USR2`)
 //! * `stale-source` (change the interest of a removed registration)
+//! * the same grants through WASI (Rust's `std`): `std-read:PATH` (also
+//!   prints `CONTENT <probe>: <text>`), `std-write:PATH`, `std-list:PATH`,
+//!   `std-connect:ADDR` (connects and sends `wasi`), `std-bind:ADDR`,
+//!   `std-udp-send:BIND>ADDR`, `std-stdin` (reads one line; prints
+//!   `CONTENT std-stdin: <line>`, empty at end of input)
+//!
+//! A `std` error counts as a refusal (`DENIED`) when its kind is
+//! `PermissionDenied`; every message names the error kind.
 //!
 //! The plugin registers no source and ends after the probes.
 
@@ -39,6 +47,16 @@ fn io<T>(r: std::io::Result<T>) -> Result<T, (bool, String)> {
             is_denied(&e)
                 || callop_guest::io::error_kind(&e) == Some(callop_guest::io::IoErrorKind::Closed),
             e.to_string(),
+        )
+    })
+}
+
+/// A `std` result: `PermissionDenied` is a refusal.
+fn stdio<T>(r: std::io::Result<T>) -> Result<T, (bool, String)> {
+    r.map_err(|e| {
+        (
+            e.kind() == std::io::ErrorKind::PermissionDenied,
+            format!("{:?}: {e}", e.kind()),
         )
     })
 }
@@ -121,6 +139,32 @@ fn probe(handle: &LoopHandle<()>, p: &str) -> Result<(), (bool, String)> {
                 }))?;
             handle.remove(t);
             sdk(handle.set_interest(&t, Interest::BOTH, Mode::Level))
+        }
+        "std-read" => {
+            let text = stdio(std::fs::read_to_string(arg))?;
+            println!("CONTENT {p}: {}", text.trim_end());
+            Ok(())
+        }
+        "std-write" => stdio(std::fs::write(arg, b"probe")),
+        "std-list" => stdio(std::fs::read_dir(arg).map(|d| d.count())).map(drop),
+        "std-connect" => {
+            use std::io::Write;
+            let mut s = stdio(std::net::TcpStream::connect(arg))?;
+            stdio(s.write_all(b"wasi"))
+        }
+        "std-bind" => stdio(std::net::TcpListener::bind(arg)).map(drop),
+        "std-udp-send" => {
+            let (bind, to) = arg
+                .split_once('>')
+                .ok_or((false, "std-udp-send:BIND>ADDR".to_string()))?;
+            let s = stdio(std::net::UdpSocket::bind(bind))?;
+            stdio(s.send_to(b"probe", to)).map(drop)
+        }
+        "std-stdin" => {
+            let mut line = String::new();
+            stdio(std::io::stdin().read_line(&mut line))?;
+            println!("CONTENT {p}: {}", line.trim_end());
+            Ok(())
         }
         _ => Err((false, format!("unknown probe {p:?}"))),
     }

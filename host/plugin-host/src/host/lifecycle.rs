@@ -184,8 +184,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         let mut wasi = WasiCtxBuilder::new();
         // WASI args carry only the instance name: plugin arguments go to
         // `init`. The only environment variable is CALLOP_RESTARTS (how
-        // often this instance was restarted after a failure). No preopens,
-        // no network, stdin closed.
+        // often this instance was restarted after a failure). Preopens,
+        // sockets and stdin only as the plugin's grants name them
+        // (`wasi_grants::apply`, below).
         wasi.args(&[name.to_string()])
             .env("CALLOP_RESTARTS", restarts.to_string())
             .allow_tcp(false)
@@ -208,6 +209,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             .cloned()
             .unwrap_or_else(|| Arc::new(self.shared.limits.clone()));
         let caps = self.grants.borrow_mut().remove(&**name).unwrap_or_default();
+        crate::wasi_grants::apply(&mut wasi, &caps, name);
         let state = PluginState::with_limits(
             name.clone(),
             self.shared.clone(),

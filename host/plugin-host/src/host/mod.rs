@@ -725,9 +725,11 @@ impl<'l, Data: 'l> Host<'l, Data> {
     }
 
     /// Grants `caps` (network, directories, descriptors, stdin, signals) to
-    /// the instance that will be loaded under `name`. Without a grant a
-    /// plugin gets no capability at all. Grants are consumed when the
-    /// instance is created; granting again replaces a pending grant.
+    /// the instance that will be loaded under `name`, through the `io`
+    /// interface and WASI alike ([`wasi_grants`](crate::wasi_grants)).
+    /// Without a grant a plugin gets no capability at all. Grants are
+    /// consumed when the instance is created; granting again replaces a
+    /// pending grant.
     pub fn grant(&self, name: &str, caps: Capabilities) {
         self.inner
             .grants
