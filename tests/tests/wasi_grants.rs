@@ -454,3 +454,23 @@ fn embedding_grants_reach_std_fs_too() {
         "{exits:?}"
     );
 }
+
+#[test]
+fn a_restarted_plugin_keeps_its_grants() {
+    let tmp = escape_tree("restart");
+    let dir = format!("{}::/data:ro", tmp.join("granted").display());
+    // The first run traps before its probes; the restart runs them with
+    // the same grants, through the io interface and through WASI.
+    let (_, out, err) = probe(
+        &["--dir", &dir, "--restart", "on-failure:2"],
+        &[
+            "trap-first-run",
+            "read:/data/ok.txt",
+            "std-read:/data/ok.txt",
+        ],
+        Stdio::null(),
+    );
+    assert!(err.contains("restarting in"), "{err}");
+    allowed(&out, "read:/data/ok.txt");
+    allowed(&out, "std-read:/data/ok.txt");
+}

@@ -292,6 +292,37 @@ pub(crate) fn signal_flag_name(s: Signal) -> String {
 }
 
 impl Capabilities {
+    /// A copy for one more instance of the same plugin (a restart): every
+    /// grant, each granted descriptor duplicated (`dup`), so that each
+    /// instance can take it once. A descriptor that cannot be duplicated is
+    /// left out of the copy (logged).
+    pub(crate) fn instance_copy(&self) -> Capabilities {
+        let fds = self
+            .fds
+            .iter()
+            .map(|(name, g)| {
+                let copy = match g {
+                    FdGrant::Available(fd) => match fd.try_clone() {
+                        Ok(dup) => FdGrant::Available(dup),
+                        Err(e) => {
+                            tracing::warn!("granted fd `{name}` cannot be kept for restarts: {e}");
+                            FdGrant::Taken
+                        }
+                    },
+                    FdGrant::Taken => FdGrant::Taken,
+                };
+                (name.clone(), copy)
+            })
+            .collect();
+        Capabilities {
+            net: self.net.clone(),
+            dirs: self.dirs.clone(),
+            fds,
+            stdin: self.stdin,
+            signals: self.signals.clone(),
+        }
+    }
+
     /// Grants nothing.
     pub fn new() -> Capabilities {
         Capabilities::default()

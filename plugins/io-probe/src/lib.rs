@@ -12,6 +12,8 @@
 //! * `fd:NAME`, `fd-twice:NAME` (take it, drop it, take it again), `stdin`
 //! * `signal:NAME` (e.g. `signal:USR2`)
 //! * `stale-source` (change the interest of a removed registration)
+//! * `trap-first-run`: traps on the first run (`CALLOP_RESTARTS` 0 or
+//!   unset); on a restart it passes, and the probes after it run
 //! * the same grants through WASI (Rust's `std`): `std-read:PATH` (also
 //!   prints `CONTENT <probe>: <text>`), `std-write:PATH`, `std-list:PATH`,
 //!   `std-connect:ADDR` (connects and sends `wasi`), `std-bind:ADDR`,
@@ -129,6 +131,13 @@ fn probe(handle: &LoopHandle<()>, p: &str) -> Result<(), (bool, String)> {
                 |_, _, _| callop_guest::PostAction::Continue,
             ))?;
             handle.remove(t);
+            Ok(())
+        }
+        "trap-first-run" => {
+            let restarts = std::env::var("CALLOP_RESTARTS").unwrap_or_default();
+            if restarts.is_empty() || restarts == "0" {
+                std::arch::wasm32::unreachable();
+            }
             Ok(())
         }
         "stale-source" => {

@@ -15,6 +15,7 @@ use super::{
     After, ExitReason, HostInner, Live, Pending, PluginExit, PluginId, PluginRt, PluginSpec,
     StartSpec,
 };
+use crate::capabilities::Capabilities;
 use crate::engine::PluginComponent;
 use crate::error::{self, LoadError};
 use crate::policy;
@@ -208,7 +209,21 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             .get(&**name)
             .cloned()
             .unwrap_or_else(|| Arc::new(self.shared.limits.clone()));
-        let caps = self.grants.borrow_mut().remove(&**name).unwrap_or_default();
+        // A first start takes the grants made for its name and keeps a copy
+        // for its restarts; a restart gets a copy of that copy.
+        let caps = if restarts == 0 {
+            let caps = self.grants.borrow_mut().remove(&**name).unwrap_or_default();
+            self.restart_grants
+                .borrow_mut()
+                .insert(name.to_string(), caps.instance_copy());
+            caps
+        } else {
+            self.restart_grants
+                .borrow()
+                .get(&**name)
+                .map(Capabilities::instance_copy)
+                .unwrap_or_default()
+        };
         crate::wasi_grants::apply(&mut wasi, &caps, name);
         let state = PluginState::with_limits(
             name.clone(),
@@ -280,6 +295,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         });
         if failed {
             self.after_failure(p);
+        } else {
+            self.restart_grants.borrow_mut().remove(&*p.name);
         }
     }
 
@@ -310,6 +327,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             .entry(p.name.to_string())
             .or_default()
             .on_failure(policy, Instant::now());
+        if !matches!(decision, Decision::Restart(_)) {
+            self.restart_grants.borrow_mut().remove(&*p.name);
+        }
         match decision {
             Decision::Stay => {}
             Decision::Quarantine { failures } => {

@@ -296,6 +296,8 @@ struct HostInner<'l, Data> {
     ticker: Option<Arc<Ticker>>,
     /// Capabilities granted to instance names not loaded yet.
     grants: RefCell<HashMap<String, Capabilities>>,
+    /// The grants of each live instance, kept for its restarts.
+    restart_grants: RefCell<HashMap<String, Capabilities>>,
     /// Signals some source of the loop watches and routes to
     /// [`Host::deliver_signal`] (the embedder's or the host's own).
     watched_signals: RefCell<Vec<Signal>>,
@@ -470,6 +472,7 @@ impl<'l, Data: 'l> Host<'l, Data> {
                 timers: RefCell::new(FxHashMap::default()),
                 ticker,
                 grants: RefCell::new(HashMap::new()),
+                restart_grants: RefCell::new(HashMap::new()),
                 watched_signals: RefCell::new(Vec::new()),
                 restart_default: Cell::new(RestartPolicy::Never),
                 restart_overrides: RefCell::new(HashMap::new()),
