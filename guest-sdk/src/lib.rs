@@ -24,7 +24,7 @@
 //!
 //! Implement [`Plugin`] and export it with [`export_plugin!`]:
 //!
-//! ```ignore
+//! ```no_run
 //! use std::time::Duration;
 //! use callop_guest::timer::{TimeoutAction, Timer};
 //! use callop_guest::{LoopHandle, Plugin, PostAction};
@@ -185,7 +185,12 @@ pub trait Plugin: 'static {
 /// Exports a [`Plugin`] implementation as the component's `guest` interface.
 /// Use it exactly once, at the top level of the plugin crate:
 ///
-/// ```ignore
+/// ```no_run
+/// # struct MyPlugin;
+/// # impl callop_guest::Plugin for MyPlugin {
+/// #     type State = ();
+/// #     fn init(_: &callop_guest::LoopHandle<()>, _: Vec<String>) -> Result<(), String> { Ok(()) }
+/// # }
 /// callop_guest::export_plugin!(MyPlugin);
 /// ```
 #[macro_export]
