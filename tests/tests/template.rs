@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use callop_tests::{host_bin, host_cmd, repo_root, text, wait_exit};
@@ -168,23 +169,56 @@ fn rust_skeleton_builds_outside_the_repo_and_runs() {
     assert_eq!(lines, ["[demo] tick 1", "[demo] tick 2", "[demo] tick 3"]);
 }
 
-#[test]
-fn python_skeleton_builds_with_its_readme_command_and_runs() {
-    // plugins/polyglot.sh installs componentize-py (plugins/python/.venv) and builds the
-    // README's python/hello on the way.
+/// Runs `plugins/polyglot.sh PLUGIN` (one at a time: the tests of this file run in parallel and
+/// share the toolchains and the output directory), log in `log_dir`.
+fn polyglot(plugin: &str, log_dir: &Path) {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let repo = repo_root();
     let (ok, log) = run_logged(
         Command::new("bash")
             .arg(repo.join("plugins/polyglot.sh"))
-            .arg("python/hello"),
-        &std::env::temp_dir().join(format!("callop-template-poly-{}.log", std::process::id())),
+            .arg(plugin)
+            .env("CALLOP_POLYGLOT_OUT", repo.join("target/polyglot")),
+        &log_dir.join("polyglot.log"),
         Duration::from_secs(900),
-        "plugins/polyglot.sh python/hello",
+        "plugins/polyglot.sh",
     );
-    assert!(ok, "plugins/polyglot.sh python/hello failed:\n{log}");
+    assert!(ok, "plugins/polyglot.sh {plugin} failed:\n{log}");
+}
 
+/// `plugins/polyglot.sh LANG/hello` (installing the toolchain if needed), then runs the
+/// component: the README's hello example prints `hello 1` … `hello 3`.
+fn readme_hello_builds_and_runs(lang: &str) {
+    let repo = repo_root();
+    let tmp = tmp_dir(&format!("hello-{lang}"));
+    let _cleanup = Cleanup(tmp.clone());
+    polyglot(&format!("{lang}/hello"), &tmp);
+    let wasm = repo.join(format!("target/polyglot/{lang}-hello.wasm"));
+    let lines = run_plugin(&wasm, &[], &tmp);
+    let want: Vec<String> = (1..=3)
+        .map(|n| format!("[{lang}-hello] hello {n}"))
+        .collect();
+    assert_eq!(lines, want);
+}
+
+#[test]
+fn readme_python_hello_builds_and_runs() {
+    readme_hello_builds_and_runs("python");
+}
+
+#[test]
+fn readme_js_hello_builds_and_runs() {
+    readme_hello_builds_and_runs("js");
+}
+
+#[test]
+fn python_skeleton_builds_with_its_readme_command_and_runs() {
+    // plugins/polyglot.sh installs componentize-py (plugins/python/.venv) on the way.
+    let repo = repo_root();
     let tmp = tmp_dir("python");
     let _cleanup = Cleanup(tmp.clone());
+    polyglot("python/hello", &tmp);
     let root = new_skeleton(&tmp, &["pydemo", "--python"]);
     assert!(root.join("app.py").is_file());
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
