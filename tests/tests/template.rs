@@ -139,6 +139,18 @@ fn rust_skeleton_builds_outside_the_repo_and_runs() {
         "{cargo_toml}"
     );
 
+    // Its code is as rustfmt writes it.
+    let fmt = Command::new("cargo")
+        .args(["fmt", "--check"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        fmt.status.success(),
+        "cargo fmt --check:\n{}",
+        text(&fmt.stdout)
+    );
+
     // The build command the skeleton's README gives, offline.
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let cmds = first_sh_block(&readme);
