@@ -2,7 +2,9 @@
 //! events (calloop's `futures` executor and `io::Async`, inside the
 //! sandbox).
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::time::Duration;
+//! # fn run(handle: &callop_guest::LoopHandle<()>) {
 //! use callop_guest::futures::{Async, TimeoutFuture};
 //! use callop_guest::net::TcpListener;
 //!
@@ -20,7 +22,11 @@
 //!         });
 //!     }
 //! });
+//! # }
+//! # async fn task() {
+//! # use callop_guest::futures::TimeoutFuture;
 //! TimeoutFuture::new(Duration::from_secs(1)).await; // inside some task
+//! # }
 //! ```
 //!
 //! ## How it runs

@@ -24,7 +24,7 @@
 //!
 //! Implement [`Plugin`] and export it with [`export_plugin!`]:
 //!
-//! ```ignore
+//! ```no_run
 //! use std::time::Duration;
 //! use callop_guest::timer::{TimeoutAction, Timer};
 //! use callop_guest::{LoopHandle, Plugin, PostAction};
@@ -65,19 +65,29 @@
 //! ```
 //!
 //! The crate must be a `cdylib` built for `wasm32-wasip2`; the result is a
-//! component the host can load:
+//! component the host can load. A plugin crate anywhere on disk depends on
+//! the SDK of a callop checkout by path (absolute, or relative to its own
+//! `Cargo.toml`), or on the repository by git URL (cargo finds the
+//! `callop-guest` package inside it; add `rev`/`tag` to pin it):
 //!
 //! ```toml
 //! [lib]
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! callop-guest = { path = "../../guest-sdk" }
+//! callop-guest = { path = "/path/to/callop/guest-sdk" }
+//! # or: callop-guest = { git = "https://example.invalid/callop" }
 //! ```
 //!
 //! ```sh
+//! rustup target add wasm32-wasip2     # once
 //! cargo build --release --target wasm32-wasip2
+//! callop-host target/wasm32-wasip2/release/my_plugin.wasm
 //! ```
+//!
+//! `callop-host new my-plugin [--dir DIR] [--sdk-git URL]` writes such a
+//! crate (a ticker, a `.cargo/config.toml` selecting the target and a
+//! README), ready to build.
 //!
 //! ## Execution model (differences from calloop)
 //!
@@ -109,7 +119,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_callop_plugin",
         default_bindings_module: "callop_guest::bindings",
@@ -175,7 +185,12 @@ pub trait Plugin: 'static {
 /// Exports a [`Plugin`] implementation as the component's `guest` interface.
 /// Use it exactly once, at the top level of the plugin crate:
 ///
-/// ```ignore
+/// ```no_run
+/// # struct MyPlugin;
+/// # impl callop_guest::Plugin for MyPlugin {
+/// #     type State = ();
+/// #     fn init(_: &callop_guest::LoopHandle<()>, _: Vec<String>) -> Result<(), String> { Ok(()) }
+/// # }
 /// callop_guest::export_plugin!(MyPlugin);
 /// ```
 #[macro_export]

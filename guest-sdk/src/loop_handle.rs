@@ -166,9 +166,15 @@ impl<State: 'static> LoopHandle<State> {
     /// and the plugin state, and returns [`PostAction`] (or
     /// [`TimeoutAction`](crate::timer::TimeoutAction) for timers).
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use callop_guest::timer::{TimeoutAction, Timer};
+    /// # use std::time::Duration;
+    /// # struct State;
+    /// # fn run(handle: &callop_guest::LoopHandle<State>) -> Result<(), Box<dyn std::error::Error>> {
     /// handle.insert_source(Timer::from_duration(Duration::from_millis(10)),
     ///     |deadline, _: &mut (), state: &mut State| TimeoutAction::Drop)?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn insert_source<S, F>(&self, source: S, mut callback: F) -> Result<RegistrationToken>
     where

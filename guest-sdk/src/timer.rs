@@ -4,7 +4,8 @@
 //! that fired and returns a [`TimeoutAction`] that either drops the timer or
 //! re-arms it:
 //!
-//! ```ignore
+//! ```no_run
+//! # fn run(handle: &callop_guest::LoopHandle<u32>) -> Result<(), Box<dyn std::error::Error>> {
 //! use callop_guest::timer::{TimeoutAction, Timer};
 //! use std::time::Duration;
 //!
@@ -20,6 +21,8 @@
 //!         }
 //!     },
 //! )?;
+//! # Ok(())
+//! # }
 //! ```
 
 use std::time::Duration;

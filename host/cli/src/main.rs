@@ -8,6 +8,8 @@
 // mean "optional", not rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+mod new;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -52,6 +54,7 @@ Examples:
   callop-host --restart on-failure:3/60s --max-memory 64 flaky.wasm
   callop-host compile ticker.wasm relay.wasm      # fill the compile cache
   callop-host inspect ticker.wasm                 # world, imports, exports
+  callop-host new my-plugin --dir ~/src           # a plugin crate to start from (--python, --js)
 
 Capabilities (deny by default, per plugin; NAME= may be omitted with one plugin):
   --allow-net echo=127.0.0.1:7000   --allow-net 10.0.0.0/8:80-89   --allow-net connect:[::1]:*
@@ -116,6 +119,8 @@ enum Command {
         /// The component.
         plugin: PathBuf,
     },
+    /// Write a plugin skeleton, DIR/NAME, that builds outside this repository.
+    New(new::NewArgs),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -334,6 +339,7 @@ fn main() -> ExitCode {
         Some(Command::Run(run)) => cmd_run(run),
         Some(Command::Compile { cache, plugins }) => cmd_compile(cache, plugins),
         Some(Command::Inspect { plugin }) => cmd_inspect(plugin),
+        Some(Command::New(args)) => cmd_new(args),
         None if cli.run.plugins.is_empty() => {
             eprintln!("error: no plugin given (see `callop-host --help`)");
             ExitCode::from(2)
@@ -374,6 +380,23 @@ fn cmd_compile(cache: CacheArgs, plugins: Vec<PathBuf>) -> ExitCode {
         }
     }
     status
+}
+
+fn cmd_new(args: new::NewArgs) -> ExitCode {
+    match new::create(&args) {
+        Ok((root, files)) => {
+            println!("created {}", root.display());
+            for f in files {
+                println!("  {}", f.display());
+            }
+            println!("build and run: see {}", root.join("README.md").display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn cmd_inspect(plugin: PathBuf) -> ExitCode {
