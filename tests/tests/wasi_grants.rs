@@ -474,3 +474,25 @@ fn a_restarted_plugin_keeps_its_grants() {
     allowed(&out, "read:/data/ok.txt");
     allowed(&out, "std-read:/data/ok.txt");
 }
+
+#[test]
+fn a_fifo_in_a_granted_dir_is_refused_at_once_through_the_io_interface() {
+    let tmp = escape_tree("fifo");
+    let fifo = tmp.join("granted").join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let dir = format!("{}::/data", tmp.join("granted").display());
+    let start = Instant::now();
+    // Without a writer, opening it would wait for one: on the loop thread.
+    let (_, out, err) = probe(&["--dir", &dir], &["read:/data/fifo"], Stdio::null());
+    assert!(start.elapsed() < Duration::from_secs(10), "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("read:/data/fifo"))
+        .unwrap_or_else(|| panic!("no report\n{out}\n{err}"));
+    assert!(!line.contains("ALLOWED"), "{line}");
+    assert!(line.contains("not a regular file"), "{line}");
+}

@@ -7,7 +7,7 @@ use std::io;
 use cap_std::fs::Dir as CapDir;
 use wasmtime::component::Resource;
 
-use super::file::{entry_kind, metadata_of, open_options};
+use super::file::{entry_kind, metadata_of, only_regular, open_options};
 use super::{FileRes, closed, path_err, ro_denied, wit};
 use crate::state::PluginState;
 
@@ -93,6 +93,7 @@ impl wit::HostDir for PluginState {
         let f = d
             .dir
             .open_with(&path, &opts)
+            .and_then(only_regular)
             .map_err(|e| d.err("open", &path, e))?;
         self.push_io(FileRes::new(f))
     }

@@ -25,6 +25,10 @@ impl FileRes {
 pub(super) fn open_options(f: wit::OpenFlags) -> (CapOpenOptions, bool) {
     let has = |x: wit::OpenFlags| (f & x) == x;
     let mut o = CapOpenOptions::new();
+    // Opening a FIFO (or some devices) would wait for the other end, on the
+    // loop thread: open without waiting, then refuse what is not a regular
+    // file (`dir.rs`). On a regular file the flag changes nothing.
+    cap_std::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NONBLOCK);
     let write = has(wit::OpenFlags::WRITE) || has(wit::OpenFlags::APPEND);
     o.read(has(wit::OpenFlags::READ) || !write)
         .write(has(wit::OpenFlags::WRITE))
@@ -37,6 +41,19 @@ pub(super) fn open_options(f: wit::OpenFlags) -> (CapOpenOptions, bool) {
         || has(wit::OpenFlags::CREATE_NEW)
         || has(wit::OpenFlags::TRUNCATE);
     (o, mutating)
+}
+
+/// `f` if it is a regular file; a FIFO, socket or device is refused (its
+/// calls could wait for the other end on the loop thread).
+pub(super) fn only_regular(f: CapFile) -> std::io::Result<CapFile> {
+    if f.metadata()?.is_file() {
+        Ok(f)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, socket or device is refused)",
+        ))
+    }
 }
 
 /// The WIT kind of a directory entry or file.

@@ -368,6 +368,7 @@ impl wit::Host for PluginState {
         }
         let f = root
             .open_with(&rel, &opts)
+            .and_then(file::only_regular)
             .map_err(|e| path_err("open", &path, &grant, e))?;
         self.push_io(FileRes::new(f))
     }
