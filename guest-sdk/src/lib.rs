@@ -24,7 +24,7 @@
 //!
 //! Implement [`Plugin`] and export it with [`export_plugin!`]:
 //!
-//! ```ignore
+//! ```no_run
 //! use std::time::Duration;
 //! use callop_guest::timer::{TimeoutAction, Timer};
 //! use callop_guest::{LoopHandle, Plugin, PostAction};
