@@ -23,7 +23,10 @@
 //!   [`PostAction::Disable`] takes effect after the batch, as it would if
 //!   each message were its own event.
 //!
-//! ```ignore
+//! ```no_run
+//! # use callop_guest::{LoopHandle, PostAction};
+//! # type State = ();
+//! # fn example(handle: &LoopHandle<State>) -> Result<(), Box<dyn std::error::Error>> {
 //! use callop_guest::channel::{Channel, Event, Sender};
 //!
 //! let reply = Sender::to("@app/out")?;
@@ -33,6 +36,8 @@
 //!         Event::Closed => PostAction::Remove,
 //!     }
 //! })?;
+//! # Ok(())
+//! # }
 //! ```
 
 use std::rc::Rc;

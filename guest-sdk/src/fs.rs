@@ -12,10 +12,13 @@
 //!   directory are refused. Regular files are not pollable: file calls are
 //!   plain calls.
 //!
-//! ```ignore
+//! ```no_run
+//! # fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use callop_guest::fs;
 //! let text = fs::read_to_string("/config/app.toml")?;      // needs --dir ./cfg::/config
 //! let stdin = fs::stdin()?;                                // needs --stdin
+//! # Ok(())
+//! # }
 //! ```
 
 use std::fmt;

@@ -2,9 +2,11 @@
 //! events (calloop's `futures` executor and `io::Async`, inside the
 //! sandbox).
 //!
-//! ```ignore
+//! ```no_run
+//! use std::time::Duration;
 //! use callop_guest::futures::{Async, TimeoutFuture};
 //! use callop_guest::net::TcpListener;
+//! # fn example(handle: &callop_guest::LoopHandle<()>) {
 //!
 //! handle.spawn(async move {
 //!     let listener = Async::new(TcpListener::bind("127.0.0.1:7000").unwrap()).unwrap();
@@ -20,7 +22,9 @@
 //!         });
 //!     }
 //! });
-//! TimeoutFuture::new(Duration::from_secs(1)).await; // inside some task
+//! // Inside some task: wait a second.
+//! handle.spawn(async { TimeoutFuture::new(Duration::from_secs(1)).await });
+//! # }
 //! ```
 //!
 //! ## How it runs

@@ -1,7 +1,10 @@
 //! The generic I/O source (calloop's `calloop::generic`): register a host
 //! I/O object on the loop and get readiness callbacks.
 //!
-//! ```ignore
+//! ```no_run
+//! # use callop_guest::LoopHandle;
+//! # struct State { accepted: Vec<callop_guest::net::TcpStream> }
+//! # fn example(handle: &LoopHandle<State>) -> Result<(), Box<dyn std::error::Error>> {
 //! use callop_guest::generic::{Generic, Interest, Mode};
 //! use callop_guest::net::TcpListener;
 //! use callop_guest::PostAction;
@@ -21,6 +24,8 @@
 //!         Ok(PostAction::Continue)
 //!     },
 //! )?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! The callback has calloop's signature,

@@ -13,7 +13,9 @@
 //! [`IoErrorKind::NotPermitted`] (std kind `PermissionDenied`) and its
 //! message names the host flag that would grant it:
 //!
-//! ```ignore
+//! ```no_run
+//! # use callop_guest::io::IoErrorKind;
+//! # use callop_guest::net::TcpStream;
 //! match TcpStream::connect("10.0.0.1:80") {
 //!     Err(e) if callop_guest::io::error_kind(&e) == Some(IoErrorKind::NotPermitted) => {
 //!         // e.to_string() == "connect to 10.0.0.1:80 denied: grant it with --allow-net 10.0.0.1:80"

@@ -175,7 +175,13 @@ pub trait Plugin: 'static {
 /// Exports a [`Plugin`] implementation as the component's `guest` interface.
 /// Use it exactly once, at the top level of the plugin crate:
 ///
-/// ```ignore
+/// ```no_run
+/// # use callop_guest::{LoopHandle, Plugin};
+/// # struct MyPlugin;
+/// # impl Plugin for MyPlugin {
+/// #     type State = ();
+/// #     fn init(_: &LoopHandle<()>, _: Vec<String>) -> Result<(), String> { Ok(()) }
+/// # }
 /// callop_guest::export_plugin!(MyPlugin);
 /// ```
 #[macro_export]

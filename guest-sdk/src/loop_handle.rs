@@ -166,9 +166,16 @@ impl<State: 'static> LoopHandle<State> {
     /// and the plugin state, and returns [`PostAction`] (or
     /// [`TimeoutAction`](crate::timer::TimeoutAction) for timers).
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use callop_guest::LoopHandle;
+    /// # use callop_guest::timer::{TimeoutAction, Timer};
+    /// # struct State;
+    /// # fn example(handle: &LoopHandle<State>) -> Result<(), Box<dyn std::error::Error>> {
     /// handle.insert_source(Timer::from_duration(Duration::from_millis(10)),
     ///     |deadline, _: &mut (), state: &mut State| TimeoutAction::Drop)?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn insert_source<S, F>(&self, source: S, mut callback: F) -> Result<RegistrationToken>
     where

@@ -9,7 +9,10 @@
 //! [`Generic`](crate::generic::Generic) or use them from async code with
 //! [`Async`](crate::futures::Async).
 //!
-//! ```ignore
+//! ```no_run
+//! # use callop_guest::{LoopHandle, PostAction};
+//! # struct State;
+//! # fn example(handle: &LoopHandle<State>) -> Result<(), Box<dyn std::error::Error>> {
 //! use callop_guest::generic::{Generic, Interest, Mode};
 //! use callop_guest::net::TcpListener;
 //!
@@ -19,6 +22,8 @@
 //!         while let Ok((stream, peer)) = listener.accept() { /* ... */ }
 //!         Ok(PostAction::Continue)
 //!     })?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Addresses are `ip:port` text or [`SocketAddr`]s (there is no name

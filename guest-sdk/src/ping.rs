@@ -9,13 +9,18 @@
 //! `<instance-name>/<name>`, so other plugins ([`Ping::connect`]) and the
 //! embedding application can trigger it.
 //!
-//! ```ignore
+//! ```no_run
+//! # use callop_guest::{LoopHandle, PostAction};
+//! # struct State { woken: u32 }
+//! # fn example(handle: &LoopHandle<State>) -> Result<(), Box<dyn std::error::Error>> {
 //! let (ping, source) = callop_guest::ping::make_ping()?;
 //! handle.insert_source(source, |(), _: &mut (), state: &mut State| {
 //!     state.woken += 1;
 //!     PostAction::Continue
 //! })?;
 //! ping.ping();
+//! # Ok(())
+//! # }
 //! ```
 
 use std::rc::Rc;

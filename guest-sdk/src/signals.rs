@@ -1,6 +1,10 @@
 //! Unix signals as events (calloop's `calloop::signals`).
 //!
-//! ```ignore
+//! ```no_run
+//! # use callop_guest::{LoopHandle, PostAction};
+//! # struct State;
+//! # impl State { fn reload(&mut self) {} }
+//! # fn example(handle: &LoopHandle<State>) -> Result<(), Box<dyn std::error::Error>> {
 //! use callop_guest::signals::{Signal, Signals};
 //!
 //! // needs --allow-signal HUP
@@ -9,6 +13,8 @@
 //!     state.reload();
 //!     PostAction::Continue
 //! })?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! A subscription is a source: it keeps the plugin alive until removed.

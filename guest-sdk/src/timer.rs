@@ -4,7 +4,10 @@
 //! that fired and returns a [`TimeoutAction`] that either drops the timer or
 //! re-arms it:
 //!
-//! ```ignore
+//! ```no_run
+//! # use callop_guest::LoopHandle;
+//! # type State = u32;
+//! # fn example(handle: &LoopHandle<State>) -> Result<(), Box<dyn std::error::Error>> {
 //! use callop_guest::timer::{TimeoutAction, Timer};
 //! use std::time::Duration;
 //!
@@ -20,6 +23,8 @@
 //!         }
 //!     },
 //! )?;
+//! # Ok(())
+//! # }
 //! ```
 
 use std::time::Duration;
