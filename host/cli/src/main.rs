@@ -55,10 +55,11 @@ Examples:
   callop-host compile ticker.wasm relay.wasm      # fill the compile cache
   callop-host inspect ticker.wasm                 # world, imports, exports
   callop-host new my-plugin --dir ~/src           # a plugin crate to start from (--python, --js)
+  callop-host cache list                          # the compile cache's entries
 
 Capabilities (deny by default, per plugin; NAME= may be omitted with one plugin):
   --allow-net echo=127.0.0.1:7000   --allow-net 10.0.0.0/8:80-89   --allow-net connect:[::1]:*
-  --dir ./cfg::/config:ro   --fd db=3   --stdin   --allow-signal HUP,USR1   --config callop.toml
+  --dir ./cfg::/config:ro   --fd db=3   --stdin[=NAME]   --allow-signal HUP,USR1   --config callop.toml
   callop-host echo_server.wasm --allow-net 127.0.0.1:7000 -- --listen 127.0.0.1:7000
   seq 10 | callop-host line_counter.wasm --stdin
 
@@ -121,6 +122,26 @@ enum Command {
     },
     /// Write a plugin skeleton, DIR/NAME, that builds outside this repository.
     New(new::NewArgs),
+    /// List or clear the compile cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheAction {
+    /// List the entries (least recently used first): key, size, last use, and the total.
+    List(CacheDirArg),
+    /// Remove every entry.
+    Clear(CacheDirArg),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct CacheDirArg {
+    /// Directory of precompiled components [default: $XDG_CACHE_HOME/callop or ~/.cache/callop].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -131,6 +152,9 @@ struct CacheArgs {
     /// Do not read or write the compile cache.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+    /// Size cap of the compile cache, in MiB: past it the least recently used entries are removed [default: 512].
+    #[arg(long, value_name = "MIB")]
+    cache_max_size: Option<u64>,
 }
 
 impl CacheArgs {
@@ -139,6 +163,15 @@ impl CacheArgs {
             None
         } else {
             self.cache_dir.clone().or_else(cache::default_cache_dir)
+        }
+    }
+
+    /// The engine options for this cache.
+    fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            cache_dir: self.dir(),
+            cache_max_size: self.cache_max_size.map(|m| m.saturating_mul(1 << 20)),
+            ..Default::default()
         }
     }
 }
@@ -192,8 +225,15 @@ struct RunArgs {
     /// Grant the inherited descriptor N as NAME: [PLUGIN=]NAME=N.
     #[arg(long = "fd", value_name = "[PLUGIN=]NAME=N")]
     fds: Vec<String>,
-    /// Grant the host's stdin (to the only plugin, or to NAME).
-    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    /// Grant the host's stdin (to the only plugin, or with `--stdin=NAME` to NAME).
+    // `require_equals`: `--stdin plugin.wasm` must not take the plugin as NAME.
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
     stdin: Vec<String>,
     /// Allow subscribing to signals: [NAME=]HUP,USR1,...
     #[arg(long = "allow-signal", value_name = "[NAME=]SIGNALS")]
@@ -325,6 +365,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Module paths (`callop_plugin_host::host::lifecycle:`) only when
+    // RUST_LOG asks for debug or trace output: short lines by default.
+    let targets = std::env::var("RUST_LOG").is_ok_and(|v| {
+        let v = v.to_ascii_lowercase();
+        v.contains("debug") || v.contains("trace")
+    });
     // Colours only on a terminal, and never with NO_COLOR set (no-color.org).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -333,6 +379,7 @@ fn main() -> ExitCode {
         // Through the host's bounded stderr queue: never waits for a reader.
         .with_writer(callop_plugin_host::output::stderr)
         .with_ansi(ansi)
+        .with_target(targets)
         .init();
 
     let code = match cli.command {
@@ -340,6 +387,7 @@ fn main() -> ExitCode {
         Some(Command::Compile { cache, plugins }) => cmd_compile(cache, plugins),
         Some(Command::Inspect { plugin }) => cmd_inspect(plugin),
         Some(Command::New(args)) => cmd_new(args),
+        Some(Command::Cache { action }) => cmd_cache(action),
         None if cli.run.plugins.is_empty() => {
             eprintln!("error: no plugin given (see `callop-host --help`)");
             ExitCode::from(2)
@@ -358,7 +406,7 @@ fn cmd_compile(cache: CacheArgs, plugins: Vec<PathBuf>) -> ExitCode {
     };
     let engine = match PluginEngine::new(&EngineOptions {
         cache_dir: Some(dir),
-        ..Default::default()
+        ..cache.engine_options()
     }) {
         Ok(e) => e,
         Err(e) => {
@@ -396,6 +444,68 @@ fn cmd_new(args: new::NewArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `cache list` and `cache clear`.
+fn cmd_cache(action: CacheAction) -> ExitCode {
+    let (CacheAction::List(d) | CacheAction::Clear(d)) = &action;
+    let Some(dir) = d.cache_dir.clone().or_else(cache::default_cache_dir) else {
+        eprintln!("error: no cache directory (set --cache-dir, XDG_CACHE_HOME or HOME)");
+        return ExitCode::from(2);
+    };
+    let c = cache::CompileCache::new(&dir);
+    match action {
+        CacheAction::List(_) => {
+            let entries = c.entries();
+            println!("cache: {}", dir.display());
+            if !entries.is_empty() {
+                println!("{:<16}  {:>10}  last use", "entry", "size");
+            }
+            let now = std::time::SystemTime::now();
+            for e in &entries {
+                let ago = now.duration_since(e.last_used).unwrap_or_default();
+                println!(
+                    "{:<16}  {:>10}  {}",
+                    &e.key[..16],
+                    mib(e.size),
+                    ago_text(ago)
+                );
+            }
+            let total: u64 = entries.iter().map(|e| e.size).sum();
+            println!("total: {} entries, {}", entries.len(), mib(total));
+            ExitCode::SUCCESS
+        }
+        CacheAction::Clear(_) => match c.clear() {
+            Ok((n, bytes)) => {
+                println!(
+                    "removed {n} entries ({}) from {}",
+                    mib(bytes),
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: clearing {}: {e}", dir.display());
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+/// `bytes` in MiB, one decimal.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+/// `d` as "5 s ago", "3 min ago", "2 h ago", "4 days ago".
+fn ago_text(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..120 => format!("{s} s ago"),
+        120..7200 => format!("{} min ago", s / 60),
+        7200..172_800 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
     }
 }
 
@@ -485,7 +595,10 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
         .forever(run.forever)
         // A loop stuck where no alarm reaches it still ends: the process
         // exits a second after the shutdown deadline or the second signal.
-        .exit_if_stuck(Some(Duration::from_secs(1)));
+        .exit_if_stuck(Some(Duration::from_secs(1)))
+        // Ctrl-C while compiling (a first run of a big plugin takes many
+        // seconds) or starting the plugins: exit at once, 130/143.
+        .exit_before_run(true);
 
     let host = build_host(run, &file, &event_loop)?;
     signals.attach(&host);
@@ -561,11 +674,7 @@ fn build_host<'l>(
         allow_plugin_to_plugin: !run.isolate,
         ..Policy::default()
     };
-    let engine = PluginEngine::new(&EngineOptions {
-        cache_dir: run.cache.dir(),
-        ..Default::default()
-    })
-    .map_err(|e| e.to_string())?;
+    let engine = PluginEngine::new(&run.cache.engine_options()).map_err(|e| e.to_string())?;
     let host = Host::with_engine(event_loop.handle(), engine, policy, resolved.limits)
         .map_err(|e| e.to_string())?;
     host.set_restart_policy(None, resolved.restart);
@@ -581,9 +690,21 @@ fn build_host<'l>(
 /// alone, reported as its exit, and restarted per its restart policy.
 fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<Vec<PluginId>, String> {
     let mut components: Vec<PluginComponent> = Vec::new();
+    let engine = host.engine();
     for s in specs {
-        let c = host
-            .compile_file(&s.path)
+        let bytes = engine
+            .read_file(&s.path)
+            .map_err(|e| format!("{}: {e}", s.path.display()))?;
+        // A compile takes a while (seconds, up to half a minute for a
+        // Python or JS plugin on a loaded machine): say so before.
+        if !engine.is_cached(&bytes) {
+            match engine.cache() {
+                Some(_) => tracing::info!("compiling {} (first run, cached afterwards)", s.name),
+                None => tracing::info!("compiling {} (--no-cache: every run compiles)", s.name),
+            }
+        }
+        let c = engine
+            .load_bytes_named(&bytes, s.path.display().to_string())
             .map_err(|e| format!("{}: {e}", s.path.display()))?;
         components.push(c);
     }
@@ -679,6 +800,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.run.plugins, vec!["a.wasm", "b.wasm@x=1,2"]);
         assert_eq!(c.run.args, vec!["--count", "3"]);
+        // `--stdin` never takes the plugin path as its value.
+        let c = Cli::try_parse_from(["callop-host", "--stdin", "a.wasm"]).unwrap();
+        assert_eq!(c.run.plugins, vec!["a.wasm"]);
+        assert_eq!(c.run.stdin, vec![""]);
+        let c = Cli::try_parse_from(["callop-host", "--stdin=x", "a.wasm@x"]).unwrap();
+        assert_eq!(c.run.stdin, vec!["x"]);
+        assert_eq!(c.run.plugins, vec!["a.wasm@x"]);
+        let c = Cli::try_parse_from(["callop-host", "cache", "list", "--cache-dir", "d"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Some(Command::Cache {
+                action: CacheAction::List(_)
+            })
+        ));
         let c = Cli::try_parse_from(["callop-host", "inspect", "a.wasm"]).unwrap();
         assert!(matches!(c.command, Some(Command::Inspect { .. })));
     }

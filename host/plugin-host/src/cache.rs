@@ -14,6 +14,22 @@
 //! killed is recognisable: opening the cache ([`CompileCache::new`])
 //! removes those whose process is gone or that are older than
 //! [`STALE_TMP_AGE`] (and those of the older `<key>.tmp.<pid>` naming).
+//!
+//! The cache has a size cap ([`DEFAULT_MAX_SIZE`], 512 MiB, unless
+//! [`CompileCache::with_max_size`] says otherwise): after each store the
+//! least recently used entries are removed until the rest fit. An entry's
+//! last use is the modification time of its `.cwasm`, set when it is
+//! stored and again each time it is [loaded](CompileCache::load).
+//!
+//! ```
+//! use callop_plugin_host::cache::CompileCache;
+//!
+//! let dir = std::env::temp_dir().join(format!("callop-cache-doc-{}", std::process::id()));
+//! let cache = CompileCache::new(&dir).with_max_size(64 << 20);
+//! assert_eq!(cache.max_size(), 64 << 20);
+//! assert!(cache.entries().is_empty()); // nothing stored yet
+//! assert_eq!(cache.clear().unwrap(), (0, 0));
+//! ```
 
 use std::fs;
 use std::hash::Hash;
@@ -38,6 +54,22 @@ const TMP_MARK: &str = ".callop-tmp.";
 /// A temporary file older than this is stale even if its process (or one
 /// that reused its id) is alive: no write takes that long.
 pub const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
+
+/// The default size cap of a cache: 512 MiB.
+pub const DEFAULT_MAX_SIZE: u64 = 512 << 20;
+
+/// One entry of a [`CompileCache`] (see [`CompileCache::entries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The entry's key (64 hex digits).
+    pub key: String,
+    /// The artifact (`<key>.cwasm`).
+    pub path: PathBuf,
+    /// Bytes on disk: the artifact and its digest sidecar.
+    pub size: u64,
+    /// When it was last stored or loaded.
+    pub last_used: SystemTime,
+}
 
 /// Feeds `std::hash::Hash` output into SHA-256, so hashing is stable
 /// across processes and Rust versions (unlike `DefaultHasher`).
@@ -92,6 +124,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: PathBuf,
+    max_size: u64,
 }
 
 impl CompileCache {
@@ -99,9 +132,111 @@ impl CompileCache {
     /// temporary files of interrupted writes in it (see the module docs);
     /// errors doing so are ignored.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        let cache = CompileCache { dir: dir.into() };
+        let cache = CompileCache {
+            dir: dir.into(),
+            max_size: DEFAULT_MAX_SIZE,
+        };
         cache.remove_stale_tmp_files();
         cache
+    }
+
+    /// The same cache with a size cap of `bytes` (see the module docs;
+    /// `u64::MAX`: no cap). The cap is applied at the next store.
+    pub fn with_max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// The size cap, in bytes.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// Whether an entry for `wasm` compiled by `engine` is present (its
+    /// artifact and sidecar exist; their content is checked by
+    /// [`load`](Self::load)): whether loading it will not compile.
+    pub fn contains(&self, engine: &Engine, wasm: &[u8]) -> bool {
+        let key = cache_key(engine, wasm);
+        self.artifact_path(&key).is_file() && self.digest_path(&key).is_file()
+    }
+
+    /// The entries in the cache, least recently used first. A `.cwasm`
+    /// without its sidecar counts too (it is removed like any entry).
+    pub fn entries(&self) -> Vec<CacheEntry> {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut entries: Vec<CacheEntry> = dir
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let key = name.strip_suffix(".cwasm")?;
+                if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                let meta = e.metadata().ok().filter(|m| m.is_file())?;
+                let sidecar = fs::metadata(self.digest_path(key)).map_or(0, |m| m.len());
+                Some(CacheEntry {
+                    key: key.to_string(),
+                    path: e.path(),
+                    size: meta.len() + sidecar,
+                    last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.key.cmp(&b.key)));
+        entries
+    }
+
+    /// Removes every entry; returns how many and how many bytes.
+    pub fn clear(&self) -> std::io::Result<(usize, u64)> {
+        let mut removed = (0, 0);
+        for e in self.entries() {
+            self.remove(&e)?;
+            removed.0 += 1;
+            removed.1 += e.size;
+        }
+        Ok(removed)
+    }
+
+    /// Removes the least recently used entries until the rest fit in the
+    /// size cap, never the entry `keep` (the one just stored: it is loaded
+    /// next, and one entry larger than the cap stays alone). Returns how
+    /// many entries were removed; errors removing one are logged.
+    pub fn evict(&self, keep: Option<&str>) -> usize {
+        let entries = self.entries();
+        let mut total: u64 = entries.iter().map(|e| e.size).sum();
+        let mut removed = 0;
+        for e in &entries {
+            if total <= self.max_size {
+                break;
+            }
+            if Some(e.key.as_str()) == keep {
+                continue;
+            }
+            match self.remove(e) {
+                Ok(()) => {
+                    tracing::debug!(path = %e.path.display(), size = e.size, "evicted a cache entry");
+                    total = total.saturating_sub(e.size);
+                    removed += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(path = %e.path.display(), "cannot evict a cache entry: {err}")
+                }
+            }
+        }
+        removed
+    }
+
+    /// Removes one entry's files (a file already gone is no error).
+    fn remove(&self, e: &CacheEntry) -> std::io::Result<()> {
+        for p in [self.artifact_path(&e.key), self.digest_path(&e.key)] {
+            match fs::remove_file(&p) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Removes the temporary files left by writers that were killed: those
@@ -170,7 +305,10 @@ impl CompileCache {
         // able to write into the cache directory can already run code as
         // this user, so trusting it adds no new authority.
         match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                touch(&path);
+                Some(c)
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e}");
                 None
@@ -189,7 +327,17 @@ impl CompileCache {
             &self.digest_path(&key),
             format!("{}\n", sha256_hex(&artifact)).as_bytes(),
         )?;
+        self.evict(Some(&key));
         Ok(path)
+    }
+}
+
+/// Marks the entry at `path` as used now (its modification time, see the
+/// module docs); an error (a read-only cache) only loses the LRU order.
+fn touch(path: &Path) {
+    let r = fs::File::open(path).and_then(|f| f.set_modified(SystemTime::now()));
+    if let Err(e) = r {
+        tracing::debug!(path = %path.display(), "cannot mark a cache entry used: {e}");
     }
 }
 
@@ -297,6 +445,60 @@ mod tests {
         bytes[n] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
         assert!(cache.load(&e, &wasm).is_none());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn size_cap_evicts_least_recently_used() {
+        let dir = std::env::temp_dir().join(format!("callop-cache-lru-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let e = engine(true);
+        let wasm = |i: u32| {
+            wat::parse_str(format!(
+                "(component (core module (func (export \"f{i}\") (result i32) i32.const {i})))"
+            ))
+            .unwrap()
+        };
+        let cache = CompileCache::new(&dir).with_max_size(u64::MAX);
+        let old = SystemTime::now() - Duration::from_secs(600);
+        // Three entries, each used at a distinct time: 0 oldest, 2 newest.
+        for i in 0..3 {
+            let p = cache.store(&e, &wasm(i)).unwrap();
+            fs::File::open(&p)
+                .unwrap()
+                .set_modified(old + Duration::from_secs(10 * u64::from(i)))
+                .unwrap();
+        }
+        // Using entry 0 makes it the most recently used.
+        assert!(cache.load(&e, &wasm(0)).is_some());
+        let entries = cache.entries();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[2].key, cache_key(&e, &wasm(0)), "{entries:?}");
+        let one = entries.iter().map(|x| x.size).max().unwrap();
+        // A cap for two entries: storing a fourth evicts the two least
+        // recently used (1 and 2), keeps 0 (used) and the new one.
+        let cache = cache.with_max_size(2 * one + one / 2);
+        cache.store(&e, &wasm(3)).unwrap();
+        let keys: Vec<String> = cache.entries().into_iter().map(|x| x.key).collect();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert!(keys.contains(&cache_key(&e, &wasm(0))));
+        assert!(keys.contains(&cache_key(&e, &wasm(3))));
+        assert!(!cache.contains(&e, &wasm(1)) && !cache.contains(&e, &wasm(2)));
+        assert!(
+            !dir.join(format!("{}.sha256", cache_key(&e, &wasm(1))))
+                .exists()
+        );
+        // An entry larger than the cap stays alone.
+        let tiny = cache.with_max_size(1);
+        tiny.store(&e, &wasm(4)).unwrap();
+        let keys: Vec<String> = tiny.entries().into_iter().map(|x| x.key).collect();
+        assert_eq!(keys, vec![cache_key(&e, &wasm(4))]);
+        assert!(tiny.load(&e, &wasm(4)).is_some());
+        // Clear removes everything.
+        let (n, bytes) = tiny.clear().unwrap();
+        assert_eq!(n, 1);
+        assert!(bytes > 0);
+        assert!(tiny.entries().is_empty());
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -21,6 +21,11 @@ use super::{GUEST_EXPORT, HOST_LOOP_IMPORT, IO_IMPORT, PACKAGE, PACKAGE_VERSION,
 pub struct EngineOptions {
     /// Directory of the precompiled-component cache; `None` disables it.
     pub cache_dir: Option<PathBuf>,
+    /// The size cap of the compile cache, in bytes: past it the least
+    /// recently used entries are removed (`None`:
+    /// [`DEFAULT_MAX_SIZE`](crate::cache::DEFAULT_MAX_SIZE), 512 MiB;
+    /// `Some(u64::MAX)`: no cap).
+    pub cache_max_size: Option<u64>,
     /// Use wasmtime's pooling instance allocator, sized for this many
     /// concurrent plugin instances (`None`: on-demand allocation).
     pub pooling_instances: Option<u32>,
@@ -145,7 +150,13 @@ impl PluginEngine {
             .map_err(|e| LoadError::Link(format!("WASI: {}", chain(&e))))?;
         PluginWorld::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Link(format!("host-loop: {}", chain(&e))))?;
-        let cache = opts.cache_dir.clone().map(CompileCache::new);
+        let max = opts
+            .cache_max_size
+            .unwrap_or(crate::cache::DEFAULT_MAX_SIZE);
+        let cache = opts
+            .cache_dir
+            .clone()
+            .map(|d| CompileCache::new(d).with_max_size(max));
         Ok(PluginEngine {
             inner: Arc::new(EngineInner {
                 engine,
@@ -209,7 +220,23 @@ impl PluginEngine {
         self.load_bytes_named(bytes, "<bytes>".into())
     }
 
-    fn load_bytes_named(&self, bytes: &[u8], origin: String) -> Result<PluginComponent, LoadError> {
+    /// Whether [`compile`](Self::compile) of `bytes` will be quick: the
+    /// compile cache holds them (a miss compiles, which takes seconds for a
+    /// big component, see [`crate::cache`]). `false` without a cache.
+    pub fn is_cached(&self, bytes: &[u8]) -> bool {
+        self.inner
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.contains(&self.inner.engine, bytes))
+    }
+
+    /// As [`load_bytes`](Self::load_bytes), with `origin` (a path, a name)
+    /// for [`PluginComponent::origin`] and the messages.
+    pub fn load_bytes_named(
+        &self,
+        bytes: &[u8],
+        origin: String,
+    ) -> Result<PluginComponent, LoadError> {
         let component = self.compile(bytes)?;
         let pre = self.check(&component)?;
         Ok(PluginComponent { pre, origin })

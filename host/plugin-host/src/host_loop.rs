@@ -129,7 +129,7 @@ impl Host for PluginState {
         if !self.shared.policy.may_address(&self.name, &t) {
             return Err(wit_err(
                 ErrorCode::NotPermitted,
-                format!("policy forbids reaching `{}`", t.full_name()),
+                self.shared.policy.refusal("reaching", &t),
             ));
         }
         let full = t.full_name();
@@ -187,7 +187,7 @@ impl Host for PluginState {
         if !self.shared.policy.may_address(&self.name, &t) {
             return Err(wit_err(
                 ErrorCode::NotPermitted,
-                format!("policy forbids sending to `{}`", t.full_name()),
+                self.shared.policy.refusal("sending to", &t),
             ));
         }
         self.check_handles()?;

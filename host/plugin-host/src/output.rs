@@ -20,7 +20,7 @@
 //! call [`flush`] (bounded) before exiting. Dropping a
 //! [`Host`](crate::Host) flushes for at most 500 ms.
 //!
-//! ```no_run
+//! ```
 //! use std::io::Write;
 //! use std::time::Duration;
 //!

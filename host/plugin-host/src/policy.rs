@@ -154,6 +154,20 @@ impl Policy {
             Owner::Plugin(p) => p == me || self.allow_plugin_to_plugin,
         }
     }
+
+    /// Why plugin `me` may not address `target` (`what`: "reaching",
+    /// "sending to"), naming the setting that forbids it as every refusal
+    /// does: `callop-host --isolate` ([`Policy::allow_plugin_to_plugin`]) or
+    /// [`Policy::allow_app_messages`].
+    pub(crate) fn refusal(&self, what: &str, target: &Target) -> String {
+        let why = match &target.owner {
+            Owner::App => "the host forbids messages to the application (allow_app_messages)",
+            Owner::Plugin(_) => {
+                "plugins are isolated from each other (--isolate; allow_plugin_to_plugin)"
+            }
+        };
+        format!("policy forbids {what} `{}`: {why}", target.full_name())
+    }
 }
 
 #[cfg(test)]
@@ -224,5 +238,15 @@ mod tests {
         assert!(closed.may_address("me", &own));
         assert!(!closed.may_address("me", &other));
         assert!(!closed.may_address("me", &app));
+        let msg = closed.refusal("sending to", &other);
+        assert!(
+            msg.contains("--isolate") && msg.contains("`you/in`"),
+            "{msg}"
+        );
+        assert!(
+            closed
+                .refusal("reaching", &app)
+                .contains("allow_app_messages")
+        );
     }
 }

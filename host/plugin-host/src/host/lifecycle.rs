@@ -166,7 +166,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         let p = PluginRt::new(id, name, spec, 0, None);
         self.plugins.borrow_mut().insert(id, p.clone());
         if !failed {
-            tracing::info!(plugin = s.name, %id, origin = s.component.origin(), "plugin started");
+            tracing::info!(plugin = %s.name, %id, origin = s.component.origin(), "plugin started");
         }
         let after = self.settle(&p, &mut live, outcome);
         *p.live.borrow_mut() = Some(live);

@@ -258,7 +258,9 @@ pub struct HostConfig {
 ///
 /// let mut event_loop: EventLoop<()> = EventLoop::try_new().unwrap();
 /// let host = Host::new(event_loop.handle(), HostConfig::default()).unwrap();
-/// host.load_file("ticker.wasm", "ticker", &["3".into()]).unwrap();
+/// // ticker.wasm: plugins/build.sh builds it (plugins/target/wasm32-wasip2/release).
+/// let args = ["--every".to_string(), "10ms".into(), "--count".into(), "3".into()];
+/// host.load_file("ticker.wasm", "ticker", &args).unwrap();
 /// while !host.is_empty() {
 ///     event_loop.dispatch(None, &mut ()).unwrap();
 /// }

@@ -94,6 +94,10 @@ struct Watch {
     exit_if_stuck: Mutex<Option<Duration>>,
     /// The run is over: no more forced process exit.
     done: AtomicBool,
+    /// See [`SignalShutdown::exit_before_run`].
+    exit_before_run: AtomicBool,
+    /// [`SignalShutdown::handle_pending`] was called: the run has begun.
+    started: AtomicBool,
 }
 
 impl Watch {
@@ -102,6 +106,9 @@ impl Watch {
         self.last_signal.store(sig as i32, Ordering::SeqCst);
         if self.granted.contains(&sig) {
             return;
+        }
+        if self.exit_before_run.load(Ordering::SeqCst) && !self.started.load(Ordering::SeqCst) {
+            exit_now(sig);
         }
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         let now = Instant::now();
@@ -155,6 +162,19 @@ impl Watch {
             None => self.grace,
         }
     }
+}
+
+/// Exits the process for `sig` before the run began (see
+/// [`SignalShutdown::exit_before_run`]): says so on stderr, gives the output
+/// queues 200 ms, and exits with 128 + the signal's number.
+fn exit_now(sig: Signal) -> ! {
+    use std::io::Write as _;
+    let _ = writeln!(
+        crate::output::stderr(),
+        "interrupted by {sig:?} before the plugins ran: exiting"
+    );
+    crate::output::flush(Duration::from_millis(200));
+    std::process::exit(128 + sig as i32);
 }
 
 /// The watcher thread: receives SIGINT/SIGTERM with a loop of its own,
@@ -370,6 +390,8 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
             last_signal: AtomicI32::new(0),
             exit_if_stuck: Mutex::new(None),
             done: AtomicBool::new(false),
+            exit_before_run: AtomicBool::new(false),
+            started: AtomicBool::new(false),
         });
         let (stop, watcher) = match start_watcher(Arc::clone(&watch), tx) {
             Ok(w) => w,
@@ -406,6 +428,20 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
             .exit_if_stuck
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = margin;
+        self
+    }
+
+    /// With `true`, a SIGINT/SIGTERM (not granted to a plugin) that comes
+    /// before the run began — before the first [`run`](Self::run) or
+    /// [`handle_pending`](Self::handle_pending), while the embedder still
+    /// compiles or starts plugins, which no alarm interrupts — exits the
+    /// process at once, status 128 + the signal's number (130 for SIGINT),
+    /// after giving the [output queues](crate::output) 200 ms. Off by
+    /// default (an embedder's process is its own; the signal is then acted
+    /// on when the run begins); `callop-host` turns it on, so that Ctrl-C
+    /// during a first, long compile works.
+    pub fn exit_before_run(self, on: bool) -> Self {
+        self.watch.exit_before_run.store(on, Ordering::SeqCst);
         self
     }
 
@@ -487,6 +523,7 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
     /// period, a second makes the phase [`ShutdownPhase::ForcedExit`].
     /// Call it after every dispatch of the loop.
     pub fn handle_pending(&mut self, host: &Host<'l, Data>) -> ShutdownPhase {
+        self.watch.started.store(true, Ordering::SeqCst);
         let received = std::mem::take(&mut *self.received.borrow_mut());
         for sig in received {
             let host_owned = matches!(sig, Signal::SIGINT | Signal::SIGTERM);
