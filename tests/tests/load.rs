@@ -71,7 +71,17 @@ fn four_threads_times_a_million_messages_arrive_exactly_once_in_order() {
                     let mut m = Vec::with_capacity(9);
                     m.push(th as u8);
                     m.extend_from_slice(&seq.to_le_bytes());
-                    tx.send(m).unwrap();
+                    // Over the relay's host-memory budget the send is
+                    // refused (back-pressure): wait for the loop and retry.
+                    loop {
+                        match tx.send(m.clone()) {
+                            Ok(()) => break,
+                            Err(callop_plugin_host::HostError::LimitExceeded(_)) => {
+                                std::thread::sleep(Duration::from_millis(1))
+                            }
+                            Err(e) => panic!("send: {e}"),
+                        }
+                    }
                 }
             })
         })
