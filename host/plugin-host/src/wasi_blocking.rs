@@ -27,7 +27,6 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -94,13 +93,13 @@ impl HasData for Bounded {
 /// The resource table, with the deadline of the running call.
 struct Guarded<'a> {
     table: &'a mut ResourceTable,
-    deadline: Option<Arc<CpuDeadline>>,
+    deadline: Option<&'a CpuDeadline>,
 }
 
 /// The [`Guarded`] view of a plugin's store data.
 fn guarded(s: &mut PluginState) -> Guarded<'_> {
     Guarded {
-        deadline: s.deadline.clone(),
+        deadline: s.deadline.as_deref(),
         table: &mut s.table,
     }
 }
@@ -180,7 +179,7 @@ use wasmtime_wasi_io::bindings::wasi::io::streams as async_streams;
 impl poll::Host for Guarded<'_> {
     fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
         bounded(
-            self.deadline.as_deref(),
+            self.deadline,
             "wasi:io/poll.poll",
             async_poll::Host::poll(self.table, pollables),
         )?
@@ -193,7 +192,7 @@ impl poll::HostPollable for Guarded<'_> {
     }
     fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
         bounded(
-            self.deadline.as_deref(),
+            self.deadline,
             "wasi:io/poll.pollable.block",
             async_poll::HostPollable::block(self.table, pollable),
         )?
@@ -225,7 +224,7 @@ impl streams::HostOutputStream for Guarded<'_> {
         bytes: Vec<u8>,
     ) -> StreamResult<()> {
         bounded_stream(
-            self.deadline.as_deref(),
+            self.deadline,
             "wasi:io/streams.output-stream.blocking-write-and-flush",
             async_streams::HostOutputStream::blocking_write_and_flush(self.table, stream, bytes),
         )
@@ -236,7 +235,7 @@ impl streams::HostOutputStream for Guarded<'_> {
         len: u64,
     ) -> StreamResult<()> {
         bounded_stream(
-            self.deadline.as_deref(),
+            self.deadline,
             "wasi:io/streams.output-stream.blocking-write-zeroes-and-flush",
             async_streams::HostOutputStream::blocking_write_zeroes_and_flush(
                 self.table, stream, len,
@@ -257,7 +256,7 @@ impl streams::HostOutputStream for Guarded<'_> {
     }
     fn blocking_flush(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<()> {
         bounded_stream(
-            self.deadline.as_deref(),
+            self.deadline,
             "wasi:io/streams.output-stream.blocking-flush",
             async_streams::HostOutputStream::blocking_flush(self.table, stream),
         )
@@ -277,7 +276,7 @@ impl streams::HostOutputStream for Guarded<'_> {
         len: u64,
     ) -> StreamResult<u64> {
         bounded_stream(
-            self.deadline.as_deref(),
+            self.deadline,
             "wasi:io/streams.output-stream.blocking-splice",
             async_streams::HostOutputStream::blocking_splice(self.table, dst, src, len),
         )
@@ -297,7 +296,7 @@ impl streams::HostInputStream for Guarded<'_> {
         len: u64,
     ) -> StreamResult<Vec<u8>> {
         bounded_stream(
-            self.deadline.as_deref(),
+            self.deadline,
             "wasi:io/streams.input-stream.blocking-read",
             async_streams::HostInputStream::blocking_read(self.table, stream, len),
         )
@@ -307,7 +306,7 @@ impl streams::HostInputStream for Guarded<'_> {
     }
     fn blocking_skip(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
         bounded_stream(
-            self.deadline.as_deref(),
+            self.deadline,
             "wasi:io/streams.input-stream.blocking-skip",
             async_streams::HostInputStream::blocking_skip(self.table, stream, len),
         )
