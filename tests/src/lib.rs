@@ -90,6 +90,18 @@ pub fn config() -> callop_plugin_host::HostConfig {
     }
 }
 
+/// [`config`] with these limits and restart policy.
+pub fn config_with(
+    limits: callop_plugin_host::Limits,
+    restart: callop_plugin_host::RestartPolicy,
+) -> callop_plugin_host::HostConfig {
+    callop_plugin_host::HostConfig {
+        limits,
+        restart,
+        ..config()
+    }
+}
+
 /// Owned plugin arguments.
 pub fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()

@@ -10,24 +10,11 @@ use std::time::{Duration, Instant};
 use callop::EventLoop;
 use callop::channel::Event;
 use callop_plugin_host::{
-    EngineOptions, ExitReason, FaultKind, Host, HostConfig, Limits, PluginExit, PluginSpec,
-    RestartPolicy,
+    ExitReason, FaultKind, Host, Limits, PluginExit, PluginSpec, RestartPolicy,
 };
-use callop_tests::{args, cache_dir, host_bin, plugin};
+use callop_tests::{args, cache_dir, config_with, host_bin, plugin};
 
 const TICKS: usize = 40;
-
-fn config(limits: Limits, restart: RestartPolicy) -> HostConfig {
-    HostConfig {
-        engine: EngineOptions {
-            cache_dir: Some(cache_dir()),
-            ..Default::default()
-        },
-        limits,
-        restart,
-        ..Default::default()
-    }
-}
 
 /// What a run of `ticker` beside `faulty` produced.
 struct Outcome {
@@ -73,7 +60,7 @@ impl Outcome {
 /// Runs `ticker` and `faulty <faulty_args>` together until both are gone.
 fn run_beside_ticker(faulty_args: &[&str], limits: Limits, restart: RestartPolicy) -> Outcome {
     let mut ev: EventLoop<Vec<String>> = EventLoop::try_new().unwrap();
-    let host = Host::new(ev.handle(), config(limits, restart)).unwrap();
+    let host = Host::new(ev.handle(), config_with(limits, restart)).unwrap();
     let events = host.app_channel("events").unwrap();
     ev.handle()
         .insert_source(events, |e, _, got: &mut Vec<String>| {

@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 use callop::EventLoop;
 use callop::channel::Event;
 use callop_plugin_host::{
-    EngineOptions, ExitReason, FaultKind, Host, HostConfig, Limits, LoadError, PluginExit,
-    PluginSpec,
+    ExitReason, FaultKind, Host, Limits, LoadError, PluginExit, PluginSpec, RestartPolicy,
 };
-use callop_tests::{args, cache_dir, host_cmd, plugin, send_signal, wait_exit};
+use callop_tests::{args, config_with, host_cmd, plugin, send_signal, wait_exit};
 
 const TICKS: usize = 40;
 
@@ -56,15 +55,7 @@ impl Run {
 
 fn run_beside_ticker(faulty_args: &[&str], limits: Limits) -> Run {
     let mut ev: EventLoop<Vec<(String, Instant)>> = EventLoop::try_new().unwrap();
-    let config = HostConfig {
-        engine: EngineOptions {
-            cache_dir: Some(cache_dir()),
-            ..Default::default()
-        },
-        limits,
-        ..Default::default()
-    };
-    let host = Host::new(ev.handle(), config).unwrap();
+    let host = Host::new(ev.handle(), config_with(limits, RestartPolicy::Never)).unwrap();
     let events = host.app_channel("events").unwrap();
     ev.handle()
         .insert_source(events, |e, _, got: &mut Vec<(String, Instant)>| {
@@ -184,14 +175,7 @@ fn a_short_sleep_within_the_budget_is_allowed() {
 #[test]
 fn a_sleep_in_init_is_cut_at_the_init_budget() {
     let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
-    let config = HostConfig {
-        engine: EngineOptions {
-            cache_dir: Some(cache_dir()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let host = Host::new(ev.handle(), config).unwrap();
+    let host = Host::new(ev.handle(), callop_tests::config()).unwrap();
     let start = Instant::now();
     let e = host
         .load_file(plugin("faulty"), "faulty", &args(&["--mode", "init-sleep"]))
@@ -249,6 +233,15 @@ impl Child2 {
         }
     }
 
+    /// Sends `sig` and waits for the exit: the status code, stderr, and how
+    /// long after the signal it came.
+    fn signal_and_finish(self, sig: &str) -> (Option<i32>, String, Duration) {
+        let sent = Instant::now();
+        send_signal(&self.child, sig);
+        let (code, err) = self.finish(Duration::from_secs(15));
+        (code, err, sent.elapsed())
+    }
+
     /// Waits for the exit (at most `limit`) and returns the status code and stderr.
     fn finish(mut self, limit: Duration) -> (Option<i32>, String) {
         let status = wait_exit(&mut self.child, limit, "callop-host");
@@ -287,10 +280,7 @@ fn sigterm_during_a_30_s_sleep_without_budget_ends_at_the_shutdown_deadline() {
     c.wait_line("[ticker] tick 1");
     c.wait_line("[faulty] faulty: sleeping");
     std::thread::sleep(Duration::from_millis(100));
-    let sent = Instant::now();
-    send_signal(&c.child, "TERM");
-    let (code, err) = c.finish(Duration::from_secs(15));
-    let took = sent.elapsed();
+    let (code, err, took) = c.signal_and_finish("TERM");
     // Killed at the deadline: 128 + SIGTERM.
     assert_eq!(code, Some(143), "{err}");
     assert!(err.contains("killed at the shutdown deadline"), "{err}");
@@ -312,10 +302,7 @@ fn sigterm_reaches_a_plugin_spinning_without_budget() {
     c.wait_line("[ticker] tick 1");
     // The spinner starts 200 ms after init; give it time to hold the loop.
     std::thread::sleep(Duration::from_millis(600));
-    let sent = Instant::now();
-    send_signal(&c.child, "TERM");
-    let (code, err) = c.finish(Duration::from_secs(15));
-    let took = sent.elapsed();
+    let (code, err, took) = c.signal_and_finish("TERM");
     assert_eq!(code, Some(143), "{err}");
     assert!(err.contains("killed at the shutdown deadline"), "{err}");
     assert!(
@@ -334,10 +321,7 @@ fn a_shutdown_that_sleeps_past_its_deadline_is_ended_there() {
         ],
     );
     c.wait_line("[ticker] tick 2");
-    let sent = Instant::now();
-    send_signal(&c.child, "INT");
-    let (code, err) = c.finish(Duration::from_secs(15));
-    let took = sent.elapsed();
+    let (code, err, took) = c.signal_and_finish("INT");
     assert_eq!(code, Some(130), "{err}");
     assert!(err.contains("killed at the shutdown deadline"), "{err}");
     assert!(took >= Duration::from_millis(900), "{took:?}");
@@ -359,16 +343,10 @@ fn a_blocking_shutdown_with_a_budget_fails_at_the_budget() {
         ],
     );
     c.wait_line("[ticker] tick 2");
-    let sent = Instant::now();
-    send_signal(&c.child, "TERM");
-    let (code, err) = c.finish(Duration::from_secs(15));
+    let (code, err, took) = c.signal_and_finish("TERM");
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("blocked in a host call"), "{err}");
-    assert!(
-        sent.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        sent.elapsed()
-    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
 #[test]
@@ -384,16 +362,10 @@ fn a_second_signal_ends_a_shutdown_in_progress_at_once() {
     send_signal(&c.child, "TERM");
     c.wait_line("[faulty] faulty: shutdown sleeping");
     std::thread::sleep(Duration::from_millis(200));
-    let sent = Instant::now();
-    send_signal(&c.child, "INT");
-    let (code, err) = c.finish(Duration::from_secs(15));
+    let (code, err, took) = c.signal_and_finish("INT");
     assert_eq!(code, Some(130), "{err}");
     assert!(err.contains("second signal"), "{err}");
-    assert!(
-        sent.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        sent.elapsed()
-    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
 #[test]

@@ -20,10 +20,9 @@ use std::time::{Duration, Instant};
 use callop::EventLoop;
 use callop::channel::Event;
 use callop_plugin_host::{
-    EngineOptions, ExitReason, Host, HostConfig, HostError, Limits, PluginId, PluginSpec,
-    RestartPolicy,
+    ExitReason, Host, HostError, Limits, PluginId, PluginSpec, RestartPolicy,
 };
-use callop_tests::{args, cache_dir, host_bin, plugin};
+use callop_tests::{args, cache_dir, config_with, host_bin, plugin};
 
 const TICKS: usize = 40;
 const MIB: usize = 1 << 20;
@@ -66,18 +65,6 @@ fn rss_of(pid: u32) -> Option<usize> {
         .parse()
         .ok()?;
     Some(kib * 1024)
-}
-
-fn config(limits: Limits, restart: RestartPolicy) -> HostConfig {
-    HostConfig {
-        engine: EngineOptions {
-            cache_dir: Some(cache_dir()),
-            ..Default::default()
-        },
-        limits,
-        restart,
-        ..Default::default()
-    }
 }
 
 /// What a run of `ticker` beside `faulty` produced.
@@ -163,7 +150,7 @@ fn run_bomb_beside(
     every: &str,
 ) -> Outcome {
     let mut ev: EventLoop<Vec<String>> = EventLoop::try_new().unwrap();
-    let host = Host::new(ev.handle(), config(limits, restart)).unwrap();
+    let host = Host::new(ev.handle(), config_with(limits, restart)).unwrap();
     let events = host.app_channel("events").unwrap();
     // `--target app` sends here; the application never drains it.
     let _bomb = host.app_channel("bomb").unwrap();
@@ -375,7 +362,7 @@ fn application_messages_are_charged_to_the_receiver_until_it_is_unloaded() {
         ..Limits::default()
     };
     let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
-    let host = Host::new(ev.handle(), config(limits, RestartPolicy::Never)).unwrap();
+    let host = Host::new(ev.handle(), config_with(limits, RestartPolicy::Never)).unwrap();
     let ticker = host.compile_file(plugin("ticker")).unwrap();
     let long = args(&["--every", "1s", "--count", "60"]);
     let fill = |host: &Host<'_, ()>| {
