@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the callop plugins written in Python and JavaScript as wasm
-# components of the WIT world callop:plugin/plugin@0.2.0 (wit/).
+# components of the WIT world callop:plugin/plugin, of the version wit/ holds (0.3.0).
 #
 #   plugins/polyglot.sh                  # every Python and JS plugin
 #   plugins/polyglot.sh python           # only one language
@@ -19,7 +19,7 @@
 # silently skips a language). A plugin is rebuilt only when its sources, the
 # helper library, the WIT files or the toolchain changed. Every output is
 # checked to be a component; with wasm-tools on PATH, also that it imports
-# callop:plugin/host-loop@0.2.0 and exports callop:plugin/guest@0.2.0.
+# callop:plugin/host-loop and exports callop:plugin/guest of that version.
 set -euo pipefail
 
 COMPONENTIZE_PY_VERSION=0.25.1
@@ -28,7 +28,7 @@ COMPONENTIZE_JS_VERSION=0.23.0
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 wit="$root/wit"
-# The WIT package version the plugins are built for (e.g. 0.2.0).
+# The WIT package version the plugins are built for (e.g. 0.3.0).
 version="$(sed -n 's/^package callop:plugin@\(.*\);$/\1/p' "$wit"/*.wit)"
 out="${CALLOP_POLYGLOT_OUT:-$root/target/polyglot}"
 PYTHON="${PYTHON:-python3}"

@@ -2,7 +2,7 @@
 //!
 //! A callop plugin is a WebAssembly component (target `wasm32-wasip2`) that
 //! the callop host loads and drives from its event loop, through the WIT
-//! world `callop:plugin/plugin@0.2.0` (see `wit/callop-plugin.wit`). This
+//! world `callop:plugin/plugin@0.3.0` (see `wit/callop-plugin.wit`). This
 //! crate wraps the raw WIT bindings in the API of
 //! [calloop 0.14](https://docs.rs/calloop/0.14): a [`LoopHandle`] to
 //! [`insert_source`](LoopHandle::insert_source) timers, pings and channels
@@ -152,6 +152,12 @@ pub use time::{now, Instant};
 /// its channels and named pings as `<instance-name>/<name>`.
 pub fn instance_name() -> String {
     bindings::callop::plugin::host_loop::instance_name()
+}
+
+/// Which run of this instance this is: 0 for its first start; each restart
+/// after a failure and each reload adds one (`host-loop.generation`).
+pub fn generation() -> u32 {
+    bindings::callop::plugin::host_loop::generation()
 }
 
 /// A plugin: its state type and its entry points. Export the implementing

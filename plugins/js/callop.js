@@ -2,7 +2,7 @@
 //
 // A plugin is an ES module that exports `init(loop, args)` (and optionally
 // `shutdown(loop, deadline)`). `plugins/polyglot.sh` wraps it with this
-// library into a component of the WIT world `callop:plugin/plugin@0.2.0`:
+// library into a component of the WIT world `callop:plugin/plugin@0.3.0`:
 // this file implements the `guest` export (init / dispatch / shutdown), maps
 // the host's source ids back to your callbacks and returns one event-result
 // per event.
@@ -24,7 +24,7 @@
 // registered in a callback fire in a later batch at the earliest, a plugin
 // ends when it owns no source any more, `loop.stop(code)` ends it at once.
 
-import * as host from 'callop:plugin/host-loop@0.2.0';
+import * as host from 'callop:plugin/host-loop@0.3.0';
 
 // ------------------------------------------------------------------ actions
 

@@ -104,7 +104,7 @@ fn load_errors_exit_2_with_message() {
         (core, "core WebAssembly module, not a component"),
         (
             other,
-            "exports `callop:plugin/guest@0.1.0` but this host supports `callop:plugin/guest@0.2.0`",
+            "exports `callop:plugin/guest@0.1.0` but this host supports callop:plugin versions 0.3.0, 0.2.0",
         ),
     ];
     for (path, msg) in cases {
@@ -169,10 +169,10 @@ fn compile_fills_cache_and_inspect_prints_world() {
     let o = run(Command::new(host_bin()).arg("inspect").arg(plugin("relay")));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let out = text(&o.stdout);
-    assert!(out.contains("world: callop:plugin/plugin@0.2.0"), "{out}");
-    assert!(out.contains("callop:plugin/host-loop@0.2.0"), "{out}");
+    assert!(out.contains("world: callop:plugin/plugin@0.3.0"), "{out}");
+    assert!(out.contains("callop:plugin/host-loop@0.3.0"), "{out}");
     assert!(
-        out.contains("callop:plugin/guest@0.2.0: instance {")
+        out.contains("callop:plugin/guest@0.3.0: instance {")
             && out.contains("init, dispatch, shutdown }"),
         "{out}"
     );

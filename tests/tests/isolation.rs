@@ -328,8 +328,8 @@ fn a_plugin_failing_once_is_restarted_and_then_works() {
     assert_eq!(
         notes,
         vec![
-            "faulty: start mode=Panic restarts=0",
-            "faulty: start mode=Panic restarts=1",
+            "faulty: start mode=Panic restarts=0 generation=0",
+            "faulty: start mode=Panic restarts=1 generation=1",
             "faulty: healthy run finished",
         ]
     );

@@ -186,8 +186,8 @@ fn cli_restart_applies_to_an_init_failure() {
     assert_eq!(
         faulty,
         [
-            "[faulty] faulty: start mode=InitError restarts=0",
-            "[faulty] faulty: start mode=InitError restarts=1",
+            "[faulty] faulty: start mode=InitError restarts=0 generation=0",
+            "[faulty] faulty: start mode=InitError restarts=1 generation=1",
             "[faulty] faulty: healthy run finished"
         ]
     );

@@ -272,7 +272,7 @@ fn load_errors_have_clear_messages() {
     let empty = wat::parse_str("(component)").unwrap();
     let e = host.load_bytes(&empty, "x", &[]).unwrap_err().to_string();
     assert!(
-        e.contains("missing export `callop:plugin/guest@0.2.0`"),
+        e.contains("missing export `callop:plugin/guest@0.3.0`"),
         "{e}"
     );
 }

@@ -542,7 +542,11 @@ fn cmd_inspect(plugin: PathBuf) -> ExitCode {
         println!("  {n}: {d}");
     }
     if info.problems.is_empty() {
-        println!("loadable: yes ({})", callop_plugin_host::WORLD);
+        println!(
+            "loadable: yes (this host supports {} {})",
+            callop_plugin_host::PACKAGE,
+            callop_plugin_host::SUPPORTED_VERSIONS.join(", ")
+        );
         ExitCode::SUCCESS
     } else {
         println!("loadable: no");

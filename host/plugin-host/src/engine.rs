@@ -5,16 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
-use super::bindings::{Plugin as PluginWorld, PluginPre};
+use super::PACKAGE;
+use super::bindings::Plugin as PluginWorld;
 use super::cache::CompileCache;
 use super::error::{LoadError, chain};
 use super::pooling::Allocator;
 use super::state::PluginState;
 use super::ticker::Ticker;
-use super::{GUEST_EXPORT, HOST_LOOP_IMPORT, IO_IMPORT, PACKAGE, PACKAGE_VERSION, TYPES_IMPORT};
+use super::versions::{self, GuestExports};
 
 /// How the engine is built.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +67,9 @@ struct EngineInner {
 /// engine.
 #[derive(Clone)]
 pub struct PluginComponent {
-    pub(crate) pre: PluginPre<PluginState>,
+    pub(crate) pre: InstancePre<PluginState>,
+    /// Its guest exports, of the version of `callop:plugin` it was built for.
+    pub(crate) exports: GuestExports,
     /// Where it came from (a path or `<bytes>`), for messages.
     pub(crate) origin: String,
 }
@@ -83,6 +86,18 @@ impl PluginComponent {
     /// Where the component was loaded from.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// The version of `callop:plugin` the component was built for (one of
+    /// [`SUPPORTED_VERSIONS`](crate::SUPPORTED_VERSIONS)).
+    pub fn version(&self) -> &'static str {
+        self.exports.version
+    }
+
+    /// Whether the component exports the optional `state` interface
+    /// (`snapshot`/`restore`, carried over a reload).
+    pub fn has_state(&self) -> bool {
+        self.exports.has_state()
     }
 }
 
@@ -148,7 +163,10 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| super::wasi_blocking::add_to_linker(&mut linker))
             .map_err(|e| LoadError::Link(format!("WASI: {}", chain(&e))))?;
+        // The newest version of our interfaces, then the older ones under
+        // their own names (see `versions`).
         PluginWorld::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .and_then(|()| versions::link_older(&mut linker))
             .map_err(|e| LoadError::Link(format!("host-loop: {}", chain(&e))))?;
         let max = opts
             .cache_max_size
@@ -238,8 +256,12 @@ impl PluginEngine {
         origin: String,
     ) -> Result<PluginComponent, LoadError> {
         let component = self.compile(bytes)?;
-        let pre = self.check(&component)?;
-        Ok(PluginComponent { pre, origin })
+        let (pre, exports) = self.check(&component)?;
+        Ok(PluginComponent {
+            pre,
+            exports,
+            origin,
+        })
     }
 
     /// Turns bytes into a compiled component (cache-aware), without the
@@ -303,19 +325,25 @@ impl PluginEngine {
         Ok(path)
     }
 
-    /// Checks that `component` is a `callop:plugin/plugin@0.2.0` component
-    /// whose imports this host provides, and pre-instantiates it.
-    pub(crate) fn check(&self, component: &Component) -> Result<PluginPre<PluginState>, LoadError> {
+    /// Checks that `component` is a `callop:plugin/plugin` component of a
+    /// supported version whose imports this host provides, and
+    /// pre-instantiates it.
+    pub(crate) fn check(
+        &self,
+        component: &Component,
+    ) -> Result<(InstancePre<PluginState>, GuestExports), LoadError> {
         let problems = world_problems(&self.inner.engine, component);
         if !problems.is_empty() {
             return Err(LoadError::World(problems));
         }
+        let exports =
+            GuestExports::find(&self.inner.engine, component).map_err(LoadError::World)?;
         let pre = self
             .inner
             .linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::Link(chain(&e)))?;
-        PluginPre::new(pre).map_err(|e| LoadError::World(vec![chain(&e)]))
+        Ok((pre, exports))
     }
 
     /// Describes a component's world, imports and exports.
@@ -324,77 +352,26 @@ impl PluginEngine {
     }
 }
 
-/// Splits `ns:pkg/iface@ver` into (`ns:pkg`, `iface`, `ver`).
-fn split_iface(name: &str) -> Option<(&str, &str, Option<&str>)> {
-    let (pkg, rest) = name.split_once('/')?;
-    let (iface, ver) = match rest.split_once('@') {
-        Some((i, v)) => (i, Some(v)),
-        None => (rest, None),
-    };
-    Some((pkg, iface, ver))
-}
+use versions::split_iface;
 
 /// Lists why `component` is not a plugin of our world (empty: it is).
 pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<String> {
     let ty = component.component_type();
-    let mut problems = Vec::new();
-
-    // Exports: exactly our `guest` interface with init/dispatch/shutdown.
-    let exports: Vec<(String, ComponentItem)> = ty
-        .exports(engine)
-        .map(|(n, e)| (n.to_string(), e.ty))
-        .collect();
-    match exports.iter().find(|(n, _)| n == GUEST_EXPORT) {
-        Some((_, ComponentItem::ComponentInstance(inst))) => {
-            for f in ["init", "dispatch", "shutdown"] {
-                match inst.get_export(engine, f) {
-                    Some(e) if matches!(e.ty, ComponentItem::ComponentFunc(_)) => {}
-                    Some(_) => problems.push(format!(
-                        "export `{GUEST_EXPORT}` has `{f}` but it is not a function"
-                    )),
-                    None => problems.push(format!("export `{GUEST_EXPORT}` lacks function `{f}`")),
-                }
-            }
-        }
-        Some(_) => problems.push(format!(
-            "export `{GUEST_EXPORT}` is not an interface instance"
-        )),
-        None => {
-            let other: Vec<&str> = exports
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .filter(|n| split_iface(n).is_some_and(|(p, i, _)| p == PACKAGE && i == "guest"))
-                .collect();
-            if let Some(o) = other.first() {
-                problems.push(format!(
-                    "exports `{o}` but this host supports `{GUEST_EXPORT}` (plugin built for another version of {PACKAGE})"
-                ));
-            } else {
-                let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
-                problems.push(format!(
-                    "missing export `{GUEST_EXPORT}` (the component exports: {})",
-                    if names.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ));
-            }
-        }
-    }
-
-    // Imports: of our package only `host-loop@0.2.0` and `io@0.2.0`; others go to the linker.
+    // Exports: the `guest` interface of a supported version, with
+    // init/dispatch/shutdown (and `state`'s functions if it exports that).
+    let mut problems = versions::export_problems(engine, component);
+    // Imports: of our package only the interfaces of a supported version;
+    // others go to the linker.
     for (name, _) in ty.imports(engine) {
         if let Some((pkg, iface, ver)) = split_iface(name)
             && pkg == PACKAGE
-            && name != HOST_LOOP_IMPORT
-            && name != TYPES_IMPORT
-            && name != IO_IMPORT
+            && !versions::is_supported_import(name)
         {
             if iface == "host-loop" || iface == "types" || iface == "io" {
                 problems.push(format!(
-                    "imports `{name}` but this host provides `{PACKAGE}/{iface}@{PACKAGE_VERSION}` \
+                    "imports `{name}` but this host supports {PACKAGE} versions {} \
                          (plugin built for {PACKAGE}@{})",
+                    versions::supported_list(),
                     ver.unwrap_or("<unversioned>")
                 ));
             } else {
@@ -546,7 +523,7 @@ mod tests {
     fn empty_component_lacks_guest_export() {
         let e = err(&wat::parse_str("(component)").unwrap());
         assert!(
-            e.contains("missing export `callop:plugin/guest@0.2.0`"),
+            e.contains("missing export `callop:plugin/guest@0.3.0`"),
             "{e}"
         );
         assert!(e.contains("exports: nothing"), "{e}");
@@ -561,7 +538,10 @@ mod tests {
                  (export "callop:plugin/guest@0.1.0" (instance $g)))"#,
         )
         .unwrap());
-        assert!(e.contains("exports `callop:plugin/guest@0.1.0` but this host supports `callop:plugin/guest@0.2.0`"), "{e}");
+        assert!(
+            e.contains("exports `callop:plugin/guest@0.1.0` but this host supports callop:plugin versions 0.3.0, 0.2.0"),
+            "{e}"
+        );
         assert!(e.contains("imports `callop:plugin/host-loop@0.1.0`"), "{e}");
         assert!(e.contains("built for callop:plugin@0.1.0"), "{e}");
     }

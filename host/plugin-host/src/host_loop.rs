@@ -56,6 +56,10 @@ impl Host for PluginState {
         self.name.to_string()
     }
 
+    fn generation(&mut self) -> u32 {
+        self.generation
+    }
+
     fn stop(&mut self, exit_code: i32) {
         // The first stop wins.
         self.stop.get_or_insert(exit_code);

@@ -7,7 +7,8 @@
 //! cache); `callop-host` is the command line over this crate.
 //!
 //! A plugin is a WebAssembly component targeting the world
-//! `callop:plugin/plugin@0.2.0` (see `wit/`). A [`Host`] lives inside an
+//! `callop:plugin/plugin@0.3.0` (see `wit/`; components built for 0.2.0 keep
+//! loading, see [`SUPPORTED_VERSIONS`]). A [`Host`] lives inside an
 //! application's [`EventLoop`](callop::EventLoop): each timer, idle, ping or
 //! channel a plugin registers becomes a real source of that loop, whose
 //! events are delivered to the plugin in batches through its `dispatch`
@@ -86,6 +87,7 @@ mod stdio;
 mod ticker;
 pub mod truncate;
 mod types;
+mod versions;
 mod wasi_blocking;
 pub mod wasi_grants;
 
@@ -106,20 +108,26 @@ pub use restart::RestartPolicy;
 
 /// The WIT package this host implements.
 pub const PACKAGE: &str = "callop:plugin";
-/// The version of [`PACKAGE`] this host implements.
-pub const PACKAGE_VERSION: &str = "0.2.0";
-/// The world plugins must target.
-pub const WORLD: &str = "callop:plugin/plugin@0.2.0";
-/// The interface plugins must export.
-pub const GUEST_EXPORT: &str = "callop:plugin/guest@0.2.0";
-/// The shared-types interface plugins may import.
-pub const TYPES_IMPORT: &str = "callop:plugin/types@0.2.0";
-/// The I/O interface this host provides to plugins.
-pub const IO_IMPORT: &str = "callop:plugin/io@0.2.0";
-/// The interface this host provides to plugins.
-pub const HOST_LOOP_IMPORT: &str = "callop:plugin/host-loop@0.2.0";
+/// The newest version of [`PACKAGE`] this host implements (the one `wit/`
+/// describes); see [`SUPPORTED_VERSIONS`] for all it loads.
+pub const PACKAGE_VERSION: &str = "0.3.0";
+/// Every version of [`PACKAGE`] this host loads, newest first: components
+/// built for an older one keep loading (see the "Versions" section of the
+/// WIT).
+pub const SUPPORTED_VERSIONS: &[&str] = versions::SUPPORTED;
+/// The world plugins target (newest version).
+pub const WORLD: &str = "callop:plugin/plugin@0.3.0";
+/// The interface plugins must export (newest version).
+pub const GUEST_EXPORT: &str = "callop:plugin/guest@0.3.0";
+/// The shared-types interface plugins may import (newest version).
+pub const TYPES_IMPORT: &str = "callop:plugin/types@0.3.0";
+/// The I/O interface this host provides to plugins (newest version).
+pub const IO_IMPORT: &str = "callop:plugin/io@0.3.0";
+/// The interface this host provides to plugins (newest version).
+pub const HOST_LOOP_IMPORT: &str = "callop:plugin/host-loop@0.3.0";
 
-/// Bindings generated from `wit/` (package `callop:plugin@0.2.0`, world `plugin`).
+/// Bindings generated from `wit/` (package `callop:plugin`, newest version,
+/// world `plugin`); older versions reuse them (see `versions`).
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "plugin",

@@ -206,6 +206,9 @@ pub struct PluginState {
     pub(crate) budget: Arc<Budget>,
     /// The rate limit of this instance's guest-caused log lines.
     pub(crate) log_limit: LogLimiter,
+    /// Which run of the instance this is (`host-loop.generation`): 0 for
+    /// the first start, one more for each restart and reload.
+    pub(crate) generation: u32,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -237,6 +240,7 @@ impl PluginState {
         PluginState {
             budget,
             log_limit: LogLimiter::new(name.clone()),
+            generation: 0,
             name,
             shared,
             limits,

@@ -641,7 +641,11 @@ impl Plugin for Faulty {
         };
         note(
             &st,
-            &format!("faulty: start mode={:?} restarts={restarts}", args.mode),
+            &format!(
+                "faulty: start mode={:?} restarts={restarts} generation={}",
+                args.mode,
+                callop_guest::generation()
+            ),
         );
         if args.only_first_run && restarts > 0 {
             handle

@@ -152,14 +152,14 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     /// a guest export goes through here.
     pub(super) fn call_guest(&self, live: &mut Live, export: Export<'_>) -> Outcome {
         self.arm(live, export.is_init());
-        let guest = live.bindings.callop_plugin_guest();
+        let guest = &live.guest;
         let r = match export {
             Export::Init { args } => guest
-                .call_init(&mut live.store, args)
+                .init(&mut live.store, args)
                 .map(|r| r.map(|()| Vec::new())),
-            Export::Dispatch { events } => guest.call_dispatch(&mut live.store, events).map(Ok),
+            Export::Dispatch { events } => guest.dispatch(&mut live.store, events).map(Ok),
             Export::Shutdown { deadline_ns } => guest
-                .call_shutdown(&mut live.store, deadline_ns)
+                .shutdown(&mut live.store, deadline_ns)
                 .map(|()| Ok(Vec::new())),
         };
         // Summaries of the guest's rate-limited log lines are due?

@@ -225,13 +225,14 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 .unwrap_or_default()
         };
         crate::wasi_grants::apply(&mut wasi, &caps, name);
-        let state = PluginState::with_limits(
+        let mut state = PluginState::with_limits(
             name.clone(),
             self.shared.clone(),
             limits,
             wasi.build(),
             caps,
         );
+        state.generation = restarts;
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.store_limits);
         // Instantiation (start functions) runs under the init timeout.
@@ -239,13 +240,14 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         store.data_mut().deadline = Some(deadline.clone());
         let init_timeout = store.data().limits.init_timeout;
         deadline.arm(&mut store, self.budget(init_timeout));
-        let bindings = component
+        let guest = component
             .pre
             .instantiate(&mut store)
+            .and_then(|instance| component.exports.load(&mut store, &instance))
             .map_err(|e| LoadError::Instantiate(error::chain(&e)))?;
         Ok(Live {
             store,
-            bindings,
+            guest,
             stderr_tail,
             armed: None,
             deadline,

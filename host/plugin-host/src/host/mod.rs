@@ -72,7 +72,6 @@ use rustc_hash::FxHashMap;
 use super::alarm::Alarm;
 use super::app_channel::AppChannel;
 use super::app_sender::AppSender;
-use super::bindings::Plugin as PluginBindings;
 use super::bindings::callop::plugin::types::{Event, EventKind};
 use super::capabilities::Capabilities;
 use super::engine::{EngineOptions, PluginComponent, PluginEngine};
@@ -86,6 +85,7 @@ use super::restart::{RestartPolicy, Tracker};
 use super::state::{PluginState, Shared, SourceId};
 use super::stdio::Tail;
 use super::ticker::{CpuDeadline, Ticker};
+use super::versions::GuestFuncs;
 use callop::signals::Signal;
 
 mod bridge;
@@ -365,7 +365,8 @@ impl PluginRt {
 
 struct Live {
     store: Store<PluginState>,
-    bindings: PluginBindings,
+    /// The guest's exports, of the version the component was built for.
+    guest: GuestFuncs,
     /// The end of the guest's stderr (for panic messages).
     stderr_tail: Tail,
     /// The deadline of the current guest call, and what it is called.
