@@ -14,6 +14,7 @@ use super::error::{LoadError, chain};
 use super::pooling::Allocator;
 use super::state::PluginState;
 use super::ticker::Ticker;
+use super::state_export::StateExport;
 use super::{GUEST_EXPORT, HOST_LOOP_IMPORT, IO_IMPORT, PACKAGE, PACKAGE_VERSION, TYPES_IMPORT};
 
 /// How the engine is built.
@@ -67,6 +68,8 @@ struct EngineInner {
 #[derive(Clone)]
 pub struct PluginComponent {
     pub(crate) pre: PluginPre<PluginState>,
+    /// Its optional `state` export (see `state_export`).
+    pub(crate) state: Option<StateExport>,
     /// Where it came from (a path or `<bytes>`), for messages.
     pub(crate) origin: String,
 }
@@ -83,6 +86,13 @@ impl PluginComponent {
     /// Where the component was loaded from.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Whether it exports [`STATE_EXPORT`](crate::STATE_EXPORT) (world
+    /// `plugin-with-state`): a reload then hands it the previous
+    /// instance's snapshot.
+    pub fn has_state(&self) -> bool {
+        self.state.is_some()
     }
 }
 
@@ -239,7 +249,8 @@ impl PluginEngine {
     ) -> Result<PluginComponent, LoadError> {
         let component = self.compile(bytes)?;
         let pre = self.check(&component)?;
-        Ok(PluginComponent { pre, origin })
+        let state = StateExport::find(&component).map_err(|p| LoadError::World(vec![p]))?;
+        Ok(PluginComponent { pre, state, origin })
     }
 
     /// Turns bytes into a compiled component (cache-aware), without the
@@ -417,6 +428,9 @@ pub struct ComponentInfo {
     pub exports: Vec<(String, String)>,
     /// Problems that prevent loading it in this host (empty: loadable).
     pub problems: Vec<String>,
+    /// Whether it exports [`STATE_EXPORT`](crate::STATE_EXPORT) (its state
+    /// is carried over a reload).
+    pub state: bool,
 }
 
 fn describe(engine: &Engine, item: &ComponentItem) -> String {
@@ -451,11 +465,20 @@ fn inspect(engine: &Engine, component: &Component) -> ComponentInfo {
             None => format!("{PACKAGE}/plugin"),
         })
     });
+    let mut problems = world_problems(engine, component);
+    let state = match StateExport::find(component) {
+        Ok(s) => s.is_some(),
+        Err(p) => {
+            problems.push(p);
+            true
+        }
+    };
     ComponentInfo {
         world,
         imports,
         exports,
-        problems: world_problems(engine, component),
+        problems,
+        state,
     }
 }
 

@@ -82,6 +82,7 @@ pub mod pooling;
 pub mod restart;
 mod sources;
 mod state;
+mod state_export;
 mod stdio;
 mod ticker;
 pub mod truncate;
@@ -96,7 +97,7 @@ pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
 pub use fault::{Fault, FaultKind};
 pub use host::{
-    ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec, RunEnd,
+    ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec, ReloadError, RunEnd,
     ShutdownPhase, SignalShutdown, SignalShutdownError, exit_status,
 };
 pub use limits::Limits;
@@ -112,6 +113,11 @@ pub const PACKAGE_VERSION: &str = "0.2.0";
 pub const WORLD: &str = "callop:plugin/plugin@0.2.0";
 /// The interface plugins must export.
 pub const GUEST_EXPORT: &str = "callop:plugin/guest@0.2.0";
+/// The optional interface a plugin may export to carry its state over a
+/// reload (`snapshot` / `restore`, see [`Host::reload`]). The one place
+/// naming it: the load-time check and the calls look it up through
+/// `state_export`.
+pub const STATE_EXPORT: &str = "callop:plugin/state@0.2.0";
 /// The shared-types interface plugins may import.
 pub const TYPES_IMPORT: &str = "callop:plugin/types@0.2.0";
 /// The I/O interface this host provides to plugins.
