@@ -268,6 +268,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             u64::try_from(RELOAD_GRACE.as_nanos()).unwrap_or(u64::MAX),
         );
         old.shutdown_called.set(true);
+        // What the old instance removes now must not release the names the
+        // new one has (its channels, its named pings).
+        old_live.store.data_mut().sources.hand_over_names();
         match self.call_guest(old_live, Export::Shutdown { deadline_ns }) {
             Outcome::Returned(_) | Outcome::Snapshot(_) | Outcome::Exited(_) => {}
             Outcome::Interrupted(c) => {
