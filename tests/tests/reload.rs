@@ -276,7 +276,8 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// Runs `callop-host` with a counter (`--state`) at `path` and a slow
-/// flood (about 4 s), lets `trigger` change something once the counter is
+/// flood (about 4 s; `--state` too, so that a SIGHUP reloading it as well
+/// goes on where it was), lets `trigger` change something once the counter is
 /// running, and returns (status, stdout, stderr).
 fn cli_run(
     extra: &[&str],
@@ -288,7 +289,7 @@ fn cli_run(
         .args(extra)
         .arg(format!("{}@counter=--state", path.display()))
         .arg(format!(
-            "{}@flood=--role,flood,--count,{N},--per-tick,25,--every,1",
+            "{}@flood=--role,flood,--state,--count,{N},--per-tick,25,--every,1",
             flood.display()
         ))
         .stdout(Stdio::piped())
@@ -370,4 +371,31 @@ fn sighup_reloads_every_plugin_and_a_broken_file_changes_nothing() {
     assert_eq!(field(done, "count"), Some(N), "{done}");
     assert_eq!(field(done, "errors"), Some(0), "{done}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_counter_without_reports_gets_the_whole_flood_across_a_reload() {
+    let mut ev: EventLoop<'static, ()> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    let c = host.compile_file(plugin("reload-counter")).unwrap();
+    let n = N.to_string();
+    let cargs = args(&["--state"]);
+    let fargs = args(&["--role", "flood", "--count", &n, "--per-tick", "100"]);
+    let ids = host
+        .load_many_supervised(&[
+            PluginSpec { component: &c, name: "counter", args: &cargs },
+            PluginSpec { component: &c, name: "flood", args: &fargs },
+        ])
+        .unwrap();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(300) {
+        ev.dispatch(Some(Duration::from_millis(10)), &mut ()).unwrap();
+    }
+    host.reload(ids[0], &c).unwrap();
+    callop_tests::run_until_empty(&mut ev, &host, &mut (), Duration::from_secs(60));
+    let exits = host.exits();
+    assert!(
+        exits.iter().all(|e| e.reason == ExitReason::Stopped(0) || e.reason == ExitReason::Finished),
+        "{exits:?}"
+    );
 }

@@ -28,7 +28,8 @@
 //!   message to `--to TARGET` (default `counter/in`), `--per-tick K`
 //!   (default 1000) every `--every MS` milliseconds (default 1); a full
 //!   queue (`limit-exceeded`) is back-pressure: the rest waits for the next
-//!   tick. Prints `flood: sent N` and finishes.
+//!   tick. Prints `flood: sent N` and finishes. With `--state` a reload
+//!   hands over how many were sent (the new version goes on from there).
 
 use std::time::Duration;
 
@@ -51,7 +52,6 @@ pub struct State {
     // flood
     to: Option<Sender>,
     total: u64,
-    sent: u64,
     per_tick: u64,
 }
 
@@ -122,7 +122,6 @@ impl Plugin for Counter {
             notify: None,
             to: None,
             total: 0,
-            sent: 0,
             per_tick: 1000,
         };
         let mut role = "count".to_string();
@@ -177,6 +176,10 @@ impl Plugin for Counter {
                     .map_err(|e| e.to_string())?;
             }
             "flood" => {
+                if let Some(b) = callop_guest::restored() {
+                    // `--state`: a reloaded flood goes on where it was.
+                    st.count = decode(&b)?[0];
+                }
                 st.to = Some(Sender::to(&to).map_err(|e| e.to_string())?);
                 let every = Duration::from_millis(every);
                 handle
@@ -187,21 +190,21 @@ impl Plugin for Counter {
                                 return TimeoutAction::Drop;
                             };
                             for _ in 0..st.per_tick {
-                                let r = if st.sent < st.total {
-                                    tx.send(st.sent.to_le_bytes())
+                                let r = if st.count < st.total {
+                                    tx.send(st.count.to_le_bytes())
                                 } else {
                                     tx.send([])
                                 };
                                 match r {
-                                    Ok(()) if st.sent < st.total => st.sent += 1,
+                                    Ok(()) if st.count < st.total => st.count += 1,
                                     Ok(()) => {
-                                        println!("flood: sent {}", st.sent);
+                                        println!("flood: sent {}", st.count);
                                         st.to = None;
                                         return TimeoutAction::Drop;
                                     }
                                     Err(e) if e.code == ErrorCode::LimitExceeded => break,
                                     Err(e) => {
-                                        println!("flood: failed after {}: {e}", st.sent);
+                                        println!("flood: failed after {}: {e}", st.count);
                                         st.to = None;
                                         return TimeoutAction::Drop;
                                     }
