@@ -101,12 +101,7 @@ impl Setup {
     /// Dispatches until both plugins ended; returns the counter's lines
     /// (without the progress reports).
     fn finish(&mut self) -> Vec<String> {
-        callop_tests::run_until_empty(
-            &mut self.ev,
-            &self.host,
-            &mut (),
-            Duration::from_secs(60),
-        );
+        callop_tests::run_until_empty(&mut self.ev, &self.host, &mut (), Duration::from_secs(60));
         // The last report may still be in the app channel.
         self.ev
             .dispatch(Some(Duration::from_millis(10)), &mut ())
@@ -155,7 +150,10 @@ fn a_reload_under_a_flood_delivers_every_message_exactly_once() {
     assert_eq!(field(done, "errors"), Some(0), "{done}");
     let exits = s.host.exits();
     let e = exits.iter().find(|e| e.name == "counter").unwrap();
-    assert_eq!((e.id, &e.reason, e.reloads), (s.counter, &ExitReason::Stopped(0), 1));
+    assert_eq!(
+        (e.id, &e.reason, e.reloads),
+        (s.counter, &ExitReason::Stopped(0), 1)
+    );
 }
 
 #[test]
@@ -191,8 +189,14 @@ fn a_broken_new_version_leaves_the_old_one_running() {
     );
     s.run_until_count(20_000);
     // Not wasm.
-    let e = s.host.reload_bytes(s.counter, b"#!/bin/sh\necho hi\n").unwrap_err();
-    assert!(matches!(e, ReloadError::Load(LoadError::NotWasm { .. })), "{e}");
+    let e = s
+        .host
+        .reload_bytes(s.counter, b"#!/bin/sh\necho hi\n")
+        .unwrap_err();
+    assert!(
+        matches!(e, ReloadError::Load(LoadError::NotWasm { .. })),
+        "{e}"
+    );
     // The wrong world: a component exporting nothing.
     let empty = wat::parse_str("(component)").unwrap();
     let e = s.host.reload_bytes(s.counter, &empty).unwrap_err();
@@ -243,7 +247,11 @@ fn an_ended_plugin_is_not_found() {
     let host = Host::new(ev.handle(), config()).unwrap();
     let c = host.compile_file(plugin("reload-counter")).unwrap();
     let id = host
-        .load(&c, "flood", &args(&["--role", "flood", "--to", "flood/x", "--count", "1"]))
+        .load(
+            &c,
+            "flood",
+            &args(&["--role", "flood", "--to", "flood/x", "--count", "1"]),
+        )
         .unwrap();
     callop_tests::run_until_empty(&mut ev, &host, &mut (), Duration::from_secs(20));
     let e = host.reload(id, &c).unwrap_err();
@@ -324,7 +332,12 @@ fn cli_run(
     let status = wait_exit(&mut child, Duration::from_secs(90), "callop-host");
     let err = reader.join().unwrap();
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     (status.code(), out, err)
 }
 
@@ -342,7 +355,10 @@ fn watch_reloads_a_rebuilt_file_and_the_count_continues() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(err.contains("changed"), "{err}");
     assert!(err.contains("plugin reloaded"), "{err}");
-    let lines: Vec<String> = out.lines().map(|l| l.trim_start_matches("[counter] ").to_string()).collect();
+    let lines: Vec<String> = out
+        .lines()
+        .map(|l| l.trim_start_matches("[counter] ").to_string())
+        .collect();
     let done = line(&lines, "counter: done ");
     assert_eq!(field(done, "gen"), Some(2), "one handoff: {out}\n{err}");
     assert_eq!(field(done, "count"), Some(N), "{done}");
@@ -365,7 +381,10 @@ fn sighup_reloads_every_plugin_and_a_broken_file_changes_nothing() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(err.contains("SIGHUP: reloading every plugin"), "{err}");
     assert!(err.contains("reload failed"), "{err}");
-    let lines: Vec<String> = out.lines().map(|l| l.trim_start_matches("[counter] ").to_string()).collect();
+    let lines: Vec<String> = out
+        .lines()
+        .map(|l| l.trim_start_matches("[counter] ").to_string())
+        .collect();
     let done = line(&lines, "counter: done ");
     assert_eq!(field(done, "gen"), Some(2), "{out}\n{err}");
     assert_eq!(field(done, "count"), Some(N), "{done}");
@@ -383,19 +402,30 @@ fn a_counter_without_reports_gets_the_whole_flood_across_a_reload() {
     let fargs = args(&["--role", "flood", "--count", &n, "--per-tick", "100"]);
     let ids = host
         .load_many_supervised(&[
-            PluginSpec { component: &c, name: "counter", args: &cargs },
-            PluginSpec { component: &c, name: "flood", args: &fargs },
+            PluginSpec {
+                component: &c,
+                name: "counter",
+                args: &cargs,
+            },
+            PluginSpec {
+                component: &c,
+                name: "flood",
+                args: &fargs,
+            },
         ])
         .unwrap();
     let t = Instant::now();
     while t.elapsed() < Duration::from_millis(300) {
-        ev.dispatch(Some(Duration::from_millis(10)), &mut ()).unwrap();
+        ev.dispatch(Some(Duration::from_millis(10)), &mut ())
+            .unwrap();
     }
     host.reload(ids[0], &c).unwrap();
     callop_tests::run_until_empty(&mut ev, &host, &mut (), Duration::from_secs(60));
     let exits = host.exits();
     assert!(
-        exits.iter().all(|e| e.reason == ExitReason::Stopped(0) || e.reason == ExitReason::Finished),
+        exits
+            .iter()
+            .all(|e| e.reason == ExitReason::Stopped(0) || e.reason == ExitReason::Finished),
         "{exits:?}"
     );
 }

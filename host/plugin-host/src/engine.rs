@@ -13,8 +13,8 @@ use super::cache::CompileCache;
 use super::error::{LoadError, chain};
 use super::pooling::Allocator;
 use super::state::PluginState;
-use super::ticker::Ticker;
 use super::state_export::StateExport;
+use super::ticker::Ticker;
 use super::{GUEST_EXPORT, HOST_LOOP_IMPORT, IO_IMPORT, PACKAGE, PACKAGE_VERSION, TYPES_IMPORT};
 
 /// How the engine is built.

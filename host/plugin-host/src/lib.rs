@@ -19,6 +19,9 @@
 //!
 //! Module layout:
 //! * [`engine`] — wasmtime engine + linker, loading and load-time checks;
+//! * `state_export` — the optional guest export `callop:plugin/state`
+//!   ([`STATE_EXPORT`]): found at load, called by a reload
+//!   ([`Host::reload`]);
 //! * [`cache`] — precompiled-component cache;
 //! * [`host`] — the embedding API ([`Host`]), the loop bridge, and
 //!   [`SignalShutdown`] (graceful shutdown on SIGINT/SIGTERM, as

@@ -675,6 +675,45 @@ mod tests {
     }
 
     #[test]
+    fn after_a_hand_over_removing_leaves_the_names_alone() {
+        let ev = EventLoop::try_new().unwrap();
+        let mut t = table(8);
+        let slot = Mailbox::new("p/in".into());
+        t.shared
+            .registry()
+            .channels
+            .insert("p/in".into(), slot.clone());
+        t.shared
+            .registry()
+            .pings
+            .insert("p/go".into(), callop::ping::make_ping().unwrap().0);
+        let ch = t
+            .add(Source::Channel {
+                full_name: "p/in".into(),
+                slot: slot.clone(),
+                source: None,
+            })
+            .unwrap();
+        let ping = t
+            .add(Source::Ping {
+                name: Some("p/go".into()),
+                source: None,
+            })
+            .unwrap();
+        t.registered(ch, Some(token(&ev)));
+        t.hand_over_names();
+        // The old instance of a reload removes everything in its shutdown:
+        // the new instance's channel and ping stay.
+        t.remove(ch).unwrap();
+        assert!(t.forget(ch).is_some());
+        assert_eq!(t.forget(ping), None);
+        assert!(!slot.is_closed());
+        let reg = t.shared.registry();
+        assert!(reg.channels.contains_key("p/in"));
+        assert!(reg.pings.contains_key("p/go"));
+    }
+
+    #[test]
     fn a_closed_channel_loses_its_registration_and_removed_events_are_dropped() {
         use crate::bindings::callop::plugin::types::Event;
         let ev = EventLoop::try_new().unwrap();

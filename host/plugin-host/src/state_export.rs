@@ -41,16 +41,16 @@ impl StateExport {
             return Ok(None);
         };
         if !matches!(item, ComponentItem::ComponentInstance(_)) {
-            return Err(format!("export `{STATE_EXPORT}` is not an interface instance"));
+            return Err(format!(
+                "export `{STATE_EXPORT}` is not an interface instance"
+            ));
         }
-        let func = |name: &str| {
-            match component.get_export(Some(&iface), name) {
-                Some((ComponentItem::ComponentFunc(_), i)) => Ok(i),
-                Some(_) => Err(format!(
-                    "export `{STATE_EXPORT}` has `{name}` but it is not a function"
-                )),
-                None => Err(format!("export `{STATE_EXPORT}` lacks function `{name}`")),
-            }
+        let func = |name: &str| match component.get_export(Some(&iface), name) {
+            Some((ComponentItem::ComponentFunc(_), i)) => Ok(i),
+            Some(_) => Err(format!(
+                "export `{STATE_EXPORT}` has `{name}` but it is not a function"
+            )),
+            None => Err(format!("export `{STATE_EXPORT}` lacks function `{name}`")),
         };
         Ok(Some(StateExport {
             snapshot: func("snapshot")?,
@@ -69,4 +69,3 @@ impl StateExport {
         Ok(StateFuncs { snapshot, restore })
     }
 }
-

@@ -86,7 +86,10 @@ impl State {
         self.count += 1;
         if self.progress > 0 && self.count % self.progress == 0 {
             if let Some(n) = &self.notify {
-                let _ = n.send(format!("counter: progress gen={} count={}", self.gen, self.count));
+                let _ = n.send(format!(
+                    "counter: progress gen={} count={}",
+                    self.gen, self.count
+                ));
             }
         }
         false
@@ -130,7 +133,11 @@ impl Plugin for Counter {
         let mut every = 1;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            let mut val = || it.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
+            let mut val = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{arg} needs a value"))
+            };
             let num = |v: String| v.parse::<u64>().map_err(|e| format!("bad {arg}: {e}"));
             match arg.as_str() {
                 "--role" => role = val()?,
@@ -162,17 +169,14 @@ impl Plugin for Counter {
                     st.gen = gen + 1;
                 }
                 handle
-                    .insert_source(
-                        Channel::open("in"),
-                        |ev, _: &mut (), st: &mut State| {
-                            if let Event::Msg(m) = ev {
-                                if st.on_message(&m) {
-                                    callop_guest::stop(0);
-                                }
+                    .insert_source(Channel::open("in"), |ev, _: &mut (), st: &mut State| {
+                        if let Event::Msg(m) = ev {
+                            if st.on_message(&m) {
+                                callop_guest::stop(0);
                             }
-                            PostAction::Continue
-                        },
-                    )
+                        }
+                        PostAction::Continue
+                    })
                     .map_err(|e| e.to_string())?;
             }
             "flood" => {

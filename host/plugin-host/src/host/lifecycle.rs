@@ -15,12 +15,12 @@ use super::{
     After, ExitReason, HostInner, Live, Pending, PluginExit, PluginId, PluginRt, PluginSpec,
     StartSpec,
 };
+use crate::bindings::Plugin as PluginBindings;
 use crate::capabilities::Capabilities;
 use crate::engine::PluginComponent;
 use crate::error::{self, LoadError};
 use crate::policy;
 use crate::restart::Decision;
-use crate::bindings::Plugin as PluginBindings;
 use crate::state::PluginState;
 use crate::stdio::{Tagged, Tail, Which};
 use crate::ticker::CpuDeadline;

@@ -43,8 +43,12 @@
 //! through imports):
 //! * `lifecycle` — loading and instantiating plugins, ending them and
 //!   restarting failed ones;
+//! * `reload` — replacing a running plugin's code ([`Host::reload`]): the
+//!   host holds its channels while the new version starts, then retires the
+//!   old instance (or, if the new one fails, gives them back to it);
 //! * `call` — the one funnel through which every guest export call goes
-//!   (`init`, `dispatch`, `shutdown`) and its typed outcome;
+//!   (`init`, `dispatch`, `shutdown`, `snapshot`, `restore`) and its typed
+//!   outcome;
 //! * `faults` — the deadline of each guest call and what a failed call means;
 //! * `bridge` — pending events, the flush into `dispatch`, its results and
 //!   the queued operations (timers, idles, pings, channels);
@@ -634,7 +638,11 @@ impl<'l, Data: 'l> Host<'l, Data> {
 
     /// How many times plugin `id` was reloaded (`None` if it is not alive).
     pub fn reloads(&self, id: PluginId) -> Option<u32> {
-        self.inner.plugins.borrow().get(&id).map(|p| p.reloads.get())
+        self.inner
+            .plugins
+            .borrow()
+            .get(&id)
+            .map(|p| p.reloads.get())
     }
 
     /// Unloads a plugin at once (no `shutdown` call); its sources are

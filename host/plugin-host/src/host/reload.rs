@@ -247,9 +247,12 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 return Err(e);
             }
         };
-        let outcome = match self.call_guest(&mut new_live, Export::Init {
-            args: &old.spec.args,
-        }) {
+        let outcome = match self.call_guest(
+            &mut new_live,
+            Export::Init {
+                args: &old.spec.args,
+            },
+        ) {
             Outcome::Failed(f) => Err(ReloadError::Init(f.load_error().to_string())),
             Outcome::Interrupted(c) => Err(ReloadError::Init(format!("interrupted ({c:?})"))),
             o => Ok(o),
@@ -264,9 +267,10 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             }
         };
         // 6. Commit: the old instance's shutdown, then it goes.
-        let deadline_ns = self.shared.now_ns().saturating_add(
-            u64::try_from(RELOAD_GRACE.as_nanos()).unwrap_or(u64::MAX),
-        );
+        let deadline_ns = self
+            .shared
+            .now_ns()
+            .saturating_add(u64::try_from(RELOAD_GRACE.as_nanos()).unwrap_or(u64::MAX));
         old.shutdown_called.set(true);
         // What the old instance removes now must not release the names the
         // new one has (its channels, its named pings).
@@ -406,7 +410,10 @@ mod tests {
         );
         assert_eq!(
             ReloadError::from(LoadError::CoreModule).to_string(),
-            format!("the new version cannot be loaded: {}", LoadError::CoreModule)
+            format!(
+                "the new version cannot be loaded: {}",
+                LoadError::CoreModule
+            )
         );
         assert_eq!(
             ReloadError::ShuttingDown.to_string(),
