@@ -44,7 +44,10 @@
 //!    `ping`s released). The plugin keeps its [`PluginId`]; its restart
 //!    policy and restart count stay, its reload count
 //!    ([`Host::reloads`], [`PluginExit::reloads`](super::PluginExit::reloads))
-//!    goes up by one, and a later failure restarts the *new* code.
+//!    goes up by one, and a later failure restarts the *new* code. A new
+//!    `init` that calls `stop` (or WASI `exit`), or registers nothing, is a
+//!    start like any other: the reload commits and the plugin then ends, as
+//!    it would after a first load.
 //! 7. **Rollback**, if creating the new instance, `restore` or `init`
 //!    failed (a trap, an `err`, a timeout, an exit): the new instance is
 //!    dropped, the channels it opened go back to unopened, the old
