@@ -84,7 +84,7 @@ impl State {
         self.first.get_or_insert(seq);
         self.next = Some(seq + 1);
         self.count += 1;
-        if self.progress > 0 && self.count % self.progress == 0 {
+        if self.progress > 0 && self.count.is_multiple_of(self.progress) {
             if let Some(n) = &self.notify {
                 let _ = n.send(format!(
                     "counter: progress gen={} count={}",
