@@ -1,4 +1,4 @@
-//! Replacing a running plugin's code in place: [`Host::reload`].
+//! Replacing a running plugin's code in place: [`Host::reload`](super::Host::reload).
 //!
 //! # What a reload does, in order
 //!
@@ -8,7 +8,7 @@
 //!
 //! 1. **Checks.** The new code is a [`PluginComponent`], so it already
 //!    passed the load-time checks (not wasm, a core module, the wrong
-//!    world: [`Host::reload_file`] / [`Host::reload_bytes`] fail with
+//!    world: [`Host::reload_file`](super::Host::reload_file) / [`Host::reload_bytes`](super::Host::reload_bytes) fail with
 //!    [`ReloadError::Load`] before anything is touched). A reload is
 //!    refused during a shutdown ([`ReloadError::ShuttingDown`]) and from
 //!    inside the plugin's own call ([`ReloadError::Busy`]).
@@ -43,7 +43,7 @@
 //!    and its store dropped (its I/O objects closed, its `sender`s and
 //!    `ping`s released). The plugin keeps its [`PluginId`]; its restart
 //!    policy and restart count stay, its reload count
-//!    ([`Host::reloads`], [`PluginExit::reloads`](super::PluginExit::reloads))
+//!    ([`Host::reloads`](super::Host::reloads), [`PluginExit::reloads`](super::PluginExit::reloads))
 //!    goes up by one, and a later failure restarts the *new* code. A new
 //!    `init` that calls `stop` (or WASI `exit`), or registers nothing, is a
 //!    start like any other: the reload commits and the plugin then ends, as
@@ -102,7 +102,7 @@ use crate::mailbox::Mailbox;
 /// callback timeout.
 pub const RELOAD_GRACE: Duration = Duration::from_millis(100);
 
-/// Why [`Host::reload`] did not replace a plugin. Unless said otherwise,
+/// Why [`Host::reload`](super::Host::reload) did not replace a plugin. Unless said otherwise,
 /// nothing changed: the old instance keeps running, with every message
 /// sent to it still queued.
 #[derive(Debug)]
@@ -113,7 +113,7 @@ pub enum ReloadError {
     Load(LoadError),
     /// No live plugin with this id (it ended, or never existed).
     NotFound(PluginId),
-    /// The host is shutting down (SIGINT/SIGTERM, [`Host::shutdown`]):
+    /// The host is shutting down (SIGINT/SIGTERM, [`Host::shutdown`](super::Host::shutdown)):
     /// plugins are not reloaded any more.
     ShuttingDown,
     /// The plugin is running (a reload asked for from inside its own call).
@@ -165,7 +165,7 @@ struct Held {
 }
 
 impl<'l, Data: 'l> HostInner<'l, Data> {
-    /// See [`Host::reload`].
+    /// See [`Host::reload`](super::Host::reload).
     pub(super) fn reload(
         self: &Rc<Self>,
         id: PluginId,
