@@ -27,6 +27,8 @@ thread_local! {
     static SOURCES: RefCell<FxHashMap<u64, Slot>> = RefCell::new(FxHashMap::default());
     /// The plugin state, boxed; taken out while callbacks run.
     static STATE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    /// The previous version's snapshot, from `restore` until `init` takes it.
+    static RESTORED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
 }
 
 /// Registers `cb` under `id` (ids come from the host and are never reused).
@@ -146,4 +148,29 @@ pub fn shutdown<P: Plugin>(deadline: u64) {
     }
     STATE.with(|s| *s.borrow_mut() = state);
     crate::futures::run();
+}
+
+/// Implementation of the `state.snapshot` export for plugin type `P`.
+#[doc(hidden)]
+pub fn snapshot<P: Plugin>() -> Option<Vec<u8>> {
+    let mut state = STATE.with(|s| s.borrow_mut().take());
+    let out = state
+        .as_deref_mut()
+        .and_then(|s| s.downcast_mut::<P::State>())
+        .and_then(P::snapshot);
+    STATE.with(|s| *s.borrow_mut() = state);
+    out
+}
+
+/// Implementation of the `state.restore` export for plugin type `P`.
+#[doc(hidden)]
+pub fn restore<P: Plugin>(snapshot: Vec<u8>) -> Result<(), String> {
+    P::restore(&snapshot)?;
+    RESTORED.with(|r| *r.borrow_mut() = Some(snapshot));
+    Ok(())
+}
+
+/// Takes the snapshot `restore` kept (see [`crate::restored`]).
+pub(crate) fn take_restored() -> Option<Vec<u8>> {
+    RESTORED.with(|r| r.borrow_mut().take())
 }

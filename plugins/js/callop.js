@@ -1,9 +1,11 @@
 // callop.js — helper library for callop plugins written in JavaScript.
 //
 // A plugin is an ES module that exports `init(loop, args)` (and optionally
-// `shutdown(loop, deadline)`). `plugins/polyglot.sh` wraps it with this
-// library into a component of the WIT world `callop:plugin/plugin@0.3.0`:
-// this file implements the `guest` export (init / dispatch / shutdown), maps
+// `shutdown(loop, deadline)`, and `snapshot()` / `restore(bytes)` to carry
+// its state over a reload, see `makeState`). `plugins/polyglot.sh` wraps it
+// with this library into a component of the WIT world
+// `callop:plugin/plugin-with-state@0.3.0`: this file implements the `guest`
+// export (init / dispatch / shutdown) and the `state` export, maps
 // the host's source ids back to your callbacks and returns one event-result
 // per event.
 //
@@ -426,6 +428,51 @@ export function makeGuest(mod) {
       } catch (e) {
         fail('shutdown', e);
       }
+    },
+  };
+}
+
+// ------------------------------------------------------------ state export
+
+// The previous version's snapshot, from `restore` until `restored()` takes it.
+let restoredBytes;
+
+/// The previous version's snapshot (a Uint8Array) while the plugin's `init`
+/// runs after a reload, or `undefined` (a first start, nothing handed over,
+/// or already taken).
+export function restored() {
+  const b = restoredBytes;
+  restoredBytes = undefined;
+  return b;
+}
+
+/// The WIT `state` export (world plugin-with-state): a reload calls the old
+/// version's `snapshot()` (the module's optional `snapshot()` returning a
+/// Uint8Array, or nothing: the new version starts fresh) and hands the
+/// bytes to the new version's `restore` before its `init` (the module's
+/// optional `restore(bytes)` may throw to refuse them; the bytes are then
+/// available to `init` through `restored()`).
+export function makeState(mod) {
+  return {
+    snapshot() {
+      try {
+        if (typeof mod.snapshot !== 'function') return undefined;
+        const b = mod.snapshot();
+        if (b === undefined || b === null) return undefined;
+        return b instanceof Uint8Array ? b : new TextEncoder().encode(String(b));
+      } catch (e) {
+        fail('snapshot', e);
+        return undefined;
+      }
+    },
+    restore(bytes) {
+      try {
+        if (typeof mod.restore === 'function') mod.restore(bytes);
+      } catch (e) {
+        // result<_, string>: a thrown string becomes err(string).
+        throw e instanceof Error ? e.message : String(e);
+      }
+      restoredBytes = bytes;
     },
   };
 }

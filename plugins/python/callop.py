@@ -1,7 +1,9 @@
 """callop — helper library for callop plugins written in Python.
 
 A plugin is a directory with an ``app.py`` that defines ``init(loop, args)``
-(and optionally ``shutdown(loop, deadline)``)::
+(and optionally ``shutdown(loop, deadline)``, and ``snapshot()`` /
+``restore(data)`` to carry its state over a reload: see ``State`` and
+``restored()``)::
 
     import callop
     from callop import Drop, ToInstant
@@ -17,7 +19,8 @@ A plugin is a directory with an ``app.py`` that defines ``init(loop, args)``
 
 ``plugins/polyglot.sh`` componentizes *this* module (``componentize-py ...
 componentize callop``) with the plugin directory on the Python path. This
-module implements the WIT ``guest`` export (init / dispatch / shutdown),
+module implements the WIT ``guest`` export (init / dispatch / shutdown) and
+the ``state`` export (world ``plugin-with-state``),
 imports ``app`` and maps the host's source ids back to your callbacks,
 returning one event-result per event.
 
@@ -48,7 +51,7 @@ __all__ = [
     "Loop", "Token", "Ping", "Sender", "CallopError",
     "Drop", "ToDuration", "ToInstant",
     "Continue", "Reregister", "Disable", "Remove", "PostAction",
-    "log", "parse_duration", "seconds_to_ns", "ns_to_seconds",
+    "log", "parse_duration", "seconds_to_ns", "ns_to_seconds", "restored",
 ]
 
 NS_PER_SEC = 1_000_000_000
@@ -504,6 +507,53 @@ class Guest(_exports.Guest):
             _fail("shutdown")
         finally:
             _flush()
+
+
+_restored: Optional[bytes] = None
+
+
+def restored() -> Optional[bytes]:
+    """The previous version's snapshot while ``init`` runs after a reload
+    (``None``: a first start, nothing handed over, or already taken)."""
+    global _restored
+    b, _restored = _restored, None
+    return b
+
+
+class State(_exports.State):
+    """The WIT ``state`` export (world plugin-with-state): a reload calls the
+    old version's ``snapshot()`` (the plugin module's optional
+    ``snapshot() -> bytes | None``; without it the new version starts
+    fresh) and hands the bytes to the new version's ``restore`` before its
+    ``init`` (the module's optional ``restore(data)`` may raise to refuse
+    them; ``init`` then gets them from ``callop.restored()``)."""
+
+    def snapshot(self) -> Optional[bytes]:
+        try:
+            hook = getattr(_plugin, "snapshot", None)
+            if not callable(hook):
+                return None
+            b = hook()
+            if b is None:
+                return None
+            return bytes(b)
+        except Exception:
+            _fail("snapshot")
+            return None
+        finally:
+            _flush()
+
+    def restore(self, snapshot: bytes) -> None:
+        global _restored
+        try:
+            hook = getattr(_plugin, "restore", None)
+            if callable(hook):
+                hook(bytes(snapshot))
+        except Exception as e:
+            raise Err(str(e) or type(e).__name__)
+        finally:
+            _flush()
+        _restored = bytes(snapshot)
 
 
 # Import the plugin module at build time, so that componentize-py's snapshot

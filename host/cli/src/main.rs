@@ -9,6 +9,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod new;
+mod reload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +53,7 @@ Examples:
   callop-host ping_pong.wasm@ping=--role,ping,--count,1000 ping_pong.wasm@pong=--role,pong
   callop-host --callback-timeout 100 --forever idle_worker.wasm
   callop-host --restart on-failure:3/60s --max-memory 64 flaky.wasm
+  callop-host --watch relay.wasm                  # reload it when the file changes (also: kill -HUP)
   callop-host compile ticker.wasm relay.wasm      # fill the compile cache
   callop-host inspect ticker.wasm                 # world, imports, exports
   callop-host new my-plugin --dir ~/src           # a plugin crate to start from (--python, --js)
@@ -187,6 +189,10 @@ struct RunArgs {
     /// Keep running when no plugin has a live source (until a signal).
     #[arg(long)]
     forever: bool,
+    /// Reload a plugin when its file changes (polled every 200 ms; acted on once the file stayed
+    /// the same for one more poll). SIGHUP reloads every plugin (unless a plugin was granted SIGHUP).
+    #[arg(long)]
+    watch: bool,
     /// Milliseconds plugins get to finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     shutdown_timeout: u64,
@@ -594,7 +600,14 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
         .flat_map(|(_, c)| c.signals().iter().copied())
         .collect();
     let grace = Duration::from_millis(run.shutdown_timeout);
-    let mut signals = SignalShutdown::new(&event_loop.handle(), grace, &granted)
+    // SIGHUP reloads every plugin, unless a plugin was granted it (it is
+    // then that plugin's signal).
+    let hup_reloads = !granted.contains(&Signal::SIGHUP);
+    let mut watched = granted.clone();
+    if hup_reloads {
+        watched.push(Signal::SIGHUP);
+    }
+    let mut signals = SignalShutdown::new(&event_loop.handle(), grace, &watched)
         .map_err(|e| format!("cannot watch signals: {e}"))?
         .forever(run.forever)
         // A loop stuck where no alarm reaches it still ends: the process
@@ -609,7 +622,23 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
     for (name, c) in caps {
         host.grant(&name, c);
     }
-    let not_started = load_plugins(&host, &specs)?;
+    let (ids, not_started) = load_plugins(&host, &specs)?;
+    if !hup_reloads {
+        tracing::info!("SIGHUP is granted to a plugin: it does not reload plugins");
+    }
+    let entries = ids
+        .iter()
+        .zip(&specs)
+        .map(|(id, s)| (*id, s.name.clone(), s.path.clone()))
+        .collect();
+    let reloader = reload::Reloader::new(
+        &event_loop.handle(),
+        host.engine().clone(),
+        entries,
+        run.watch,
+        hup_reloads,
+    )?;
+    signals = signals.on_pending(reloader.hook());
 
     // Every plugin failed to start and none will be restarted: end now
     // (even with --forever).
@@ -689,10 +718,15 @@ fn build_host<'l>(
     Ok(host)
 }
 
-/// Compiles and starts every plugin; returns the plugins that failed to
-/// start (their `init` or instantiation): each failure is that plugin's
-/// alone, reported as its exit, and restarted per its restart policy.
-fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<Vec<PluginId>, String> {
+/// Compiles and starts every plugin; returns their ids and the plugins that
+/// failed to start (their `init` or instantiation): each failure is that
+/// plugin's alone, reported as its exit, and restarted per its restart
+/// policy.
+#[allow(clippy::type_complexity)]
+fn load_plugins(
+    host: &Host<'_, ()>,
+    specs: &[PluginArg],
+) -> Result<(Vec<PluginId>, Vec<PluginId>), String> {
     let mut components: Vec<PluginComponent> = Vec::new();
     let engine = host.engine();
     for s in specs {
@@ -721,7 +755,8 @@ fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<Vec<PluginId
             args: &s.args,
         })
         .collect();
-    host.load_many_supervised(&plugin_specs)
+    let ids = host
+        .load_many_supervised(&plugin_specs)
         .map_err(|(name, e)| format!("plugin `{name}`: {e}"))?;
     // Only `init` has run yet: every failure so far is a failed start
     // (a quarantine at once adds a second exit of the same plugin).
@@ -732,7 +767,7 @@ fn load_plugins(host: &Host<'_, ()>, specs: &[PluginArg]) -> Result<Vec<PluginId
         .map(|e| e.id)
         .collect();
     failed.dedup();
-    Ok(failed)
+    Ok((ids, failed))
 }
 
 /// Prints the failures.

@@ -9,7 +9,7 @@
 //! `--messages N` (channel flood, default 1000000), `--pings N` (ping storm
 //! iterations, default 200000), `--polyglot DIR` (Python/JS tickers built by
 //! `plugins/polyglot.sh`, default `target/polyglot`), `--only PART` (one of
-//! `flood`, `storm`, `start`, `idle`, `blocking`, `polyglot`, or `flood-guest` / `storm-guest` for
+//! `flood`, `storm`, `start`, `idle`, `blocking`, `reload`, `polyglot`, or `flood-guest` / `storm-guest` for
 //! the guest side of one workload alone: e.g. for `perf record`).
 //!
 //! Every guest configuration runs with isolation on: a 1 s callback timeout
@@ -196,6 +196,68 @@ fn blocked_neighbour(e: &PluginEngine, ticker: &Path, faulty: &Path) -> (Duratio
         .unwrap_or_default()
         .saturating_sub(Duration::from_millis(100));
     (gap, cut)
+}
+
+// ---------------------------------------------------------------- reload
+
+/// The pause a reload causes: a `reload-counter` (`--progress 50`,
+/// reporting on `@app/counter`) gets 50 messages per loop iteration from
+/// the application; after 500 iterations it is reloaded (with or without
+/// its state handed over). Returns, medians over `runs`: the `reload` call
+/// (the loop does nothing else meanwhile), the longest time between two
+/// reports around the swap (no message delivered to the plugin), and the
+/// usual time between two reports.
+fn reload_pause(
+    e: &PluginEngine,
+    counter: &Path,
+    state: bool,
+    runs: usize,
+) -> (Duration, Duration, Duration) {
+    let c = e.load_file(counter).unwrap();
+    let (mut calls, mut gaps, mut usual) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let mut ev: EventLoop<Vec<Instant>> = EventLoop::try_new().unwrap();
+        let h = host(&ev, e);
+        let rx = h.app_channel("counter").unwrap();
+        ev.handle()
+            .insert_source(rx, |m, _, got: &mut Vec<Instant>| {
+                if let Event::Msg(_) = m {
+                    got.push(Instant::now());
+                }
+            })
+            .unwrap();
+        let a = format!(
+            "--notify @app/counter --progress 50{}",
+            if state { " --state" } else { "" }
+        );
+        let id = h.load(&c, "counter", &args(&a)).unwrap();
+        let tx = h.sender("counter/in").unwrap();
+        let mut got = Vec::new();
+        let mut seq = 0u64;
+        let mut reload_at = 0;
+        for i in 0..1000 {
+            for _ in 0..50 {
+                tx.send(seq.to_le_bytes().to_vec()).unwrap();
+                seq += 1;
+            }
+            if i == 500 {
+                reload_at = got.len();
+                let t = Instant::now();
+                h.reload(id, &c).expect("reload");
+                calls.push(t.elapsed());
+            }
+            ev.dispatch(Some(Duration::ZERO), &mut got).unwrap();
+        }
+        tx.send(Vec::new()).unwrap();
+        drop(tx);
+        run_until_empty(&mut ev, &h, &mut got);
+        assert_eq!(h.exits()[0].reloads, 1, "reloaded once");
+        let diffs: Vec<Duration> = got.windows(2).map(|w| w[1] - w[0]).collect();
+        let around = &diffs[reload_at.saturating_sub(3)..(reload_at + 3).min(diffs.len())];
+        gaps.push(around.iter().copied().max().unwrap_or_default());
+        usual.push(median(diffs));
+    }
+    (median(calls), median(gaps), median(usual))
 }
 
 // ---------------------------------------------------------------- memory
@@ -485,6 +547,21 @@ fn main() {
                 gap.as_secs_f64() * 1e3
             ),
         );
+    }
+    if o.run("reload") {
+        let counter = o.plugins.join("reload_counter.wasm");
+        for state in [false, true] {
+            let (call, gap, usual) = reload_pause(&pooled, &counter, state, 21);
+            row(
+                &format!(
+                    "reload under a message stream{}: `reload` call / longest time without a delivery (usual), median of 21",
+                    if state { ", state handed over" } else { "" }
+                ),
+                "-".into(),
+                "-".into(),
+                format!("{} / {} ({})", us(call), us(gap), us(usual)),
+            );
+        }
     }
     if o.run("polyglot") {
         let mut guests = vec![("Rust", ticker.clone())];

@@ -394,6 +394,9 @@ pub struct ComponentInfo {
     pub exports: Vec<(String, String)>,
     /// Problems that prevent loading it in this host (empty: loadable).
     pub problems: Vec<String>,
+    /// Whether it exports the `state` interface of its version (its state
+    /// is carried over a reload; see [`STATE_EXPORT`](crate::STATE_EXPORT)).
+    pub state: bool,
 }
 
 fn describe(engine: &Engine, item: &ComponentItem) -> String {
@@ -428,11 +431,14 @@ fn inspect(engine: &Engine, component: &Component) -> ComponentInfo {
             None => format!("{PACKAGE}/plugin"),
         })
     });
+    let problems = world_problems(engine, component);
+    let state = GuestExports::find(engine, component).is_ok_and(|g| g.has_state());
     ComponentInfo {
         world,
         imports,
         exports,
-        problems: world_problems(engine, component),
+        problems,
+        state,
     }
 }
 

@@ -20,6 +20,10 @@
 //!
 //! Module layout:
 //! * [`engine`] — wasmtime engine + linker, loading and load-time checks;
+//! * `versions` — the versions of `callop:plugin` linked side by side, and
+//!   the guest's exports (`guest`, the optional `state` of
+//!   [`STATE_EXPORT`] called by a reload, [`Host::reload`]) of the version
+//!   a component was built for;
 //! * [`cache`] — precompiled-component cache;
 //! * [`host`] — the embedding API ([`Host`]), the loop bridge, and
 //!   [`SignalShutdown`] (graceful shutdown on SIGINT/SIGTERM, as
@@ -98,7 +102,7 @@ pub use engine::{ComponentInfo, EngineOptions, PluginComponent, PluginEngine};
 pub use error::LoadError;
 pub use fault::{Fault, FaultKind};
 pub use host::{
-    ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec, RunEnd,
+    ExitReason, Host, HostConfig, HostError, PluginExit, PluginId, PluginSpec, ReloadError, RunEnd,
     ShutdownPhase, SignalShutdown, SignalShutdownError, exit_status,
 };
 pub use limits::Limits;
@@ -119,6 +123,10 @@ pub const SUPPORTED_VERSIONS: &[&str] = versions::SUPPORTED;
 pub const WORLD: &str = "callop:plugin/plugin@0.3.0";
 /// The interface plugins must export (newest version).
 pub const GUEST_EXPORT: &str = "callop:plugin/guest@0.3.0";
+/// The optional interface a plugin may export to carry its state over a
+/// reload (`snapshot` / `restore`, see [`Host::reload`]), newest version; a
+/// component's own version of it is used (see [`SUPPORTED_VERSIONS`]).
+pub const STATE_EXPORT: &str = "callop:plugin/state@0.3.0";
 /// The shared-types interface plugins may import (newest version).
 pub const TYPES_IMPORT: &str = "callop:plugin/types@0.3.0";
 /// The I/O interface this host provides to plugins (newest version).

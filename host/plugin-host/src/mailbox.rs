@@ -312,6 +312,30 @@ impl Mailbox {
         }
     }
 
+    /// The owner is being replaced (a reload): the channel goes back to
+    /// *unopened*, its queued messages and senders stay, and new messages
+    /// wait in it until the new owner [`open`](Self::open)s it (or the old
+    /// one does again, with the returned ping, if the reload is rolled
+    /// back). A channel that was closing (every sender gone) closes again
+    /// when it is reopened. `None` (nothing changed) if no plugin had it
+    /// open or it is closed for good.
+    pub fn detach(&self) -> Option<Ping> {
+        let mut st = self.st();
+        if st.closed {
+            return None;
+        }
+        match std::mem::replace(&mut st.sink, Sink::Unopened) {
+            Sink::Plugin(ping) => {
+                st.closing = false;
+                Some(ping)
+            }
+            other => {
+                st.sink = other;
+                None
+            }
+        }
+    }
+
     /// Takes the oldest batch, or `closed` once the mailbox is closing and
     /// drained. The second value tells whether more is pending.
     pub fn take(&self) -> (Option<Delivery>, bool) {
@@ -482,6 +506,35 @@ mod tests {
         assert_eq!(take_all(&m), vec![batch(&[b"a", b"bc", b""]), None]);
         assert_eq!(m.queued(), 0);
         assert!(matches!(m.take(), (None, false)));
+    }
+
+    #[test]
+    fn a_detached_mailbox_keeps_its_messages_for_the_next_owner() {
+        let m = Mailbox::new("p/in".into());
+        m.add_sender();
+        let (old, _old_src) = callop::ping::make_ping().unwrap();
+        m.open(old);
+        m.send(b"a".to_vec(), 10, None).unwrap();
+        assert!(m.detach().is_some());
+        assert!(!m.is_open() && !m.is_closed());
+        assert!(m.detach().is_none(), "already detached");
+        m.send(b"b".to_vec(), 10, None).unwrap();
+        let (new, _new_src) = callop::ping::make_ping().unwrap();
+        m.open(new);
+        m.send(b"c".to_vec(), 10, None).unwrap();
+        assert_eq!(take_all(&m), vec![batch(&[b"a", b"b", b"c"])]);
+        // Closing (no sender left) before the swap: closed again at reopen,
+        // after the messages.
+        m.send(b"d".to_vec(), 10, None).unwrap();
+        m.drop_sender();
+        assert!(m.is_closed());
+        let (p2, _s2) = callop::ping::make_ping().unwrap();
+        assert!(m.detach().is_some());
+        assert!(!m.is_closed(), "a detached mailbox can be reopened");
+        m.open(p2);
+        assert!(m.is_closed());
+        assert_eq!(take_all(&m), vec![batch(&[b"d"]), None]);
+        assert!(m.detach().is_none(), "closed for good");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub const APP_PREFIX: &str = "@app";
 
 /// Permissions of the plugins of one host.
 ///
-/// The default allows everything the `callop:plugin@0.2.0` world offers:
+/// The default allows everything the `callop:plugin@0.3.0` world offers:
 /// talking to other plugins, to the application and forwarding stdout/stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {

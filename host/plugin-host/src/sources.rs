@@ -137,6 +137,9 @@ pub(crate) struct SourceTable {
     /// Entries in [`Status::Removed`] (so that counting live sources is
     /// O(1): a registration storm must not cost O(n) per call).
     removed: usize,
+    /// The instance's channel and ping names went to its successor (a
+    /// reload): removing its sources no longer releases them.
+    handed_over: bool,
 }
 
 fn no_source(id: SourceId) -> WitError {
@@ -156,7 +159,15 @@ impl SourceTable {
             entries: FxHashMap::default(),
             next_id: 1,
             removed: 0,
+            handed_over: false,
         }
+    }
+
+    /// A reload committed: the names of this instance's channels and named
+    /// pings now belong to the new instance, so removing this instance's
+    /// sources (e.g. in its `shutdown`) leaves them alone.
+    pub fn hand_over_names(&mut self) {
+        self.handed_over = true;
     }
 
     /// Number of sources that are not (being) removed.
@@ -245,7 +256,9 @@ impl SourceTable {
         e.status = Status::Removed {
             token: e.status.token(),
         };
-        release(&self.shared, &e.source);
+        if !self.handed_over {
+            release(&self.shared, &e.source);
+        }
         self.removed += 1;
         Ok(())
     }
@@ -370,7 +383,7 @@ impl SourceTable {
         let e = self.entries.remove(&id)?;
         if matches!(e.status, Status::Removed { .. }) {
             self.removed -= 1;
-        } else {
+        } else if !self.handed_over {
             release(&self.shared, &e.source);
         }
         e.status.token()
@@ -659,6 +672,45 @@ mod tests {
         // Forgetting a source the guest did not remove releases it too.
         assert_eq!(t.forget(ping), None);
         assert!(!t.shared.registry().pings.contains_key("p/go"));
+    }
+
+    #[test]
+    fn after_a_hand_over_removing_leaves_the_names_alone() {
+        let ev = EventLoop::try_new().unwrap();
+        let mut t = table(8);
+        let slot = Mailbox::new("p/in".into());
+        t.shared
+            .registry()
+            .channels
+            .insert("p/in".into(), slot.clone());
+        t.shared
+            .registry()
+            .pings
+            .insert("p/go".into(), callop::ping::make_ping().unwrap().0);
+        let ch = t
+            .add(Source::Channel {
+                full_name: "p/in".into(),
+                slot: slot.clone(),
+                source: None,
+            })
+            .unwrap();
+        let ping = t
+            .add(Source::Ping {
+                name: Some("p/go".into()),
+                source: None,
+            })
+            .unwrap();
+        t.registered(ch, Some(token(&ev)));
+        t.hand_over_names();
+        // The old instance of a reload removes everything in its shutdown:
+        // the new instance's channel and ping stay.
+        t.remove(ch).unwrap();
+        assert!(t.forget(ch).is_some());
+        assert_eq!(t.forget(ping), None);
+        assert!(!slot.is_closed());
+        let reg = t.shared.registry();
+        assert!(reg.channels.contains_key("p/in"));
+        assert!(reg.pings.contains_key("p/go"));
     }
 
     #[test]

@@ -106,7 +106,6 @@ pub(crate) struct GuestExports {
     dispatch: ComponentExportIndex,
     shutdown: ComponentExportIndex,
     /// `snapshot` and `restore` of the optional `state` export.
-    #[allow(dead_code)] // until reloads hand state over
     state: Option<(ComponentExportIndex, ComponentExportIndex)>,
 }
 
@@ -257,7 +256,6 @@ where
     unsafe { TypedFunc::new_unchecked(func) }
 }
 
-#[allow(dead_code)] // `has_state`/`snapshot`/`restore`: until reloads hand state over
 impl GuestFuncs {
     /// `guest.init(args)`.
     pub fn init(

@@ -79,7 +79,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     }
 
     /// Delivers a plugin's pending events.
-    fn flush(self: &Rc<Self>, p: &Rc<PluginRt>) {
+    pub(super) fn flush(self: &Rc<Self>, p: &Rc<PluginRt>) {
         let (mut events, held) = {
             let mut pd = p.pending.borrow_mut();
             pd.readiness.clear();

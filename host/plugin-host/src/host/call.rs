@@ -1,5 +1,7 @@
 //! The funnel every call into a guest export goes through: `init` (first
-//! load and restart), `dispatch` (the flush) and `shutdown`.
+//! load, restart and reload), `dispatch` (the flush), `shutdown`, and the
+//! optional `state` export's `snapshot` and `restore` (a reload, see
+//! `reload`).
 //!
 //! [`HostInner::call_guest`] arms the deadline of that kind of call, makes
 //! the call and classifies what happened once, into an [`Outcome`];
@@ -60,11 +62,25 @@ pub(super) enum Export<'a> {
         /// The shutdown deadline on the plugins' clock.
         deadline_ns: u64,
     },
+    /// `state.snapshot()`, under the callback timeout; an instance without
+    /// the `state` export returns `none` without a call.
+    Snapshot,
+    /// `state.restore(snapshot)` before the new instance's `init`, under
+    /// the init timeout; `err(message)` is a [`Failure::Refused`].
+    Restore {
+        /// The previous instance's snapshot.
+        snapshot: &'a [u8],
+    },
 }
 
 impl Export<'_> {
     fn is_init(&self) -> bool {
         matches!(self, Export::Init { .. })
+    }
+
+    /// Whether the call runs under the init timeout (start-up code).
+    fn init_timeout(&self) -> bool {
+        matches!(self, Export::Init { .. } | Export::Restore { .. })
     }
 }
 
@@ -74,6 +90,9 @@ pub(super) enum Outcome {
     /// It returned (`dispatch`: with its results; empty otherwise). Its
     /// queued operations are not applied yet.
     Returned(Vec<EventResult>),
+    /// `snapshot` returned (`None`: nothing to hand over). Its queued
+    /// operations are not applied yet.
+    Snapshot(Option<Vec<u8>>),
     /// The guest called WASI `exit(code)`.
     Exited(i32),
     /// The host's alarm stopped it (see [`crate::alarm`]): the shutdown
@@ -151,9 +170,23 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     /// of call, makes the call and classifies the outcome. Every call into
     /// a guest export goes through here.
     pub(super) fn call_guest(&self, live: &mut Live, export: Export<'_>) -> Outcome {
-        self.arm(live, export.is_init());
+        self.arm(live, export.init_timeout());
         let guest = &live.guest;
         let r = match export {
+            Export::Snapshot => {
+                if !guest.has_state() {
+                    return Outcome::Snapshot(None);
+                }
+                let r = guest.snapshot(&mut live.store);
+                live.store.data_mut().log_limit.tick();
+                return match r {
+                    Ok(snapshot) => Outcome::Snapshot(snapshot),
+                    Err(e) => self.failed(live, &export, e),
+                };
+            }
+            Export::Restore { snapshot } => guest
+                .restore(&mut live.store, snapshot)
+                .map(|r| r.map(|()| Vec::new())),
             Export::Init { args } => guest
                 .init(&mut live.store, args)
                 .map(|r| r.map(|()| Vec::new())),
@@ -170,16 +203,22 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             Ok(Err(message)) => {
                 Outcome::Failed(Failure::Refused(truncate(message, MAX_GUEST_TEXT)))
             }
-            Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-                Some(x) => Outcome::Exited(x.0),
-                None if self.alarm.due() && interrupted(&e) => {
-                    Outcome::Interrupted(self.alarm.cause().unwrap_or(AlarmCause::Forced))
-                }
-                None => Outcome::Failed(Failure::Fault {
-                    fault: self.classify(live, &e),
-                    in_init: export.is_init(),
-                }),
-            },
+            Err(e) => self.failed(live, &export, e),
+        }
+    }
+
+    /// Classifies a call that returned an error (an exit, the alarm, or a
+    /// fault).
+    fn failed(&self, live: &mut Live, export: &Export<'_>, e: wasmtime::Error) -> Outcome {
+        match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(x) => Outcome::Exited(x.0),
+            None if self.alarm.due() && interrupted(&e) => {
+                Outcome::Interrupted(self.alarm.cause().unwrap_or(AlarmCause::Forced))
+            }
+            None => Outcome::Failed(Failure::Fault {
+                fault: self.classify(live, &e),
+                in_init: export.is_init(),
+            }),
         }
     }
 
@@ -188,7 +227,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     /// report.
     pub(super) fn settle(self: &Rc<Self>, p: &Rc<PluginRt>, live: &mut Live, o: Outcome) -> After {
         match o {
-            Outcome::Returned(_) => {
+            Outcome::Returned(_) | Outcome::Snapshot(_) => {
                 self.apply_ops(p, live);
                 self.check_after(live)
             }

@@ -37,7 +37,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         let mut prepared = Vec::new();
         for s in specs {
             let name: Arc<str> = Arc::from(s.name);
-            match self.instantiate(s.component, &name, 0) {
+            match self.instantiate(s.component, &name, 0, true) {
                 Ok(live) => prepared.push((name, live)),
                 Err(e) => {
                     let mut reg = self.shared.registry();
@@ -79,7 +79,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         for s in specs {
             let name: Arc<str> = Arc::from(s.name);
             let id = self.next_plugin_id();
-            match self.instantiate(s.component, &name, 0) {
+            match self.instantiate(s.component, &name, 0, true) {
                 Ok(live) => prepared.push((id, name, Some(live))),
                 Err(e) => {
                     self.shared.registry().remove_instance(s.name);
@@ -90,6 +90,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         reason: ExitReason::Trapped(e.to_string()),
                         fault: None,
                         restarts: 0,
+                        reloads: 0,
                     });
                     prepared.push((id, name, None));
                 }
@@ -175,11 +176,15 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         }
     }
 
-    fn instantiate(
+    /// A new instance of `component` named `name`; `fresh` for a first
+    /// start (it takes the grants made for the name), `false` for a restart
+    /// or a reload (a copy of the first start's grants).
+    pub(super) fn instantiate(
         &self,
         component: &PluginComponent,
         name: &Arc<str>,
         restarts: u32,
+        fresh: bool,
     ) -> Result<Live, LoadError> {
         let policy = &self.shared.policy;
         let mut wasi = WasiCtxBuilder::new();
@@ -210,8 +215,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             .cloned()
             .unwrap_or_else(|| Arc::new(self.shared.limits.clone()));
         // A first start takes the grants made for its name and keeps a copy
-        // for its restarts; a restart gets a copy of that copy.
-        let caps = if restarts == 0 {
+        // for its restarts; a restart (and a reload) gets a copy of that copy.
+        let caps = if fresh {
             let caps = self.grants.borrow_mut().remove(&**name).unwrap_or_default();
             self.restart_grants
                 .borrow_mut()
@@ -294,6 +299,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             reason,
             fault,
             restarts: p.restarts,
+            reloads: p.reloads.get(),
         });
         if failed {
             self.after_failure(p);
@@ -345,14 +351,20 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                     reason: ExitReason::Quarantined(why),
                     fault: None,
                     restarts: p.restarts,
+                    reloads: p.reloads.get(),
                 });
             }
             Decision::Restart(delay) => {
                 tracing::warn!(plugin = %p.name, id = %p.id, "restarting in {delay:?} (restart {} under `{policy}`)", p.restarts + 1);
                 self.pending_restarts.set(self.pending_restarts.get() + 1);
                 let w = Rc::downgrade(self);
-                let (id, name, spec, restarts) =
-                    (p.id, p.name.clone(), p.spec.clone(), p.restarts + 1);
+                let (id, name, spec, restarts, reloads) = (
+                    p.id,
+                    p.name.clone(),
+                    p.spec.clone(),
+                    p.restarts + 1,
+                    p.reloads.get(),
+                );
                 let r = self
                     .handle
                     .insert_source(Timer::from_duration(delay), move |_, _, _| {
@@ -360,7 +372,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                             inner
                                 .pending_restarts
                                 .set(inner.pending_restarts.get().saturating_sub(1));
-                            inner.restart(id, &name, &spec, restarts);
+                            inner.restart(id, &name, &spec, restarts, reloads);
                         }
                         TimeoutAction::Drop
                     });
@@ -383,6 +395,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         name: &Arc<str>,
         spec: &Rc<StartSpec>,
         restarts: u32,
+        reloads: u32,
     ) {
         if self.shutting_down.get() {
             return;
@@ -395,6 +408,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 reason: ExitReason::Trapped(reason),
                 fault: None,
                 restarts,
+                reloads,
             });
         };
         {
@@ -406,7 +420,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             }
             reg.instances.insert(name.to_string());
         }
-        let mut live = match self.instantiate(&spec.component, name, restarts) {
+        let mut live = match self.instantiate(&spec.component, name, restarts, false) {
             Ok(l) => l,
             Err(e) => {
                 self.shared.registry().remove_instance(name);
@@ -414,7 +428,10 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 return;
             }
         };
+        // `host-loop.generation`: every earlier run, restarts and reloads.
+        live.store.data_mut().generation = restarts.saturating_add(reloads);
         let p = PluginRt::new(id, name.clone(), spec.clone(), restarts, None);
+        p.reloads.set(reloads);
         self.plugins.borrow_mut().insert(id, p.clone());
         tracing::info!(plugin = %name, %id, restarts, "plugin restarted");
         // The same funnel and rules as a first load; a failed init, having

@@ -43,8 +43,12 @@
 //! through imports):
 //! * `lifecycle` — loading and instantiating plugins, ending them and
 //!   restarting failed ones;
+//! * `reload` — replacing a running plugin's code ([`Host::reload`]): the
+//!   host holds its channels while the new version starts, then retires the
+//!   old instance (or, if the new one fails, gives them back to it);
 //! * `call` — the one funnel through which every guest export call goes
-//!   (`init`, `dispatch`, `shutdown`) and its typed outcome;
+//!   (`init`, `dispatch`, `shutdown`, `snapshot`, `restore`) and its typed
+//!   outcome;
 //! * `faults` — the deadline of each guest call and what a failed call means;
 //! * `bridge` — pending events, the flush into `dispatch`, its results and
 //!   the queued operations (timers, idles, pings, channels);
@@ -93,11 +97,13 @@ mod call;
 mod faults;
 mod io_routing;
 mod lifecycle;
+mod reload;
 mod shutdown;
 mod signal_routing;
 mod signal_shutdown;
 mod timer_routing;
 
+pub use reload::{RELOAD_GRACE, ReloadError};
 pub use signal_shutdown::{
     RunEnd, ShutdownPhase, SignalShutdown, SignalShutdownError, exit_status,
 };
@@ -180,6 +186,9 @@ pub struct PluginExit {
     /// How many times this instance had been restarted before this exit
     /// (0 for the first run).
     pub restarts: u32,
+    /// How many times this plugin's code had been replaced by
+    /// [`Host::reload`] before this exit.
+    pub reloads: u32,
 }
 
 /// One plugin to start with [`Host::load_many`].
@@ -328,6 +337,8 @@ struct PluginRt {
     spec: Rc<StartSpec>,
     /// Restarts before this run.
     restarts: u32,
+    /// Reloads ([`Host::reload`]) of this plugin so far.
+    reloads: Cell<u32>,
     /// The fault that ends it, set when a guest call fails.
     fault: RefCell<Option<Fault>>,
     live: RefCell<Option<Live>>,
@@ -352,6 +363,7 @@ impl PluginRt {
             name,
             spec,
             restarts,
+            reloads: Cell::new(0),
             fault: RefCell::new(None),
             live: RefCell::new(live),
             pending: RefCell::new(Pending::default()),
@@ -587,6 +599,48 @@ impl<'l, Data: 'l> Host<'l, Data> {
         specs: &[PluginSpec<'_>],
     ) -> Result<Vec<PluginId>, (String, LoadError)> {
         self.inner.load_many_supervised(specs)
+    }
+
+    /// Replaces the code of the running plugin `id` by `component`, without
+    /// stopping the host or losing a message sent to the plugin's channels;
+    /// if both versions export [`STATE_EXPORT`](crate::STATE_EXPORT), the
+    /// old instance's snapshot is handed to the new one before its `init`.
+    ///
+    /// The new instance gets the same instance name, arguments,
+    /// capabilities, limits, restart policy and [`PluginId`]. If it cannot
+    /// start (instantiation, `restore` or `init` fails), the reload fails
+    /// and the old instance keeps running, untouched. See [`ReloadError`]
+    /// and the module `host/reload.rs` for the steps and their guarantees.
+    /// Refused during a shutdown ([`ReloadError::ShuttingDown`]).
+    pub fn reload(&self, id: PluginId, component: &PluginComponent) -> Result<(), ReloadError> {
+        self.inner.reload(id, component)
+    }
+
+    /// Compiles a plugin file (using the compile cache) and
+    /// [`reload`](Self::reload)s plugin `id` with it; a file that is not a
+    /// loadable plugin fails with [`ReloadError::Load`] and changes nothing.
+    pub fn reload_file(
+        &self,
+        id: PluginId,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<(), ReloadError> {
+        let c = self.inner.engine.load_file(path)?;
+        self.inner.reload(id, &c)
+    }
+
+    /// [`reload`](Self::reload)s plugin `id` with a component given as bytes.
+    pub fn reload_bytes(&self, id: PluginId, bytes: &[u8]) -> Result<(), ReloadError> {
+        let c = self.inner.engine.load_bytes(bytes)?;
+        self.inner.reload(id, &c)
+    }
+
+    /// How many times plugin `id` was reloaded (`None` if it is not alive).
+    pub fn reloads(&self, id: PluginId) -> Option<u32> {
+        self.inner
+            .plugins
+            .borrow()
+            .get(&id)
+            .map(|p| p.reloads.get())
     }
 
     /// Unloads a plugin at once (no `shutdown` call); its sources are

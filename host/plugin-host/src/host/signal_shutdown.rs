@@ -314,7 +314,12 @@ pub struct SignalShutdown<'l, Data> {
     host_signals: u32,
     /// How many of those were acted on.
     handled: u32,
+    /// The embedder's hook, run at the end of each `handle_pending`.
+    hook: Option<PendingHook<'l, Data>>,
 }
+
+/// See [`SignalShutdown::on_pending`].
+type PendingHook<'l, Data> = Box<dyn FnMut(&Host<'l, Data>, &[Signal], ShutdownPhase) + 'l>;
 
 impl<'l, Data: 'l> fmt::Debug for SignalShutdown<'l, Data> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -414,7 +419,23 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
             forever: false,
             host_signals: 0,
             handled: 0,
+            hook: None,
         })
+    }
+
+    /// Runs `hook` at the end of every [`handle_pending`](Self::handle_pending)
+    /// (in [`run`](Self::run): after every dispatch of the loop), with the
+    /// host, the signals received since the last call that no plugin took
+    /// (other than SIGINT/SIGTERM; often none) and the phase. For operator
+    /// controls of the embedder: `callop-host` reloads its plugins there on
+    /// an unclaimed SIGHUP and for `--watch` (refusing while the phase is
+    /// not [`ShutdownPhase::Running`]).
+    pub fn on_pending(
+        mut self,
+        hook: impl FnMut(&Host<'l, Data>, &[Signal], ShutdownPhase) + 'l,
+    ) -> Self {
+        self.hook = Some(Box::new(hook));
+        self
     }
 
     /// With `Some(margin)`, the process exits (status 128 + the signal's
@@ -525,6 +546,7 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
     pub fn handle_pending(&mut self, host: &Host<'l, Data>) -> ShutdownPhase {
         self.watch.started.store(true, Ordering::SeqCst);
         let received = std::mem::take(&mut *self.received.borrow_mut());
+        let mut unclaimed = Vec::new();
         for sig in received {
             let host_owned = matches!(sig, Signal::SIGINT | Signal::SIGTERM);
             let delivered = host.deliver_signal(sig);
@@ -532,6 +554,7 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
                 self.host_signals += 1;
             } else if !delivered {
                 tracing::debug!("{sig:?}: no plugin subscribed");
+                unclaimed.push(sig);
             }
         }
         if self.host_signals > self.handled {
@@ -546,7 +569,11 @@ impl<'l, Data: 'l> SignalShutdown<'l, Data> {
                 tracing::warn!("second signal: exiting now");
             }
         }
-        self.phase()
+        let phase = self.phase();
+        if let Some(hook) = self.hook.as_mut() {
+            hook(host, &unclaimed, phase);
+        }
+        phase
     }
 
     /// Dispatches `event_loop` (with `data`) until every plugin of `host`
