@@ -8,6 +8,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
+use super::app_api::AppApi;
 use super::bindings::{Plugin as PluginWorld, PluginPre};
 use super::cache::CompileCache;
 use super::error::{LoadError, chain};
@@ -35,6 +36,9 @@ pub struct EngineOptions {
     /// The largest component file [`PluginEngine::load_file`] reads (bytes; `None`:
     /// [`DEFAULT_MAX_COMPONENT_SIZE`](crate::component_file::DEFAULT_MAX_COMPONENT_SIZE)).
     pub max_component_size: Option<u64>,
+    /// The application's own interfaces, linked for the plugins granted
+    /// them (see [`crate::app_api`]; default: none).
+    pub app_api: AppApi,
 }
 
 /// A configured wasmtime engine plus the linker providing the
@@ -53,6 +57,8 @@ impl std::fmt::Debug for PluginEngine {
 struct EngineInner {
     engine: Engine,
     linker: Linker<PluginState>,
+    /// The application interfaces linked into `linker`.
+    app_api: AppApi,
     cache: Option<CompileCache>,
     allocator: Allocator,
     /// The cap on component files (bytes).
@@ -69,6 +75,8 @@ pub struct PluginComponent {
     pub(crate) pre: PluginPre<PluginState>,
     /// Where it came from (a path or `<bytes>`), for messages.
     pub(crate) origin: String,
+    /// The application interfaces it imports (see [`crate::app_api`]).
+    pub(crate) app_imports: Arc<[String]>,
 }
 
 impl fmt::Debug for PluginComponent {
@@ -83,6 +91,13 @@ impl PluginComponent {
     /// Where the component was loaded from.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// The application interfaces ([`AppApi`]) it imports, as it names
+    /// them: an instance of it must be granted each of them
+    /// ([`Capabilities::allow_app_interface`](crate::Capabilities::allow_app_interface)).
+    pub fn app_interfaces(&self) -> &[String] {
+        &self.app_imports
     }
 }
 
@@ -150,6 +165,7 @@ impl PluginEngine {
             .map_err(|e| LoadError::Link(format!("WASI: {}", chain(&e))))?;
         PluginWorld::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Link(format!("host-loop: {}", chain(&e))))?;
+        opts.app_api.link(&mut linker)?;
         let max = opts
             .cache_max_size
             .unwrap_or(crate::cache::DEFAULT_MAX_SIZE);
@@ -161,6 +177,7 @@ impl PluginEngine {
             inner: Arc::new(EngineInner {
                 engine,
                 linker,
+                app_api: opts.app_api.clone(),
                 cache,
                 allocator,
                 max_component_size: opts
@@ -194,6 +211,11 @@ impl PluginEngine {
         let t = Arc::new(Ticker::start(self.inner.engine.clone())?);
         *slot = Arc::downgrade(&t);
         Ok(t)
+    }
+
+    /// The application interfaces this engine links ([`EngineOptions::app_api`]).
+    pub fn app_api(&self) -> &AppApi {
+        &self.inner.app_api
     }
 
     /// The compile cache, if enabled.
@@ -239,7 +261,17 @@ impl PluginEngine {
     ) -> Result<PluginComponent, LoadError> {
         let component = self.compile(bytes)?;
         let pre = self.check(&component)?;
-        Ok(PluginComponent { pre, origin })
+        let ty = component.component_type();
+        let app_imports = self
+            .inner
+            .app_api
+            .imported(ty.imports(&self.inner.engine).map(|(n, _)| n))
+            .into();
+        Ok(PluginComponent {
+            pre,
+            origin,
+            app_imports,
+        })
     }
 
     /// Turns bytes into a compiled component (cache-aware), without the

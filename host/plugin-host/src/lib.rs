@@ -20,6 +20,8 @@
 //! Module layout:
 //! * [`engine`] — wasmtime engine + linker, loading and load-time checks;
 //! * [`cache`] — precompiled-component cache;
+//! * [`app_api`] — the application's own WIT interfaces ([`AppApi`]),
+//!   granted per plugin, with typed per-plugin state;
 //! * [`host`] — the embedding API ([`Host`]), the loop bridge, and
 //!   [`SignalShutdown`] (graceful shutdown on SIGINT/SIGTERM, as
 //!   `callop-host` does it);
@@ -57,6 +59,7 @@
 #![warn(missing_docs)]
 
 mod alarm;
+pub mod app_api;
 pub mod app_channel;
 pub mod app_sender;
 pub mod cache;
@@ -89,6 +92,7 @@ mod types;
 mod wasi_blocking;
 pub mod wasi_grants;
 
+pub use app_api::{AppApi, AppContext, AppData, app_data};
 pub use app_channel::AppChannel;
 pub use app_sender::AppSender;
 pub use capabilities::{Capabilities, DirGrant, GrantError, IpNet, NetDirection, NetRule};
@@ -103,6 +107,7 @@ pub use limits::Limits;
 pub use policy::Policy;
 pub use pooling::Allocator;
 pub use restart::RestartPolicy;
+pub use state::PluginState;
 
 /// The WIT package this host implements.
 pub const PACKAGE: &str = "callop:plugin";

@@ -153,14 +153,37 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     pub(super) fn call_guest(&self, live: &mut Live, export: Export<'_>) -> Outcome {
         self.arm(live, export.is_init());
         let guest = live.bindings.callop_plugin_guest();
-        let r = match export {
+        // A panic in a host function the guest called (an application's,
+        // see `app_api`) unwinds out of the call: it is that plugin's fault,
+        // and its store, possibly inconsistent now, is dropped when it ends.
+        let store = &mut live.store;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match export {
             Export::Init { args } => guest
-                .call_init(&mut live.store, args)
+                .call_init(&mut *store, args)
                 .map(|r| r.map(|()| Vec::new())),
-            Export::Dispatch { events } => guest.call_dispatch(&mut live.store, events).map(Ok),
+            Export::Dispatch { events } => guest.call_dispatch(&mut *store, events).map(Ok),
             Export::Shutdown { deadline_ns } => guest
-                .call_shutdown(&mut live.store, deadline_ns)
+                .call_shutdown(&mut *store, deadline_ns)
                 .map(|()| Ok(Vec::new())),
+        }));
+        let r = match r {
+            Ok(r) => r,
+            Err(payload) => {
+                return Outcome::Failed(Failure::Fault {
+                    fault: Fault {
+                        kind: crate::fault::FaultKind::Host,
+                        message: truncate(
+                            format!(
+                                "a host function panicked: {}",
+                                crate::app_api::panic_text(&*payload)
+                            ),
+                            MAX_GUEST_TEXT,
+                        ),
+                        backtrace: None,
+                    },
+                    in_init: export.is_init(),
+                });
+            }
         };
         // Summaries of the guest's rate-limited log lines are due?
         live.store.data_mut().log_limit.tick();
