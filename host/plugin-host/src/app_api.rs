@@ -199,62 +199,64 @@ impl AppApi {
     ///
     /// # Example
     ///
-    /// An application counting what its plugins report. The plugin here is
-    /// a tiny component written in WAT (its `init` calls `report(7)` and
-    /// returns `ok`; with no event source it then ends); real plugins are
-    /// written with the Rust SDK, Python or JS (see the README).
+    /// The key-value example application (`tests/kv-app`), shortened: a
+    /// store shared by the plugins, and a log of their `notify` calls. The
+    /// plugin is the example's Rust plugin (`plugins/kv-plugin`, built by
+    /// `plugins/build.sh`): a timer sets `<name>/tick`, then a channel
+    /// callback reads it back and notifies.
     ///
     /// ```
+    /// use std::collections::BTreeMap;
     /// use std::sync::{Arc, Mutex};
     /// use callop::EventLoop;
-    /// use callop_plugin_host::{AppApi, AppData, Capabilities, ExitReason, Host, HostConfig, app_data};
+    /// use callop_plugin_host::{AppApi, AppData, Capabilities, Host, HostConfig, app_data};
     ///
-    /// // 1. The application's WIT, and host bindings for it.
-    /// wasmtime::component::bindgen!({
-    ///     inline: "
-    ///         package example:tally@1.0.0;
-    ///         interface tally { report: func(n: u32) -> u32; }
-    ///         world imports { import tally; }
-    ///     ",
-    /// });
+    /// // 1. Host bindings of the application's WIT (world `kv-imports`).
+    /// wasmtime::component::bindgen!({ world: "kv-imports", path: "../../tests/kv-app/wit" });
+    /// use example::kv::{notify, store};
     ///
-    /// // 2. The per-plugin state, implementing the generated host trait.
-    /// struct Tally { plugin: String, total: Arc<Mutex<Vec<(String, u32)>>> }
-    /// impl example::tally::tally::Host for Tally {
-    ///     fn report(&mut self, n: u32) -> u32 {
-    ///         let mut t = self.total.lock().unwrap();
-    ///         t.push((self.plugin.clone(), n));
-    ///         t.len() as u32
+    /// // 2. The per-plugin state, implementing the generated host traits.
+    /// #[derive(Default)]
+    /// struct Db { map: BTreeMap<String, String>, notes: Vec<String> }
+    /// struct Kv { plugin: String, db: Arc<Mutex<Db>> }
+    /// impl store::Host for Kv {
+    ///     fn get(&mut self, key: String) -> Option<String> { self.db.lock().unwrap().map.get(&key).cloned() }
+    ///     fn set(&mut self, key: String, value: String) { self.db.lock().unwrap().map.insert(key, value); }
+    ///     fn keys(&mut self) -> Vec<String> { self.db.lock().unwrap().map.keys().cloned().collect() }
+    ///     fn len(&mut self) -> u64 { self.db.lock().unwrap().map.len() as u64 }
+    /// }
+    /// impl notify::Host for Kv {
+    ///     fn notify(&mut self, level: notify::Level, text: String) {
+    ///         self.db.lock().unwrap().notes.push(format!("{} {level:?}: {text}", self.plugin));
     ///     }
     /// }
     ///
-    /// // 3. Register it: its interfaces, the linker step, the state factory.
-    /// let total = Arc::new(Mutex::new(Vec::new()));
-    /// let t = total.clone();
+    /// // 3. Register the interfaces: the linker step and the state factory.
+    /// let db = Arc::new(Mutex::new(Db::default()));
+    /// let shared = db.clone();
     /// let api = AppApi::new().add(
-    ///     &["example:tally/tally@1.0.0"],
-    ///     |linker| Imports::add_to_linker::<_, AppData<Tally>>(linker, app_data::<Tally>),
-    ///     move |cx| Tally { plugin: cx.name().to_string(), total: t.clone() },
+    ///     &["example:kv/store@1.0.0", "example:kv/notify@1.0.0"],
+    ///     |linker| KvImports::add_to_linker::<_, AppData<Kv>>(linker, app_data::<Kv>),
+    ///     move |cx| Kv { plugin: cx.name().to_string(), db: shared.clone() },
     /// );
     /// let mut event_loop: EventLoop<()> = EventLoop::try_new().unwrap();
     /// let host = Host::new(event_loop.handle(), HostConfig::default().with_app_api(api)).unwrap();
     ///
-    /// // 4. Grant it per plugin: deny by default.
-    /// # mod tc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/app_api/test_component.rs")); }
-    /// # let component = tc::build(
-    /// #     "package example:tally@1.0.0; interface tally { report: func(n: u32) -> u32; }",
-    /// #     "example:tally/tally@1.0.0", "report", 7);
-    /// // `component`: the plugin's bytes (a `.wasm` file: `host.load_file`).
-    /// let err = host.load_bytes(&component, "stranger", &[]).unwrap_err();
-    /// assert!(err.to_string().contains("`example:tally/tally@1.0.0`"), "{err}");
+    /// // 4. Grant them per plugin: deny by default.
+    /// let wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins/target/wasm32-wasip2/release/kv_plugin.wasm");
+    /// let err = host.load_file(wasm, "stranger", &[]).unwrap_err();
+    /// assert!(err.to_string().contains("imports the application interface `example:kv/"), "{err}");
     ///
-    /// host.grant("counter", Capabilities::new().allow_app_interface("example:tally/tally@1.0.0"));
-    /// host.load_bytes(&component, "counter", &[]).unwrap();
+    /// host.grant("rust", Capabilities::new()
+    ///     .allow_app_interface("example:kv/store@1.0.0")
+    ///     .allow_app_interface("example:kv/notify@1.0.0"));
+    /// host.load_file(wasm, "rust", &["--count".into(), "2".into()]).unwrap();
     /// while !host.is_empty() {
     ///     event_loop.dispatch(None, &mut ()).unwrap();
     /// }
-    /// assert_eq!(*total.lock().unwrap(), [("counter".to_string(), 7)]);
-    /// assert_eq!(host.exits()[0].reason, ExitReason::Finished);
+    /// let db = db.lock().unwrap();
+    /// assert_eq!(db.map, BTreeMap::from([("rust/tick".to_string(), "2".to_string())]));
+    /// assert_eq!(db.notes, ["rust Level::Info: wrote 2 ticks", "rust Level::Info: read rust/tick=2 (1 of my keys)"]);
     /// ```
     pub fn add<T: Send + 'static>(
         mut self,
@@ -373,9 +375,6 @@ impl AppApi {
         Ok(states)
     }
 }
-
-#[cfg(test)]
-pub(crate) mod test_component;
 
 #[cfg(test)]
 mod tests;
