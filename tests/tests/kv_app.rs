@@ -58,7 +58,11 @@ fn notes_of(app: &KvApp, plugin: &str) -> Vec<Note> {
 }
 
 fn exit_of(host: &Host<'_, ()>, name: &str) -> PluginExit {
-    let exits: Vec<_> = host.exits().into_iter().filter(|e| e.name == name).collect();
+    let exits: Vec<_> = host
+        .exits()
+        .into_iter()
+        .filter(|e| e.name == name)
+        .collect();
     assert_eq!(exits.len(), 1, "{exits:?}");
     exits[0].clone()
 }
@@ -80,10 +84,11 @@ fn rust_python_and_js_plugins_use_the_store_and_notify_beside_the_loop() {
     load(&host, &js, "js", &["--count", "4"]);
     run_until_empty(&mut ev, &host, &mut (), LIMIT);
 
-    let want: BTreeMap<String, String> = [("js/tick", "4"), ("python/tick", "3"), ("rust/tick", "3")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let want: BTreeMap<String, String> =
+        [("js/tick", "4"), ("python/tick", "3"), ("rust/tick", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     assert_eq!(app.contents(), want);
     for (name, ticks) in [("rust", 3), ("python", 3), ("js", 4)] {
         assert_eq!(
@@ -145,7 +150,9 @@ fn a_python_or_js_plugin_not_granted_the_api_is_refused_too() {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains(&format!("plugin `{lang}` imports the application interface `example:kv/")),
+            e.contains(&format!(
+                "plugin `{lang}` imports the application interface `example:kv/"
+            )),
             "{e}"
         );
     }

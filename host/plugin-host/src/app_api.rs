@@ -124,11 +124,13 @@ impl<T: 'static> HasData for AppData<T> {
 /// panics with a message naming the type; the panic happens inside the
 /// guest call and fails only that plugin.
 pub fn app_data<T: Send + 'static>(state: &mut PluginState) -> &mut T {
+    let want = TypeId::of::<T>();
     match state
         .app
         .values
-        .get_mut(&TypeId::of::<T>())
-        .and_then(|b| b.downcast_mut::<T>())
+        .iter_mut()
+        .find(|(t, _)| *t == want)
+        .and_then(|(_, b)| b.downcast_mut::<T>())
     {
         Some(t) => t,
         None => panic!(
@@ -140,10 +142,11 @@ pub fn app_data<T: Send + 'static>(state: &mut PluginState) -> &mut T {
     }
 }
 
-/// The application states of one instance, by type.
+/// The application states of one instance, by type (a few at most: a
+/// linear scan is cheaper than hashing on every host call).
 #[derive(Default)]
 pub(crate) struct AppStates {
-    values: HashMap<TypeId, Box<dyn Any + Send>>,
+    values: Vec<(TypeId, Box<dyn Any + Send>)>,
 }
 
 /// `ns:pkg/iface` of `ns:pkg/iface@version`.
@@ -360,7 +363,7 @@ impl AppApi {
         let cx = AppContext { name, restarts };
         for i in imports {
             let Some(e) = self.entry_for(i) else { continue };
-            if states.values.contains_key(&e.state) {
+            if states.values.iter().any(|(t, _)| *t == e.state) {
                 continue;
             }
             let value = catch_unwind(AssertUnwindSafe(|| (e.make)(&cx))).map_err(|p| {
@@ -370,7 +373,7 @@ impl AppApi {
                     panic_text(&*p)
                 ))
             })?;
-            states.values.insert(e.state, value);
+            states.values.push((e.state, value));
         }
         Ok(states)
     }

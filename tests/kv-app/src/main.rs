@@ -18,7 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = KvApp::new();
     app.print_notes(true);
     let mut event_loop: EventLoop<()> = EventLoop::try_new()?;
-    let host = Host::new(event_loop.handle(), HostConfig::default().with_app_api(app.api()))?;
+    let host = Host::new(
+        event_loop.handle(),
+        HostConfig::default().with_app_api(app.api()),
+    )?;
     let mut loaded = 0;
     for arg in std::env::args().skip(1) {
         let (path, name) = match arg.rsplit_once('@') {

@@ -230,11 +230,7 @@ fn registrations_are_checked_when_the_engine_is_built() {
     let e = bad(&["a:b/c@1.0.0", "a:b/c@2.0.0"]);
     assert!(e.contains("registered twice"), "{e}");
     // A link step's own error names the interfaces.
-    let api = AppApi::new().add(
-        &["a:b/c"],
-        |_| Err(wasmtime::format_err!("boom")),
-        |_| (),
-    );
+    let api = AppApi::new().add(&["a:b/c"], |_| Err(wasmtime::format_err!("boom")), |_| ());
     let e = PluginEngine::new(&crate::EngineOptions {
         app_api: api,
         ..Default::default()

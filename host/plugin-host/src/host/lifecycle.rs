@@ -226,12 +226,10 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         };
         // The application interfaces it imports must all be granted to it;
         // each gets its per-plugin state (see `app_api`).
-        let app = self.engine.app_api().instance_states(
-            &component.app_imports,
-            &caps,
-            name,
-            restarts,
-        )?;
+        let app =
+            self.engine
+                .app_api()
+                .instance_states(&component.app_imports, &caps, name, restarts)?;
         crate::wasi_grants::apply(&mut wasi, &caps, name);
         let mut state = PluginState::with_limits(
             name.clone(),
