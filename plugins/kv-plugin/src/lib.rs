@@ -131,7 +131,8 @@ fn bench(handle: &LoopHandle<State>, n: u64) -> Result<(), String> {
             match &what[..] {
                 b"now" => {
                     for _ in 0..n {
-                        sum = sum.wrapping_add(callop_guest::bindings::callop::plugin::host_loop::now());
+                        sum = sum
+                            .wrapping_add(callop_guest::bindings::callop::plugin::host_loop::now());
                     }
                 }
                 b"len" => {
@@ -166,13 +167,16 @@ impl Plugin for Kv {
             return Ok(st);
         }
         handle
-            .insert_source(Channel::open("read"), |event, _, _: &mut State| on_read(event))
+            .insert_source(Channel::open("read"), |event, _, _: &mut State| {
+                on_read(event)
+            })
             .map_err(|e| e.to_string())?;
         let every = a.every;
         handle
-            .insert_source(Timer::from_duration(every), move |deadline, _, st: &mut State| {
-                on_tick(st, deadline, every)
-            })
+            .insert_source(
+                Timer::from_duration(every),
+                move |deadline, _, st: &mut State| on_tick(st, deadline, every),
+            )
             .map_err(|e| e.to_string())?;
         Ok(st)
     }
