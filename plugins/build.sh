@@ -15,7 +15,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     rustup target add "$TARGET"
 fi
 
-PLUGINS=(ticker idle-worker ping-pong relay selftest echo-server udp-echo line-counter sighup-reload io-probe bench-sink faulty reload-counter)
+PLUGINS=(ticker idle-worker ping-pong relay selftest echo-server udp-echo line-counter sighup-reload io-probe bench-sink faulty reload-counter kv-plugin)
 if [ "$#" -gt 0 ]; then PLUGINS=("$@"); fi
 
 args=()

@@ -13,6 +13,13 @@
 # plugins/js/<name>/app.js. Output: target/polyglot/<lang>-<name>.wasm
 # (the repo's git-ignored target/ dir; override with CALLOP_POLYGLOT_OUT).
 #
+# A plugin of an application with its own API (see the README, "Giving
+# plugins your application's API") has a file WORLD beside its app file:
+# one line `<wit-dir> <world>`, the application's WIT directory (relative
+# to the repository root; its deps/ holds callop:plugin) and its world that
+# includes callop:plugin/plugin, e.g. `tests/kv-app/wit kv-plugin`. The
+# application's imports are then importable by the plugin too.
+#
 # Toolchains are installed project-locally and cached across runs:
 #   plugins/python/.venv          componentize-py (PyPI)
 #   plugins/js/node_modules       @bytecodealliance/componentize-js (npm)
@@ -140,6 +147,16 @@ up_to_date() {
     [ -z "$(find "$@" -type f -newer "$o" -not -path '*/__pycache__/*' -print -quit 2>/dev/null)" ]
 }
 
+# plugin_world DIR: sets `pwit` (the WIT directory, repo-relative) and
+# `pworld` of the plugin in DIR: its WORLD file, else callop's world.
+plugin_world() {
+    pwit=wit pworld=plugin-with-state
+    [ -f "$1/WORLD" ] || return 0
+    read -r pwit pworld _ <"$1/WORLD" || true
+    [ -n "$pwit" ] && [ -n "$pworld" ] || die "$1/WORLD: expected one line '<wit-dir> <world>'"
+    [ -d "$root/$pwit" ] || die "$1/WORLD: no WIT directory $pwit (relative to the repository root)"
+}
+
 wanted() { # wanted LANG NAME
     case " ${bare[*]} " in *" $1 "*) return 0 ;; esac
     case " ${only[*]} " in *" $1/$2 "*) return 0 ;; esac
@@ -153,13 +170,14 @@ report() { # report LANG NAME FILE SECONDS
 
 build_python() { # build_python NAME
     local name="$1" dir="$here/python/$1" o="$out/python-$1.wasm"
-    if up_to_date "$o" "$dir" "$here/python/callop.py" "$wit" "$here/python/.venv/bin/componentize-py"; then
+    plugin_world "$dir"
+    if up_to_date "$o" "$dir" "$here/python/callop.py" "$wit" "$root/$pwit/" "$here/python/.venv/bin/componentize-py"; then
         skipped=$((skipped + 1)); echo "python-$name     up to date: $o"; return 0
     fi
     local t0=$SECONDS log="$out/python-$name.log"
     # The component's entry module is the helper library (callop.py, which
     # implements the guest export and imports the plugin's app.py).
-    if (cd "$root" && "$here/python/.venv/bin/componentize-py" -d "$wit" -w plugin-with-state \
+    if (cd "$root" && "$here/python/.venv/bin/componentize-py" -d "$root/$pwit" -w "$pworld" \
             componentize callop -p "$here/python" -p "$dir" -o "$o.tmp") >"$log" 2>&1 \
         && check_world "$o.tmp" 2>>"$log"; then
         mv "$o.tmp" "$o"; built=$((built + 1)); report python "$name" "$o" $((SECONDS - t0))
@@ -170,7 +188,8 @@ build_python() { # build_python NAME
 
 build_js() { # build_js NAME
     local name="$1" dir="$here/js/$1" o="$out/js-$1.wasm"
-    if up_to_date "$o" "$dir" "$here/js/callop.js" "$wit" "$here/js/node_modules/@bytecodealliance/componentize-js/package.json"; then
+    plugin_world "$dir"
+    if up_to_date "$o" "$dir" "$here/js/callop.js" "$wit" "$root/$pwit/" "$here/js/node_modules/@bytecodealliance/componentize-js/package.json"; then
         skipped=$((skipped + 1)); echo "js-$name         up to date: $o"; return 0
     fi
     local t0=$SECONDS log="$out/js-$name.log" stage="$out/.js-$name"
@@ -190,7 +209,7 @@ export const guest = makeGuest(plugin);
 export const state = makeState(plugin);
 EOF
     if (cd "$root" && "$here/js/node_modules/.bin/componentize-js" "$rel_stage/entry.js" \
-            --wit wit -n plugin-with-state -d http fetch-event -o "$o.tmp") >"$log" 2>&1 \
+            --wit "$pwit" -n "$pworld" -d http fetch-event -o "$o.tmp") >"$log" 2>&1 \
         && check_world "$o.tmp" 2>>"$log"; then
         mv "$o.tmp" "$o"; built=$((built + 1)); report js "$name" "$o" $((SECONDS - t0))
     else

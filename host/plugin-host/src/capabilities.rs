@@ -45,7 +45,7 @@
 //! assert!(DirGrant::new("/srv", "/a/../b").is_err());
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -268,6 +268,9 @@ pub struct Capabilities {
     pub(crate) stdin: bool,
     /// Signals the plugin may subscribe to.
     pub(crate) signals: Vec<Signal>,
+    /// Application interfaces the plugin may import
+    /// ([`AppApi`](crate::AppApi)), as `ns:pkg/iface` (no version).
+    pub(crate) app_interfaces: BTreeSet<String>,
 }
 
 impl fmt::Debug for Capabilities {
@@ -281,6 +284,7 @@ impl fmt::Debug for Capabilities {
             .field("fds", &self.fds.keys().collect::<Vec<_>>())
             .field("stdin", &self.stdin)
             .field("signals", &self.signals)
+            .field("app_interfaces", &self.app_interfaces)
             .finish()
     }
 }
@@ -320,6 +324,7 @@ impl Capabilities {
             fds,
             stdin: self.stdin,
             signals: self.signals.clone(),
+            app_interfaces: self.app_interfaces.clone(),
         }
     }
 
@@ -392,7 +397,30 @@ impl Capabilities {
         for s in other.signals {
             self = self.allow_signal(s);
         }
+        self.app_interfaces.extend(other.app_interfaces);
         self
+    }
+
+    /// Grants the application interface `interface` (`ns:pkg/iface`, a
+    /// version suffix `@x.y.z` is ignored): the plugin may import it if the
+    /// engine's [`AppApi`](crate::AppApi) provides it. Deny by default: a
+    /// plugin importing an application interface it was not granted is
+    /// refused at load ([`LoadError::NotGranted`](crate::LoadError::NotGranted)).
+    pub fn allow_app_interface(mut self, interface: &str) -> Capabilities {
+        self.app_interfaces
+            .insert(crate::app_api::unversioned(interface).to_string());
+        self
+    }
+
+    /// The granted application interfaces (`ns:pkg/iface`, without versions).
+    pub fn app_interfaces(&self) -> impl Iterator<Item = &str> {
+        self.app_interfaces.iter().map(String::as_str)
+    }
+
+    /// Whether the application interface `interface` is granted (versions ignored).
+    pub fn grants_app_interface(&self, interface: &str) -> bool {
+        self.app_interfaces
+            .contains(crate::app_api::unversioned(interface))
     }
 
     /// The network grants, in the order given.

@@ -9,6 +9,7 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
 use super::PACKAGE;
+use super::app_api::AppApi;
 use super::bindings::Plugin as PluginWorld;
 use super::cache::CompileCache;
 use super::error::{LoadError, chain};
@@ -36,6 +37,9 @@ pub struct EngineOptions {
     /// The largest component file [`PluginEngine::load_file`] reads (bytes; `None`:
     /// [`DEFAULT_MAX_COMPONENT_SIZE`](crate::component_file::DEFAULT_MAX_COMPONENT_SIZE)).
     pub max_component_size: Option<u64>,
+    /// The application's own interfaces, linked for the plugins granted
+    /// them (see [`crate::app_api`]; default: none).
+    pub app_api: AppApi,
 }
 
 /// A configured wasmtime engine plus the linker providing the
@@ -54,6 +58,8 @@ impl std::fmt::Debug for PluginEngine {
 struct EngineInner {
     engine: Engine,
     linker: Linker<PluginState>,
+    /// The application interfaces linked into `linker`.
+    app_api: AppApi,
     cache: Option<CompileCache>,
     allocator: Allocator,
     /// The cap on component files (bytes).
@@ -72,6 +78,8 @@ pub struct PluginComponent {
     pub(crate) exports: GuestExports,
     /// Where it came from (a path or `<bytes>`), for messages.
     pub(crate) origin: String,
+    /// The application interfaces it imports (see [`crate::app_api`]).
+    pub(crate) app_imports: Arc<[String]>,
 }
 
 impl fmt::Debug for PluginComponent {
@@ -98,6 +106,13 @@ impl PluginComponent {
     /// (`snapshot`/`restore`, carried over a reload).
     pub fn has_state(&self) -> bool {
         self.exports.has_state()
+    }
+
+    /// The application interfaces ([`AppApi`]) it imports, as it names
+    /// them: an instance of it must be granted each of them
+    /// ([`Capabilities::allow_app_interface`](crate::Capabilities::allow_app_interface)).
+    pub fn app_interfaces(&self) -> &[String] {
+        &self.app_imports
     }
 }
 
@@ -168,6 +183,7 @@ impl PluginEngine {
         PluginWorld::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .and_then(|()| versions::link_older(&mut linker))
             .map_err(|e| LoadError::Link(format!("host-loop: {}", chain(&e))))?;
+        opts.app_api.link(&mut linker)?;
         let max = opts
             .cache_max_size
             .unwrap_or(crate::cache::DEFAULT_MAX_SIZE);
@@ -179,6 +195,7 @@ impl PluginEngine {
             inner: Arc::new(EngineInner {
                 engine,
                 linker,
+                app_api: opts.app_api.clone(),
                 cache,
                 allocator,
                 max_component_size: opts
@@ -212,6 +229,11 @@ impl PluginEngine {
         let t = Arc::new(Ticker::start(self.inner.engine.clone())?);
         *slot = Arc::downgrade(&t);
         Ok(t)
+    }
+
+    /// The application interfaces this engine links ([`EngineOptions::app_api`]).
+    pub fn app_api(&self) -> &AppApi {
+        &self.inner.app_api
     }
 
     /// The compile cache, if enabled.
@@ -257,10 +279,17 @@ impl PluginEngine {
     ) -> Result<PluginComponent, LoadError> {
         let component = self.compile(bytes)?;
         let (pre, exports) = self.check(&component)?;
+        let ty = component.component_type();
+        let app_imports = self
+            .inner
+            .app_api
+            .imported(ty.imports(&self.inner.engine).map(|(n, _)| n))
+            .into();
         Ok(PluginComponent {
             pre,
             exports,
             origin,
+            app_imports,
         })
     }
 

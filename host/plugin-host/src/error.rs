@@ -58,6 +58,15 @@ pub enum LoadError {
     Init(String),
     /// The plugin trapped in `init`.
     Trap(String),
+    /// The component imports an application interface
+    /// ([`AppApi`](crate::AppApi)) that was not granted to this instance
+    /// ([`Capabilities::allow_app_interface`](crate::Capabilities::allow_app_interface)).
+    NotGranted {
+        /// The interface, as the component imports it.
+        interface: String,
+        /// The instance name.
+        plugin: String,
+    },
 }
 
 impl fmt::Display for LoadError {
@@ -99,6 +108,12 @@ impl fmt::Display for LoadError {
             LoadError::Name(e) => write!(f, "bad instance name: {e}"),
             LoadError::Init(e) => write!(f, "plugin init failed: {e}"),
             LoadError::Trap(e) => write!(f, "plugin trapped in init: {e}"),
+            LoadError::NotGranted { interface, plugin } => write!(
+                f,
+                "plugin `{plugin}` imports the application interface `{interface}`, which is not \
+                 granted to it (the application grants it with \
+                 Capabilities::allow_app_interface(\"{interface}\"))"
+            ),
         }
     }
 }

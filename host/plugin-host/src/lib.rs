@@ -25,6 +25,8 @@
 //!   [`STATE_EXPORT`] called by a reload, [`Host::reload`]) of the version
 //!   a component was built for;
 //! * [`cache`] — precompiled-component cache;
+//! * [`app_api`] — the application's own WIT interfaces ([`AppApi`]),
+//!   granted per plugin, with typed per-plugin state;
 //! * [`host`] — the embedding API ([`Host`]), the loop bridge, and
 //!   [`SignalShutdown`] (graceful shutdown on SIGINT/SIGTERM, as
 //!   `callop-host` does it);
@@ -62,6 +64,7 @@
 #![warn(missing_docs)]
 
 mod alarm;
+pub mod app_api;
 pub mod app_channel;
 pub mod app_sender;
 pub mod cache;
@@ -95,6 +98,7 @@ mod versions;
 mod wasi_blocking;
 pub mod wasi_grants;
 
+pub use app_api::{AppApi, AppContext, AppData, app_data};
 pub use app_channel::AppChannel;
 pub use app_sender::AppSender;
 pub use capabilities::{Capabilities, DirGrant, GrantError, IpNet, NetDirection, NetRule};
@@ -109,6 +113,7 @@ pub use limits::Limits;
 pub use policy::Policy;
 pub use pooling::Allocator;
 pub use restart::RestartPolicy;
+pub use state::PluginState;
 
 /// The WIT package this host implements.
 pub const PACKAGE: &str = "callop:plugin";

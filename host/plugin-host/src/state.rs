@@ -181,7 +181,10 @@ impl Drop for SenderHandle {
     }
 }
 
-/// The data of one plugin instance's wasmtime `Store`.
+/// The data of one plugin instance's wasmtime `Store`: the `T` of the
+/// engine's `Linker<PluginState>`. Opaque to embedders; an application's
+/// own per-plugin state is reached from it with
+/// [`app_data`](crate::app_data) (see [`AppApi`](crate::AppApi)).
 pub struct PluginState {
     pub(crate) name: Arc<str>,
     pub(crate) shared: Arc<Shared>,
@@ -209,6 +212,8 @@ pub struct PluginState {
     /// Which run of the instance this is (`host-loop.generation`): 0 for
     /// the first start, one more for each restart and reload.
     pub(crate) generation: u32,
+    /// The application's per-plugin states (see [`crate::app_api`]).
+    pub(crate) app: crate::app_api::AppStates,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -253,6 +258,7 @@ impl PluginState {
             handles: 0,
             io: IoState::new(caps),
             deadline: None,
+            app: Default::default(),
         }
     }
 

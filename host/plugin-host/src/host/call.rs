@@ -152,6 +152,15 @@ impl Failure {
     }
 }
 
+/// What a guest export returned (before it is classified).
+enum Returned {
+    /// `init`, `dispatch`, `shutdown`, `restore`: the dispatch results (empty
+    /// for the others).
+    Results(Vec<EventResult>),
+    /// `snapshot`.
+    Snapshot(Option<Vec<u8>>),
+}
+
 /// Whether a failed call was stopped by an epoch interrupt or a bounded
 /// blocking call's alarm.
 fn interrupted(e: &wasmtime::Error) -> bool {
@@ -172,33 +181,51 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     pub(super) fn call_guest(&self, live: &mut Live, export: Export<'_>) -> Outcome {
         self.arm(live, export.init_timeout());
         let guest = &live.guest;
-        let r = match export {
-            Export::Snapshot => {
-                if !guest.has_state() {
-                    return Outcome::Snapshot(None);
-                }
-                let r = guest.snapshot(&mut live.store);
-                live.store.data_mut().log_limit.tick();
-                return match r {
-                    Ok(snapshot) => Outcome::Snapshot(snapshot),
-                    Err(e) => self.failed(live, &export, e),
-                };
-            }
+        // A panic in a host function the guest called (an application's,
+        // see `app_api`) unwinds out of the call: it is that plugin's fault,
+        // and its store, possibly inconsistent now, is dropped when it ends.
+        let store = &mut live.store;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match export {
+            Export::Snapshot => guest
+                .snapshot(&mut *store)
+                .map(|s| Ok(Returned::Snapshot(s))),
             Export::Restore { snapshot } => guest
-                .restore(&mut live.store, snapshot)
-                .map(|r| r.map(|()| Vec::new())),
+                .restore(&mut *store, snapshot)
+                .map(|r| r.map(|()| Returned::Results(Vec::new()))),
             Export::Init { args } => guest
-                .init(&mut live.store, args)
-                .map(|r| r.map(|()| Vec::new())),
-            Export::Dispatch { events } => guest.dispatch(&mut live.store, events).map(Ok),
+                .init(&mut *store, args)
+                .map(|r| r.map(|()| Returned::Results(Vec::new()))),
+            Export::Dispatch { events } => guest
+                .dispatch(&mut *store, events)
+                .map(|r| Ok(Returned::Results(r))),
             Export::Shutdown { deadline_ns } => guest
-                .shutdown(&mut live.store, deadline_ns)
-                .map(|()| Ok(Vec::new())),
+                .shutdown(&mut *store, deadline_ns)
+                .map(|()| Ok(Returned::Results(Vec::new()))),
+        }));
+        let r = match r {
+            Ok(r) => r,
+            Err(payload) => {
+                return Outcome::Failed(Failure::Fault {
+                    fault: Fault {
+                        kind: crate::fault::FaultKind::Host,
+                        message: truncate(
+                            format!(
+                                "a host function panicked: {}",
+                                crate::app_api::panic_text(&*payload)
+                            ),
+                            MAX_GUEST_TEXT,
+                        ),
+                        backtrace: None,
+                    },
+                    in_init: export.is_init(),
+                });
+            }
         };
         // Summaries of the guest's rate-limited log lines are due?
         live.store.data_mut().log_limit.tick();
         match r {
-            Ok(Ok(results)) => Outcome::Returned(results),
+            Ok(Ok(Returned::Results(results))) => Outcome::Returned(results),
+            Ok(Ok(Returned::Snapshot(snapshot))) => Outcome::Snapshot(snapshot),
             // The guest's text, cut to a bound: it is printed and kept.
             Ok(Err(message)) => {
                 Outcome::Failed(Failure::Refused(truncate(message, MAX_GUEST_TEXT)))

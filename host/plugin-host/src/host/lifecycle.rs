@@ -229,6 +229,12 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 .map(Capabilities::instance_copy)
                 .unwrap_or_default()
         };
+        // The application interfaces it imports must all be granted to it;
+        // each gets its per-plugin state (see `app_api`).
+        let app =
+            self.engine
+                .app_api()
+                .instance_states(&component.app_imports, &caps, name, restarts)?;
         crate::wasi_grants::apply(&mut wasi, &caps, name);
         let mut state = PluginState::with_limits(
             name.clone(),
@@ -238,6 +244,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             caps,
         );
         state.generation = restarts;
+        state.app = app;
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.store_limits);
         // Instantiation (start functions) runs under the init timeout.

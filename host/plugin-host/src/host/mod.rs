@@ -254,6 +254,15 @@ pub struct HostConfig {
     pub restart: RestartPolicy,
 }
 
+impl HostConfig {
+    /// Gives the plugins granted them the application's own interfaces
+    /// (sets [`EngineOptions::app_api`]; see [`AppApi::add`](crate::AppApi::add)).
+    pub fn with_app_api(mut self, api: crate::AppApi) -> HostConfig {
+        self.engine.app_api = api;
+        self
+    }
+}
+
 /// A wasm plugin host living in an application's event loop.
 ///
 /// Create it on a [`LoopHandle`], load plugins, and keep running the loop:
