@@ -206,6 +206,9 @@ pub struct PluginState {
     pub(crate) budget: Arc<Budget>,
     /// The rate limit of this instance's guest-caused log lines.
     pub(crate) log_limit: LogLimiter,
+    /// This run's figures kept in the store (host-import time, I/O objects;
+    /// see [`crate::stats`]).
+    pub(crate) run_stats: crate::stats::RunStats,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -249,6 +252,7 @@ impl PluginState {
             handles: 0,
             io: IoState::new(caps),
             deadline: None,
+            run_stats: crate::stats::RunStats::default(),
         }
     }
 

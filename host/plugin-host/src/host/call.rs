@@ -66,6 +66,15 @@ impl Export<'_> {
     fn is_init(&self) -> bool {
         matches!(self, Export::Init { .. })
     }
+
+    /// The export's WIT name (for the call's span).
+    fn name(&self) -> &'static str {
+        match self {
+            Export::Init { .. } => "init",
+            Export::Dispatch { .. } => "dispatch",
+            Export::Shutdown { .. } => "shutdown",
+        }
+    }
 }
 
 /// What a guest export call came to, classified once.
@@ -151,7 +160,20 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     /// of call, makes the call and classifies the outcome. Every call into
     /// a guest export goes through here.
     pub(super) fn call_guest(&self, live: &mut Live, export: Export<'_>) -> Outcome {
+        // One span per guest call, with the plugin's name: nearly free when
+        // no subscriber wants TRACE (the callsite's cached interest).
+        let _span = tracing::trace_span!(
+            "guest_call",
+            plugin = &*live.store.data().name,
+            export = export.name()
+        )
+        .entered();
+        live.counters.count_call(match export {
+            Export::Dispatch { events } => Some(events),
+            _ => None,
+        });
         self.arm(live, export.is_init());
+        let host_before = crate::stats::HostCall::totals();
         let guest = live.bindings.callop_plugin_guest();
         let r = match export {
             Export::Init { args } => guest
@@ -162,12 +184,15 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 .call_shutdown(&mut live.store, deadline_ns)
                 .map(|()| Ok(Vec::new())),
         };
+        live.counters
+            .count_host(host_before, crate::stats::HostCall::totals());
         // Summaries of the guest's rate-limited log lines are due?
         live.store.data_mut().log_limit.tick();
         match r {
             Ok(Ok(results)) => Outcome::Returned(results),
             // The guest's text, cut to a bound: it is printed and kept.
             Ok(Err(message)) => {
+                live.counters.count_init_error();
                 Outcome::Failed(Failure::Refused(truncate(message, MAX_GUEST_TEXT)))
             }
             Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
@@ -175,10 +200,14 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 None if self.alarm.due() && interrupted(&e) => {
                     Outcome::Interrupted(self.alarm.cause().unwrap_or(AlarmCause::Forced))
                 }
-                None => Outcome::Failed(Failure::Fault {
-                    fault: self.classify(live, &e),
-                    in_init: export.is_init(),
-                }),
+                None => {
+                    let fault = self.classify(live, &e);
+                    live.counters.count_fault(fault.kind);
+                    Outcome::Failed(Failure::Fault {
+                        fault,
+                        in_init: export.is_init(),
+                    })
+                }
             },
         }
     }
