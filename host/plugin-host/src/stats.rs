@@ -19,8 +19,12 @@
 //!   the deadline) since the previous one. Long calls are thus measured on
 //!   the deadline's clock to within one tick, and short calls statistically
 //!   (a call of 50 µs is counted 5 ms once in about 100 calls): the figure
-//!   is exact in expectation, and its error shrinks as it grows (±5 ms per
-//!   sampled tick, about ±7 % after one second). It is the CPU time of the
+//!   is exact in expectation on a thread that is not preempted, and its
+//!   error shrinks as it grows (±5 ms per sampled tick, about ±7 % after one
+//!   second). A first tick never counts more than the thread's CPU time
+//!   since its previous sample, so a thread is never counted more than it
+//!   spent; on an oversubscribed machine (a call preempted across a tick)
+//!   short calls still tend to be over-counted. It is the CPU time of the
 //!   loop thread during the plugin's calls, host functions included; `None`
 //!   when the host has no callback timeout (then no ticker runs);
 //! * **host-function time** is the wall time spent in the `host-loop` and

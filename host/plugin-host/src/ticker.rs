@@ -110,6 +110,12 @@ pub(crate) struct CpuDeadline {
 /// `CpuDeadline::end_ns` before the armed call's first tick.
 const NOT_STARTED: u64 = 0;
 
+thread_local! {
+    /// This thread's CPU time at its last CPU-time sample (see
+    /// [`CpuDeadline::sample`]).
+    static LAST_SAMPLE_NS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 impl CpuDeadline {
     /// Makes `store` check the returned deadline at each epoch tick that
     /// passes its epoch deadline (instead of trapping at once).
@@ -200,8 +206,10 @@ impl CpuDeadline {
     /// [`TICK`] for the part of the call before it, each further tick of the
     /// same call the calling thread's CPU time since the previous one. Exact
     /// in expectation for calls shorter than a tick (a call of a tenth of a
-    /// tick is counted a whole tick once in ten calls on average), to within
-    /// one tick for longer ones; never a clock read outside a tick.
+    /// tick is counted a whole tick once in ten calls on average) on a
+    /// thread that is not preempted, to within one tick for longer ones;
+    /// never more than the thread spent (see [`CpuDeadline::sample`]); never
+    /// a clock read outside a tick.
     pub(crate) fn cpu_ns(&self) -> u64 {
         self.cpu_ns.load(Ordering::Relaxed)
     }
@@ -213,10 +221,16 @@ impl CpuDeadline {
     }
 
     /// Counts the CPU-time sample of a tick at `now` (the thread's CPU clock).
+    ///
+    /// A call's first tick counts one [`TICK`], but never more than the
+    /// thread's CPU time since its previous sample (of any call): what is
+    /// counted on a thread never exceeds what it spent, even when the
+    /// machine is so loaded that a call is preempted across a tick.
     fn sample(&self, now: u64) {
         let last = self.last_tick_ns.swap(now.max(NOT_STARTED + 1), Ordering::Relaxed);
+        let since = now.saturating_sub(LAST_SAMPLE_NS.replace(now));
         let spent = if last == NOT_STARTED {
-            TICK.as_nanos() as u64
+            (TICK.as_nanos() as u64).min(since)
         } else {
             now.saturating_sub(last)
         };
@@ -380,7 +394,9 @@ mod tests {
         let d = CpuDeadline::new(alarm());
         d.set(None);
         assert_eq!(d.cpu_ns(), 0, "no tick, nothing counted");
-        // The first tick of a call counts one tick.
+        // The first tick of a call counts one tick (the thread spent more
+        // than that since its last sample).
+        spin(Duration::from_millis(10));
         assert!(matches!(d.at_tick(), UpdateDeadline::Continue(1)));
         assert_eq!(d.cpu_ns(), TICK.as_nanos() as u64);
         // The next ones count the CPU time since the previous tick.
@@ -395,9 +411,16 @@ mod tests {
         assert!(d.cpu_ns() - before < 10_000_000);
         // A new call starts a new sample; the total goes on.
         d.set(Some(Duration::from_secs(1)));
+        spin(Duration::from_millis(10));
         let before = d.cpu_ns();
         d.at_tick();
         assert_eq!(d.cpu_ns() - before, TICK.as_nanos() as u64);
+        // Its first tick never counts more than the thread spent since the
+        // last sample: here next to nothing.
+        d.set(None);
+        let before = d.cpu_ns();
+        d.at_tick();
+        assert!(d.cpu_ns() - before < TICK.as_nanos() as u64 / 2);
     }
 
     #[test]
@@ -413,7 +436,7 @@ mod tests {
         // About what the thread spent: within a tick above, and (generous
         // bounds: a starved ticker ticks late) at least half of it.
         assert!(
-            sampled <= spent + 2 * TICK.as_nanos() as u64 && sampled >= spent / 2,
+            (spent / 2..=spent + 2 * TICK.as_nanos() as u64).contains(&sampled),
             "sampled {sampled} ns, spent {spent} ns"
         );
     }
