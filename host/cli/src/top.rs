@@ -195,7 +195,10 @@ callop_plugin_cpu_seconds_total{plugin=\"a\"} 0.5
         let new = parse(SCRAPE).unwrap();
         let r = &new["a"];
         assert!(r.up);
-        assert_eq!((r.dispatches, r.events, r.cpu_seconds), (100.0, 200.0, Some(0.5)));
+        assert_eq!(
+            (r.dispatches, r.events, r.cpu_seconds),
+            (100.0, 200.0, Some(0.5))
+        );
         let mut old = new.clone();
         let o = old.get_mut("a").unwrap();
         o.dispatches = 0.0;

@@ -231,8 +231,12 @@ pub fn encode(stats: &HostStats) -> String {
         let n = p.name.as_str();
         let l = &[n];
         up.with_label_values(l).set(if p.alive { 1.0 } else { 0.0 });
-        guest_calls.with_label_values(l).inc_by(p.guest_calls as f64);
-        dispatch.with_label_values(l).inc_by(p.dispatch_calls as f64);
+        guest_calls
+            .with_label_values(l)
+            .inc_by(p.guest_calls as f64);
+        dispatch
+            .with_label_values(l)
+            .inc_by(p.dispatch_calls as f64);
         for (k, v) in p.events.by_kind() {
             events.with_label_values(&[n, k]).inc_by(v as f64);
         }
@@ -392,7 +396,12 @@ fn answer(mut c: TcpStream, latest: &Latest) -> io::Result<()> {
         }
         req.extend_from_slice(&buf[..n]);
         if req.len() > MAX_REQUEST {
-            return respond(&mut c, "431 Request Header Fields Too Large", "text/plain", "request too large\n");
+            return respond(
+                &mut c,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "request too large\n",
+            );
         }
     }
     let line = String::from_utf8_lossy(&req);
@@ -403,7 +412,11 @@ fn answer(mut c: TcpStream, latest: &Latest) -> io::Result<()> {
         ("GET" | "HEAD", "/metrics") => {
             let snapshot = latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let body = encode(&snapshot);
-            let body = if method == "HEAD" { String::new() } else { body };
+            let body = if method == "HEAD" {
+                String::new()
+            } else {
+                body
+            };
             respond(&mut c, "200 OK", CONTENT_TYPE, &body)
         }
         ("GET" | "HEAD", "/") => respond(
@@ -412,7 +425,12 @@ fn answer(mut c: TcpStream, latest: &Latest) -> io::Result<()> {
             "text/plain; charset=utf-8",
             "callop-host metrics: GET /metrics\n",
         ),
-        ("GET" | "HEAD", _) => respond(&mut c, "404 Not Found", "text/plain", "not found: try /metrics\n"),
+        ("GET" | "HEAD", _) => respond(
+            &mut c,
+            "404 Not Found",
+            "text/plain",
+            "not found: try /metrics\n",
+        ),
         _ => respond(&mut c, "405 Method Not Allowed", "text/plain", "only GET\n"),
     }
 }
@@ -534,7 +552,10 @@ mod tests {
         assert!(r.contains("callop_host_plugins 0"), "{r}");
         server.publisher().publish(sample());
         let r = get(addr, "/metrics");
-        assert!(r.contains("callop_plugin_dispatch_calls_total{plugin=\"a\"} 7"), "{r}");
+        assert!(
+            r.contains("callop_plugin_dispatch_calls_total{plugin=\"a\"} 7"),
+            "{r}"
+        );
         assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
         // A client that sends nothing holds the server up for at most
         // CLIENT_TIMEOUT; the others are answered afterwards.

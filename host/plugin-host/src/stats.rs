@@ -480,7 +480,11 @@ mod tests {
         assert_eq!(s.events.timer, 1);
         assert_eq!(s.events.closed, 1);
         assert_eq!(
-            (s.events.messages, s.events.messages_received, s.events.message_bytes),
+            (
+                s.events.messages,
+                s.events.messages_received,
+                s.events.message_bytes
+            ),
             (1, 2, 10)
         );
         assert_eq!(s.events.total(), 5);

@@ -227,7 +227,9 @@ impl CpuDeadline {
     /// counted on a thread never exceeds what it spent, even when the
     /// machine is so loaded that a call is preempted across a tick.
     fn sample(&self, now: u64) {
-        let last = self.last_tick_ns.swap(now.max(NOT_STARTED + 1), Ordering::Relaxed);
+        let last = self
+            .last_tick_ns
+            .swap(now.max(NOT_STARTED + 1), Ordering::Relaxed);
         let since = now.saturating_sub(LAST_SAMPLE_NS.replace(now));
         let spent = if last == NOT_STARTED {
             (TICK.as_nanos() as u64).min(since)
@@ -457,7 +459,11 @@ mod tests {
         assert_eq!(d.wait_budget(), None);
         d.spend_blocked(Duration::from_secs(1));
         assert_eq!(d.wait_budget(), None);
-        assert_eq!(d.blocked_ns(), 1_000_000_000, "counted without a deadline too");
+        assert_eq!(
+            d.blocked_ns(),
+            1_000_000_000,
+            "counted without a deadline too"
+        );
         d.set(Some(Duration::from_millis(100)));
         assert_eq!(d.wait_budget(), Some(Duration::from_millis(100)));
         // Before the first tick: taken from the budget itself.

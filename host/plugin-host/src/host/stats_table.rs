@@ -31,7 +31,12 @@ struct Entry {
 impl StatsTable {
     /// The counters of instance `id` named `name`: its existing ones (a
     /// restart, a reload), or new ones.
-    pub(super) fn track(&mut self, id: PluginId, name: &Arc<str>, c: &Rc<Counters>) -> Rc<Counters> {
+    pub(super) fn track(
+        &mut self,
+        id: PluginId,
+        name: &Arc<str>,
+        c: &Rc<Counters>,
+    ) -> Rc<Counters> {
         if let Some(e) = self.entries.get_mut(&id) {
             if e.ended {
                 e.ended = false;
