@@ -35,7 +35,7 @@
 //! One series per plugin instance name (label `plugin`): the live instance,
 //! or else the last one that ended (with `callop_plugin_up` 0). Counters
 //! (`_total`) are cumulative over an instance's restarts. See
-//! [`PluginStats`](crate::stats::PluginStats) for what each one means.
+//! [`PluginStats`] for what each one means.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
