@@ -12,7 +12,9 @@
 #   3. plugins/polyglot.sh  installs componentize-py (plugins/python/.venv) and
 #                           componentize-js (plugins/js/node_modules) if needed and
 #                           builds the Python and JavaScript plugins (target/polyglot/);
-#   4. cargo test --workspace  (unit tests, doctests, end-to-end tests of the
+#   4. installs Debian's `prometheus` package (for `promtool check metrics`,
+#      which tests/tests/metrics.rs runs) if promtool is missing;
+#   5. cargo test --workspace  (unit tests, doctests, end-to-end tests of the
 #                           library and of callop-host, Rust and Python/JS plugins).
 #
 # Fails at the first step that fails (a missing toolchain is an error, never
@@ -38,6 +40,13 @@ bash plugins/build.sh
 
 step "plugins/polyglot.sh (Python and JavaScript plugins)"
 bash plugins/polyglot.sh
+
+if ! command -v promtool >/dev/null; then
+    step "apt-get install prometheus (promtool, for tests/tests/metrics.rs)"
+    command -v apt-get >/dev/null || die "promtool not found and no apt-get: install Prometheus' promtool"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+        || die "cannot install the prometheus package (promtool)"
+fi
 
 step "cargo test --workspace $*"
 cargo test --workspace "$@"

@@ -21,6 +21,7 @@ use callop::EventLoop;
 use callop::signals::Signal;
 use callop_plugin_host::config::ConfigFile;
 use callop_plugin_host::config::grants::GrantFlag;
+use callop_plugin_host::metrics::MetricsServer;
 use callop_plugin_host::{
     Capabilities, EngineOptions, ExitReason, Host, Limits, PluginComponent, PluginEngine,
     PluginExit, PluginId, PluginSpec, Policy, RestartPolicy, RunEnd, SignalShutdown, cache,
@@ -37,6 +38,10 @@ macro_rules! eprintln {
         let _ = writeln!(callop_plugin_host::output::stderr(), $($arg)*);
     }};
 }
+
+// After the macro: these modules print through it too.
+mod summary;
+mod top;
 
 const EXAMPLES: &str = "\
 PLUGIN syntax:
@@ -58,6 +63,8 @@ Examples:
   callop-host inspect ticker.wasm                 # world, imports, exports
   callop-host new my-plugin --dir ~/src           # a plugin crate to start from (--python, --js)
   callop-host cache list                          # the compile cache's entries
+  callop-host --metrics 127.0.0.1:9464 ticker.wasm -- --every 1s   # Prometheus metrics
+  callop-host top 127.0.0.1:9464                  # what each plugin costs, live
 
 Capabilities (deny by default, per plugin; NAME= may be omitted with one plugin):
   --allow-net echo=127.0.0.1:7000   --allow-net 10.0.0.0/8:80-89   --allow-net connect:[::1]:*
@@ -129,6 +136,8 @@ enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Show what each plugin of a running host costs, refreshed: reads its `--metrics` endpoint.
+    Top(top::TopArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -244,6 +253,13 @@ struct RunArgs {
     /// Allow subscribing to signals: [NAME=]HUP,USR1,...
     #[arg(long = "allow-signal", value_name = "[NAME=]SIGNALS")]
     allow_signal: Vec<String>,
+    /// Serve per-plugin metrics over HTTP (Prometheus text format, GET /metrics) at ADDR, e.g.
+    /// 127.0.0.1:9464 (port 0: a free one); the bound address is printed on stderr. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Print a table of what each plugin cost (calls, events, CPU, host time, faults) on stderr at exit.
+    #[arg(long)]
+    stats_on_exit: bool,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -394,6 +410,7 @@ fn main() -> ExitCode {
         Some(Command::Inspect { plugin }) => cmd_inspect(plugin),
         Some(Command::New(args)) => cmd_new(args),
         Some(Command::Cache { action }) => cmd_cache(action),
+        Some(Command::Top(args)) => top::run(&args),
         None if cli.run.plugins.is_empty() => {
             eprintln!("error: no plugin given (see `callop-host --help`)");
             ExitCode::from(2)
@@ -618,6 +635,11 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
         .exit_before_run(true);
 
     let host = build_host(run, &file, &event_loop)?;
+    let _metrics = match &run.metrics {
+        Some(addr) => Some(serve_metrics(&host, addr)?),
+        None => None,
+    };
+    let started = std::time::Instant::now();
     signals.attach(&host);
     for (name, c) in caps {
         host.grant(&name, c);
@@ -650,12 +672,30 @@ fn run_plugins(run: &RunArgs) -> Result<ExitCode, Option<String>> {
             .map_err(|e| format!("event loop: {e}"))?
     };
     let exits = host.exits();
+    let stats = run.stats_on_exit.then(|| host.stats());
     drop(host);
     report(&exits);
+    if let Some(s) = stats {
+        eprintln!("{}", summary::table(&s, started.elapsed()).trim_end());
+    }
     let status = signals
         .signal_status(end, &exits)
         .unwrap_or_else(|| plugin_status(&exits, &not_started));
     Ok(ExitCode::from(status))
+}
+
+/// How often the loop hands a snapshot of its figures to the metrics server.
+const METRICS_PERIOD: Duration = Duration::from_millis(250);
+
+/// `--metrics ADDR`: binds the metrics endpoint (saying where on stderr)
+/// and publishes the host's figures to it every [`METRICS_PERIOD`].
+fn serve_metrics(host: &Host<'_, ()>, addr: &str) -> Result<MetricsServer, String> {
+    let server = MetricsServer::bind(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
+    eprintln!("metrics: http://{}/metrics", server.local_addr());
+    let publisher = server.publisher();
+    host.publish_stats(METRICS_PERIOD, move |s| publisher.publish(s))
+        .map_err(|e| format!("--metrics: {e}"))?;
+    Ok(server)
 }
 
 /// The PLUGIN arguments, with the arguments after `--` appended.

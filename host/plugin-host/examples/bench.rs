@@ -9,7 +9,7 @@
 //! `--messages N` (channel flood, default 1000000), `--pings N` (ping storm
 //! iterations, default 200000), `--polyglot DIR` (Python/JS tickers built by
 //! `plugins/polyglot.sh`, default `target/polyglot`), `--only PART` (one of
-//! `flood`, `storm`, `start`, `idle`, `blocking`, `reload`, `polyglot`, or `flood-guest` / `storm-guest` for
+//! `flood`, `storm`, `metrics`, `start`, `idle`, `blocking`, `reload`, `polyglot`, or `flood-guest` / `storm-guest` for
 //! the guest side of one workload alone: e.g. for `perf record`).
 //!
 //! Every guest configuration runs with isolation on: a 1 s callback timeout
@@ -25,7 +25,7 @@ use callop_plugin_host::{EngineOptions, PluginComponent, PluginEngine};
 mod support;
 use support::{
     args, expect_stopped, flood_calloop, flood_guest, flood_native, host, run_until_empty,
-    storm_calloop, storm_guest, storm_native,
+    storm_calloop, storm_guest, storm_guest_metrics, storm_native,
 };
 
 struct Opts {
@@ -464,6 +464,31 @@ fn main() {
                 "{} (guest/native events/s = {:.2})",
                 ns(gu / n as u32),
                 na.as_secs_f64() / gu.as_secs_f64()
+            ),
+        );
+    }
+    if o.run("storm") || o.run("metrics") {
+        // Metrics on vs off, interleaved (3 runs each; medians): the
+        // per-plugin counters are always kept, "on" adds the publishing
+        // timer (every 250 ms), the endpoint and a client scraping it.
+        let n = o.pings;
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            off.push(storm_guest(&pooled, &sink, n));
+            on.push(storm_guest_metrics(&pooled, &sink, n));
+        }
+        let (off, on) = (median(off), median(on));
+        row(
+            &format!(
+                "ping storm, {n} pings: metrics off / on (--metrics, scraped every 250 ms), median of 3"
+            ),
+            "-".into(),
+            "-".into(),
+            format!(
+                "{} / {} per event ({:+.1} %)",
+                ns(off / n as u32),
+                ns(on / n as u32),
+                (on.as_secs_f64() / off.as_secs_f64() - 1.0) * 100.0
             ),
         );
     }

@@ -41,10 +41,12 @@ impl PluginState {
 
 impl Host for PluginState {
     fn now(&mut self) -> Instant {
+        let _t = crate::stats::HostCall::start();
         self.shared.now_ns()
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
+        let _t = crate::stats::HostCall::start();
         // Rate-limited per plugin and cut to a bound (see `log_limit`).
         let level = tracing_level(level);
         if log_limit::enabled(level) && self.log_limit.admit(level, &message) {
@@ -53,6 +55,7 @@ impl Host for PluginState {
     }
 
     fn instance_name(&mut self) -> String {
+        let _t = crate::stats::HostCall::start();
         self.name.to_string()
     }
 
@@ -61,11 +64,13 @@ impl Host for PluginState {
     }
 
     fn stop(&mut self, exit_code: i32) {
+        let _t = crate::stats::HostCall::start();
         // The first stop wins.
         self.stop.get_or_insert(exit_code);
     }
 
     fn add_timer(&mut self, deadline: Instant) -> Result<SourceId, Error> {
+        let _t = crate::stats::HostCall::start();
         let Some(at) = self.shared.ns_to_instant(deadline) else {
             return Err(wit_err(
                 ErrorCode::InvalidArgument,
@@ -78,6 +83,7 @@ impl Host for PluginState {
     }
 
     fn add_idle(&mut self) -> Result<SourceId, Error> {
+        let _t = crate::stats::HostCall::start();
         let id = self.sources.add(Source::Idle)?;
         self.ops.push(Op::Add(id));
         Ok(id)
@@ -87,6 +93,7 @@ impl Host for PluginState {
         &mut self,
         name: Option<String>,
     ) -> Result<(SourceId, Resource<PingHandle>), Error> {
+        let _t = crate::stats::HostCall::start();
         let full_name = match &name {
             Some(n) => {
                 policy::check_name(n).map_err(bad_name)?;
@@ -123,6 +130,7 @@ impl Host for PluginState {
     }
 
     fn connect_ping(&mut self, target: String) -> Result<Resource<PingHandle>, Error> {
+        let _t = crate::stats::HostCall::start();
         let t = policy::parse_target(&self.name, &target).map_err(bad_name)?;
         if t.owner == Owner::App {
             return Err(wit_err(
@@ -148,6 +156,7 @@ impl Host for PluginState {
     }
 
     fn open_channel(&mut self, name: String) -> Result<SourceId, Error> {
+        let _t = crate::stats::HostCall::start();
         policy::check_name(&name).map_err(bad_name)?;
         let full = format!("{}/{name}", self.name);
         let slot = {
@@ -187,6 +196,7 @@ impl Host for PluginState {
     }
 
     fn connect(&mut self, target: String) -> Result<Resource<SenderHandle>, Error> {
+        let _t = crate::stats::HostCall::start();
         let t = policy::parse_target(&self.name, &target).map_err(bad_name)?;
         if !self.shared.policy.may_address(&self.name, &t) {
             return Err(wit_err(
@@ -234,24 +244,28 @@ impl Host for PluginState {
     }
 
     fn enable(&mut self, id: SourceId) -> Result<(), Error> {
+        let _t = crate::stats::HostCall::start();
         self.sources.check(id, Change::Enable)?;
         self.ops.push(Op::Enable(id));
         Ok(())
     }
 
     fn disable(&mut self, id: SourceId) -> Result<(), Error> {
+        let _t = crate::stats::HostCall::start();
         self.sources.check(id, Change::Disable)?;
         self.ops.push(Op::Disable(id));
         Ok(())
     }
 
     fn update(&mut self, id: SourceId) -> Result<(), Error> {
+        let _t = crate::stats::HostCall::start();
         self.sources.check(id, Change::Update)?;
         self.ops.push(Op::Update(id));
         Ok(())
     }
 
     fn remove(&mut self, id: SourceId) -> Result<(), Error> {
+        let _t = crate::stats::HostCall::start();
         self.sources.remove(id)?;
         self.ops.push(Op::Remove(id));
         Ok(())
@@ -260,12 +274,14 @@ impl Host for PluginState {
 
 impl HostPing for PluginState {
     fn trigger(&mut self, self_: Resource<PingHandle>) {
+        let _t = crate::stats::HostCall::start();
         if let Ok(h) = self.table.get(&self_) {
             h.ping.ping();
         }
     }
 
     fn drop(&mut self, rep: Resource<PingHandle>) -> wasmtime::Result<()> {
+        let _t = crate::stats::HostCall::start();
         if self.table.delete(rep).is_ok() {
             self.handles = self.handles.saturating_sub(1);
         }
@@ -275,6 +291,7 @@ impl HostPing for PluginState {
 
 impl HostSender for PluginState {
     fn send(&mut self, self_: Resource<SenderHandle>, data: Vec<u8>) -> Result<(), Error> {
+        let _t = crate::stats::HostCall::start();
         let max_msg = self.limits.max_message_bytes;
         let max_q = self.limits.max_queued_messages;
         let h = self.table.get(&self_).map_err(|e| {
@@ -327,6 +344,7 @@ impl HostSender for PluginState {
     }
 
     fn target(&mut self, self_: Resource<SenderHandle>) -> String {
+        let _t = crate::stats::HostCall::start();
         self.table
             .get(&self_)
             .map(|h| h.slot.full_name.clone())
@@ -334,6 +352,7 @@ impl HostSender for PluginState {
     }
 
     fn drop(&mut self, rep: Resource<SenderHandle>) -> wasmtime::Result<()> {
+        let _t = crate::stats::HostCall::start();
         if self.table.delete(rep).is_ok() {
             self.handles = self.handles.saturating_sub(1);
         }

@@ -46,6 +46,8 @@
 //!   plugin, guest-provided text cut to a stated bound;
 //! * [`fault`], [`restart`] — classifying plugin failures and restarting
 //!   failed plugins (see "Isolation" in the README);
+//! * [`stats`], [`metrics`] — what each plugin costs ([`Host::stats`]), and
+//!   those figures in the Prometheus text format, served over HTTP;
 //! * `mailbox` — the host side of a channel: messages packed as they are
 //!   sent, delivered one batch per loop iteration;
 //! * `host_memory` — the host-memory budget of each instance
@@ -84,12 +86,14 @@ mod io;
 pub mod limits;
 mod log_limit;
 mod mailbox;
+pub mod metrics;
 pub mod output;
 pub mod policy;
 pub mod pooling;
 pub mod restart;
 mod sources;
 mod state;
+pub mod stats;
 mod stdio;
 mod ticker;
 pub mod truncate;
@@ -114,6 +118,7 @@ pub use policy::Policy;
 pub use pooling::Allocator;
 pub use restart::RestartPolicy;
 pub use state::PluginState;
+pub use stats::{HostStats, PluginStats};
 
 /// The WIT package this host implements.
 pub const PACKAGE: &str = "callop:plugin";

@@ -110,6 +110,8 @@ impl Limits {
             tables: self.max_tables,
             memories: self.max_instances,
             memory_denied: None,
+            memory_bytes: 0,
+            table_elements: 0,
         }
     }
 }
@@ -127,17 +129,26 @@ pub(crate) struct PluginLimiter {
     memories: usize,
     /// Set when a `memory.grow` was refused: the size asked for, in bytes.
     pub(crate) memory_denied: Option<usize>,
+    /// The bytes of every linear memory of the store (their creation and
+    /// each allowed growth), for [`crate::stats`].
+    pub(crate) memory_bytes: usize,
+    /// The elements of every table of the store, likewise.
+    pub(crate) table_elements: usize,
 }
 
 impl ResourceLimiter for PluginLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allow = desired <= self.max_memory && maximum.is_none_or(|m| desired <= m);
-        if !allow {
+        if allow {
+            self.memory_bytes = self
+                .memory_bytes
+                .saturating_add(desired.saturating_sub(current));
+        } else {
             self.memory_denied = Some(desired);
         }
         Ok(allow)
@@ -145,11 +156,17 @@ impl ResourceLimiter for PluginLimiter {
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= self.max_table_elements && maximum.is_none_or(|m| desired <= m))
+        let allow = desired <= self.max_table_elements && maximum.is_none_or(|m| desired <= m);
+        if allow {
+            self.table_elements = self
+                .table_elements
+                .saturating_add(desired.saturating_sub(current));
+        }
+        Ok(allow)
     }
 
     fn instances(&self) -> usize {
@@ -180,6 +197,10 @@ mod tests {
         assert_eq!(l.memory_denied, None);
         assert!(!l.memory_growing(1 << 20, 2 << 20, None).unwrap());
         assert_eq!(l.memory_denied, Some(2 << 20));
+        // Only allowed growth counts, summed over the memories.
+        assert_eq!(l.memory_bytes, 1 << 20);
+        assert!(l.memory_growing(0, 4096, None).unwrap());
+        assert_eq!(l.memory_bytes, (1 << 20) + 4096);
     }
 
     #[test]
@@ -192,6 +213,7 @@ mod tests {
         assert!(l.table_growing(0, 10, None).unwrap());
         assert!(!l.table_growing(0, 11, None).unwrap());
         assert!(!l.table_growing(0, 5, Some(4)).unwrap());
+        assert_eq!(l.table_elements, 10);
     }
 
     #[test]

@@ -181,6 +181,13 @@ impl Mailbox {
         !matches!(self.st().sink, Sink::Unopened)
     }
 
+    /// Messages sent but not yet taken by the owner, and their bytes.
+    pub fn queued_totals(&self) -> (u64, u64) {
+        let st = self.st();
+        let bytes: usize = st.batches.iter().map(|q| q.batch.data.len()).sum();
+        (st.queued as u64, bytes as u64)
+    }
+
     /// Messages sent but not yet taken by the owner.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
@@ -535,6 +542,17 @@ mod tests {
         assert!(m.is_closed());
         assert_eq!(take_all(&m), vec![batch(&[b"d"]), None]);
         assert!(m.detach().is_none(), "closed for good");
+    }
+
+    #[test]
+    fn queued_totals_count_untaken_messages_and_bytes() {
+        let m = Mailbox::new("a/in".into());
+        assert_eq!(m.queued_totals(), (0, 0));
+        m.send(vec![1; 10], usize::MAX, None).unwrap();
+        m.send(vec![2; 5], usize::MAX, None).unwrap();
+        assert_eq!(m.queued_totals(), (2, 15));
+        let _ = m.take();
+        assert_eq!(m.queued_totals(), (0, 0));
     }
 
     #[test]

@@ -429,6 +429,32 @@ impl SourceTable {
         self.entries.values().filter_map(|e| e.status.token())
     }
 
+    /// The sources not (being) removed, by kind, and the messages (and their
+    /// bytes) waiting in the channels among them (for [`crate::stats`]).
+    pub fn census(&self) -> (crate::stats::SourceCounts, u64, u64) {
+        let mut c = crate::stats::SourceCounts::default();
+        let (mut msgs, mut bytes) = (0, 0);
+        for e in self.entries.values() {
+            if matches!(e.status, Status::Removed { .. }) {
+                continue;
+            }
+            match &e.source {
+                Source::Timer { .. } => c.timer += 1,
+                Source::Idle => c.idle += 1,
+                Source::Ping { .. } => c.ping += 1,
+                Source::Channel { slot, .. } => {
+                    c.channel += 1;
+                    let (m, b) = slot.queued_totals();
+                    msgs += m;
+                    bytes += b;
+                }
+                Source::Io(_) => c.io += 1,
+                Source::Signals(_) => c.signals += 1,
+            }
+        }
+        (c, msgs, bytes)
+    }
+
     /// The loop registrations of the live sources, by source id.
     pub fn registrations(&self) -> Vec<(SourceId, RegistrationToken)> {
         let mut v: Vec<_> = self

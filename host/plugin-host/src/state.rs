@@ -214,6 +214,9 @@ pub struct PluginState {
     pub(crate) generation: u32,
     /// The application's per-plugin states (see [`crate::app_api`]).
     pub(crate) app: crate::app_api::AppStates,
+    /// This run's figures kept in the store (host-import time, I/O objects;
+    /// see [`crate::stats`]).
+    pub(crate) run_stats: crate::stats::RunStats,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -259,6 +262,7 @@ impl PluginState {
             io: IoState::new(caps),
             deadline: None,
             app: Default::default(),
+            run_stats: crate::stats::RunStats::default(),
         }
     }
 

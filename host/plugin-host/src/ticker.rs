@@ -97,10 +97,24 @@ pub(crate) struct CpuDeadline {
     end_ns: AtomicU64,
     /// The host's alarm, checked at every tick.
     alarm: Arc<Alarm>,
+    /// The calling thread's CPU time (ns) at the armed call's last tick, or
+    /// [`NOT_STARTED`] before its first (the CPU-time sample, see
+    /// [`CpuDeadline::cpu_ns`]).
+    last_tick_ns: AtomicU64,
+    /// The sampled CPU time of every call armed so far (ns).
+    cpu_ns: AtomicU64,
+    /// The wall time its calls waited in blocking host calls (ns).
+    blocked_ns: AtomicU64,
 }
 
 /// `CpuDeadline::end_ns` before the armed call's first tick.
 const NOT_STARTED: u64 = 0;
+
+thread_local! {
+    /// This thread's CPU time at its last CPU-time sample (see
+    /// [`CpuDeadline::sample`]).
+    static LAST_SAMPLE_NS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
 impl CpuDeadline {
     /// Makes `store` check the returned deadline at each epoch tick that
@@ -129,6 +143,9 @@ impl CpuDeadline {
             budget_ns: AtomicU64::new(u64::MAX),
             end_ns: AtomicU64::new(NOT_STARTED),
             alarm,
+            last_tick_ns: AtomicU64::new(NOT_STARTED),
+            cpu_ns: AtomicU64::new(0),
+            blocked_ns: AtomicU64::new(0),
         }
     }
 
@@ -158,11 +175,12 @@ impl CpuDeadline {
     /// call) from its budget, so that CPU time and blocked time share one
     /// budget.
     pub(crate) fn spend_blocked(&self, waited: Duration) {
+        let w = waited.as_nanos().min(u128::from(u64::MAX - 1)) as u64;
+        self.blocked_ns.fetch_add(w, Ordering::Relaxed);
         let budget = self.budget_ns.load(Ordering::Relaxed);
         if budget == u64::MAX || waited.is_zero() {
             return;
         }
-        let w = waited.as_nanos().min(u128::from(u64::MAX - 1)) as u64;
         let end = self.end_ns.load(Ordering::Relaxed);
         if end == NOT_STARTED {
             self.budget_ns
@@ -180,6 +198,45 @@ impl CpuDeadline {
         let b = budget.map_or(u64::MAX, |b| b.as_nanos().min(u64::MAX as u128) as u64);
         self.budget_ns.store(b, Ordering::Relaxed);
         self.end_ns.store(NOT_STARTED, Ordering::Relaxed);
+        self.last_tick_ns.store(NOT_STARTED, Ordering::Relaxed);
+    }
+
+    /// The CPU time of the calls armed on this deadline so far, sampled at
+    /// the epoch ticks (ns): a tick that finds a call running counts one
+    /// [`TICK`] for the part of the call before it, each further tick of the
+    /// same call the calling thread's CPU time since the previous one. Exact
+    /// in expectation for calls shorter than a tick (a call of a tenth of a
+    /// tick is counted a whole tick once in ten calls on average) on a
+    /// thread that is not preempted, to within one tick for longer ones;
+    /// never more than the thread spent (see [`CpuDeadline::sample`]); never
+    /// a clock read outside a tick.
+    pub(crate) fn cpu_ns(&self) -> u64 {
+        self.cpu_ns.load(Ordering::Relaxed)
+    }
+
+    /// The wall time the calls armed on this deadline waited in blocking
+    /// host calls so far (ns; see [`CpuDeadline::spend_blocked`]).
+    pub(crate) fn blocked_ns(&self) -> u64 {
+        self.blocked_ns.load(Ordering::Relaxed)
+    }
+
+    /// Counts the CPU-time sample of a tick at `now` (the thread's CPU clock).
+    ///
+    /// A call's first tick counts one [`TICK`], but never more than the
+    /// thread's CPU time since its previous sample (of any call): what is
+    /// counted on a thread never exceeds what it spent, even when the
+    /// machine is so loaded that a call is preempted across a tick.
+    fn sample(&self, now: u64) {
+        let last = self
+            .last_tick_ns
+            .swap(now.max(NOT_STARTED + 1), Ordering::Relaxed);
+        let since = now.saturating_sub(LAST_SAMPLE_NS.replace(now));
+        let spent = if last == NOT_STARTED {
+            (TICK.as_nanos() as u64).min(since)
+        } else {
+            now.saturating_sub(last)
+        };
+        self.cpu_ns.fetch_add(spent, Ordering::Relaxed);
     }
 
     /// Whether the budget is spent (on the calling thread's clock; never
@@ -196,11 +253,12 @@ impl CpuDeadline {
         if self.alarm.due() {
             return UpdateDeadline::Interrupt;
         }
+        let now = thread_cpu_ns();
+        self.sample(now);
         let budget = self.budget_ns.load(Ordering::Relaxed);
         if budget == u64::MAX {
             return UpdateDeadline::Continue(1);
         }
-        let now = thread_cpu_ns();
         let mut end = self.end_ns.load(Ordering::Relaxed);
         if end == NOT_STARTED {
             end = now.saturating_add(budget).max(NOT_STARTED + 1);
@@ -332,6 +390,59 @@ mod tests {
         assert!(matches!(d.at_tick(), UpdateDeadline::Interrupt));
     }
 
+    #[cfg(not(target_vendor = "apple"))]
+    #[test]
+    fn ticks_sample_the_cpu_time_of_a_call() {
+        let d = CpuDeadline::new(alarm());
+        d.set(None);
+        assert_eq!(d.cpu_ns(), 0, "no tick, nothing counted");
+        // The first tick of a call counts one tick (the thread spent more
+        // than that since its last sample).
+        spin(Duration::from_millis(10));
+        assert!(matches!(d.at_tick(), UpdateDeadline::Continue(1)));
+        assert_eq!(d.cpu_ns(), TICK.as_nanos() as u64);
+        // The next ones count the CPU time since the previous tick.
+        spin(Duration::from_millis(20));
+        assert!(matches!(d.at_tick(), UpdateDeadline::Continue(1)));
+        let after = d.cpu_ns() - TICK.as_nanos() as u64;
+        assert!(after >= 20_000_000, "{after} ns");
+        // Sleeping spends no CPU time.
+        let before = d.cpu_ns();
+        std::thread::sleep(Duration::from_millis(50));
+        d.at_tick();
+        assert!(d.cpu_ns() - before < 10_000_000);
+        // A new call starts a new sample; the total goes on.
+        d.set(Some(Duration::from_secs(1)));
+        spin(Duration::from_millis(10));
+        let before = d.cpu_ns();
+        d.at_tick();
+        assert_eq!(d.cpu_ns() - before, TICK.as_nanos() as u64);
+        // Its first tick never counts more than the thread spent since the
+        // last sample: here next to nothing.
+        d.set(None);
+        let before = d.cpu_ns();
+        d.at_tick();
+        assert!(d.cpu_ns() - before < TICK.as_nanos() as u64 / 2);
+    }
+
+    #[test]
+    fn a_spinning_call_is_sampled_about_its_length() {
+        let (engine, mut store, spin) = spinner();
+        let d = CpuDeadline::install(&mut store, Alarm::new(engine.clone()));
+        let _ticker = Ticker::start(engine).unwrap();
+        d.arm(&mut store, Some(Duration::from_millis(60)));
+        let cpu = thread_cpu_ns();
+        spin.call(&mut store, ()).unwrap_err();
+        let spent = thread_cpu_ns() - cpu;
+        let sampled = d.cpu_ns();
+        // About what the thread spent: within a tick above, and (generous
+        // bounds: a starved ticker ticks late) at least half of it.
+        assert!(
+            (spent / 2..=spent + 2 * TICK.as_nanos() as u64).contains(&sampled),
+            "sampled {sampled} ns, spent {spent} ns"
+        );
+    }
+
     #[test]
     fn a_zero_budget_runs_no_guest_code() {
         // No ticker: the first epoch check interrupts.
@@ -348,6 +459,11 @@ mod tests {
         assert_eq!(d.wait_budget(), None);
         d.spend_blocked(Duration::from_secs(1));
         assert_eq!(d.wait_budget(), None);
+        assert_eq!(
+            d.blocked_ns(),
+            1_000_000_000,
+            "counted without a deadline too"
+        );
         d.set(Some(Duration::from_millis(100)));
         assert_eq!(d.wait_budget(), Some(Duration::from_millis(100)));
         // Before the first tick: taken from the budget itself.

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use callop::EventLoop;
+use callop_plugin_host::metrics::MetricsServer;
 use callop_plugin_host::{ExitReason, Host, Limits, PluginEngine, Policy};
 
 /// Isolation stays on in every measured configuration.
@@ -116,8 +117,51 @@ pub fn flood_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
 }
 
 pub fn storm_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
+    storm_guest_with(e, sink, n, false)
+}
+
+/// The ping storm with metrics on: the host publishes its figures every
+/// 250 ms to a [`MetricsServer`] on 127.0.0.1, which a client thread
+/// scrapes every 250 ms (as `callop-host --metrics` with Prometheus).
+pub fn storm_guest_metrics(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
+    storm_guest_with(e, sink, n, true)
+}
+
+/// Scrapes `addr`'s `/metrics` every 250 ms until `stop`; returns the
+/// number of scrapes.
+fn scraper(
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(mut c) = std::net::TcpStream::connect(addr) {
+                let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n");
+                let mut body = Vec::new();
+                if c.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 200") {
+                    n += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        n
+    })
+}
+
+fn storm_guest_with(e: &PluginEngine, sink: &Path, n: u64, metrics: bool) -> Duration {
     let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
     let h = host(&ev, e);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = metrics.then(|| {
+        let server = MetricsServer::bind("127.0.0.1:0").expect("metrics server");
+        let p = server.publisher();
+        h.publish_stats(Duration::from_millis(250), move |s| p.publish(s))
+            .expect("publish");
+        let t = scraper(server.local_addr(), stop.clone());
+        (server, t)
+    });
     h.load_file(sink, "sink", &args(&format!("--pings {n}")))
         .unwrap();
     let ping = h.ping("sink/p").unwrap();
@@ -128,5 +172,14 @@ pub fn storm_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
     }
     let d = t.elapsed();
     expect_stopped(&h, "ping storm");
+    if let Some((server, t)) = served {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let scrapes = t.join().unwrap();
+        drop(server);
+        assert!(
+            scrapes >= 1 || d < Duration::from_millis(500),
+            "the endpoint was never scraped"
+        );
+    }
     d
 }

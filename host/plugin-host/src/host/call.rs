@@ -82,6 +82,17 @@ impl Export<'_> {
     fn init_timeout(&self) -> bool {
         matches!(self, Export::Init { .. } | Export::Restore { .. })
     }
+
+    /// The export's WIT name (for the call's span).
+    fn name(&self) -> &'static str {
+        match self {
+            Export::Init { .. } => "init",
+            Export::Dispatch { .. } => "dispatch",
+            Export::Shutdown { .. } => "shutdown",
+            Export::Snapshot => "snapshot",
+            Export::Restore { .. } => "restore",
+        }
+    }
 }
 
 /// What a guest export call came to, classified once.
@@ -179,7 +190,20 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     /// of call, makes the call and classifies the outcome. Every call into
     /// a guest export goes through here.
     pub(super) fn call_guest(&self, live: &mut Live, export: Export<'_>) -> Outcome {
+        // One span per guest call, with the plugin's name: nearly free when
+        // no subscriber wants TRACE (the callsite's cached interest).
+        let _span = tracing::trace_span!(
+            "guest_call",
+            plugin = &*live.store.data().name,
+            export = export.name()
+        )
+        .entered();
+        live.counters.count_call(match export {
+            Export::Dispatch { events } => Some(events),
+            _ => None,
+        });
         self.arm(live, export.init_timeout());
+        let host_before = crate::stats::HostCall::totals();
         let guest = &live.guest;
         // A panic in a host function the guest called (an application's,
         // see `app_api`) unwinds out of the call: it is that plugin's fault,
@@ -205,6 +229,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         let r = match r {
             Ok(r) => r,
             Err(payload) => {
+                live.counters.count_fault(crate::fault::FaultKind::Host);
                 return Outcome::Failed(Failure::Fault {
                     fault: Fault {
                         kind: crate::fault::FaultKind::Host,
@@ -221,6 +246,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 });
             }
         };
+        live.counters
+            .count_host(host_before, crate::stats::HostCall::totals());
         // Summaries of the guest's rate-limited log lines are due?
         live.store.data_mut().log_limit.tick();
         match r {
@@ -228,6 +255,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             Ok(Ok(Returned::Snapshot(snapshot))) => Outcome::Snapshot(snapshot),
             // The guest's text, cut to a bound: it is printed and kept.
             Ok(Err(message)) => {
+                live.counters.count_init_error();
                 Outcome::Failed(Failure::Refused(truncate(message, MAX_GUEST_TEXT)))
             }
             Err(e) => self.failed(live, &export, e),
@@ -242,10 +270,14 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             None if self.alarm.due() && interrupted(&e) => {
                 Outcome::Interrupted(self.alarm.cause().unwrap_or(AlarmCause::Forced))
             }
-            None => Outcome::Failed(Failure::Fault {
-                fault: self.classify(live, &e),
-                in_init: export.is_init(),
-            }),
+            None => {
+                let fault = self.classify(live, &e);
+                live.counters.count_fault(fault.kind);
+                Outcome::Failed(Failure::Fault {
+                    fault,
+                    in_init: export.is_init(),
+                })
+            }
         }
     }
 

@@ -165,6 +165,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         });
         let failed = matches!(outcome, Outcome::Failed(_));
         let p = PluginRt::new(id, name, spec, 0, None);
+        live.counters = self.stats.borrow_mut().track(id, &p.name, &live.counters);
         self.plugins.borrow_mut().insert(id, p.clone());
         if !failed {
             tracing::info!(plugin = %s.name, %id, origin = s.component.origin(), "plugin started");
@@ -263,6 +264,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             stderr_tail,
             armed: None,
             deadline,
+            counters: Rc::default(),
         })
     }
 
@@ -283,6 +285,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self.shared.registry().remove_instance(&p.name);
         p.pending.replace(Pending::default());
         p.idle_queue.borrow_mut().clear();
+        live.fold_stats();
+        self.stats.borrow_mut().ended(p.id);
         drop(live); // drops the store: sender handles release their channels
         self.plugins.borrow_mut().remove(&p.id);
         let fault = p.fault.borrow_mut().take();
@@ -439,6 +443,8 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         live.store.data_mut().generation = restarts.saturating_add(reloads);
         let p = PluginRt::new(id, name.clone(), spec.clone(), restarts, None);
         p.reloads.set(reloads);
+        live.counters = self.stats.borrow_mut().track(id, name, &live.counters);
+        live.counters.count_restart();
         self.plugins.borrow_mut().insert(id, p.clone());
         tracing::info!(plugin = %name, %id, restarts, "plugin restarted");
         // The same funnel and rules as a first load; a failed init, having

@@ -87,6 +87,7 @@ use super::mailbox::Mailbox;
 use super::policy::{self, Owner, Policy};
 use super::restart::{RestartPolicy, Tracker};
 use super::state::{PluginState, Shared, SourceId};
+use super::stats::{Counters, HostStats};
 use super::stdio::Tail;
 use super::ticker::{CpuDeadline, Ticker};
 use super::versions::GuestFuncs;
@@ -101,15 +102,18 @@ mod reload;
 mod shutdown;
 mod signal_routing;
 mod signal_shutdown;
+mod stats_table;
 mod timer_routing;
 
 pub use reload::{RELOAD_GRACE, ReloadError};
+use stats_table::StatsTable;
+
 pub use signal_shutdown::{
     RunEnd, ShutdownPhase, SignalShutdown, SignalShutdownError, exit_status,
 };
 
 /// Identifies one loaded plugin instance within a [`Host`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PluginId(pub u64);
 
 impl fmt::Display for PluginId {
@@ -336,6 +340,8 @@ struct HostInner<'l, Data> {
     alarm: Arc<Alarm>,
     /// Limits by instance name (overriding the host's).
     limit_overrides: RefCell<HashMap<String, Arc<Limits>>>,
+    /// The counters of every instance, live or ended (see [`crate::stats`]).
+    stats: RefCell<StatsTable>,
 }
 
 /// One plugin instance as seen from the loop.
@@ -394,6 +400,8 @@ struct Live {
     armed: Option<(Duration, &'static str)>,
     /// The CPU-time budget its store checks at each epoch tick.
     deadline: Arc<CpuDeadline>,
+    /// The instance's counters (shared by its runs, see [`crate::stats`]).
+    counters: Rc<Counters>,
 }
 
 /// The component and arguments of an instance, kept for restarts.
@@ -505,6 +513,7 @@ impl<'l, Data: 'l> Host<'l, Data> {
                 shutting_down: Cell::new(false),
                 alarm,
                 limit_overrides: RefCell::new(HashMap::new()),
+                stats: RefCell::new(StatsTable::default()),
             }),
         })
     }
@@ -713,6 +722,29 @@ impl<'l, Data: 'l> Host<'l, Data> {
         let p = self.inner.plugins.borrow().get(&id).cloned()?;
         let live = p.live.try_borrow().ok()?;
         live.as_ref().map(|l| l.store.data().live_sources())
+    }
+
+    /// What each plugin instance costs: calls, events, guest CPU time,
+    /// host-function time, memory, sources, queues, faults, restarts (see
+    /// [`crate::stats`]). Live instances and the last
+    /// [`KEPT_ENDED`](crate::stats::KEPT_ENDED) ended ones, in load order.
+    /// Reads the counters of the loop thread: cheap enough to call a few
+    /// times a second.
+    pub fn stats(&self) -> HostStats {
+        self.inner.stats()
+    }
+
+    /// Calls `publish` with [`Host::stats`] now and then every `period`,
+    /// from a timer of the host's loop (removed when the host is dropped):
+    /// e.g. to hand a snapshot to another thread that serves it, such as a
+    /// [`MetricsServer`](crate::metrics::MetricsServer). `publish` runs on
+    /// the loop thread: it must not block.
+    pub fn publish_stats(
+        &self,
+        period: Duration,
+        publish: impl FnMut(HostStats) + 'l,
+    ) -> Result<(), HostError> {
+        self.inner.publish_stats(period, publish)
     }
 
     /// Every plugin exit so far, in order.

@@ -301,6 +301,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self.plugins.borrow_mut().insert(id, p.clone());
         tracing::info!(plugin = %p.name, %id, reloads, origin = component.origin(), state = snapshot.as_ref().map(Vec::len), "plugin reloaded");
         let mut live = new_live;
+        // The figures of the instance go on under its id (see `stats`).
+        live.counters = self.stats.borrow_mut().track(id, &p.name, &live.counters);
+        self.note_reload(id);
         let after = self.settle(&p, &mut live, outcome);
         *p.live.borrow_mut() = Some(live);
         if let After::End(reason) = after {

@@ -74,6 +74,7 @@ impl PluginState {
 
 impl wit::HostDir for PluginState {
     fn path(&mut self, self_: Resource<DirRes>) -> String {
+        let _t = crate::stats::HostCall::start();
         self.dir(&self_)
             .map(|d| d.guest.clone())
             .unwrap_or_default()
@@ -85,6 +86,7 @@ impl wit::HostDir for PluginState {
         path: String,
         flags: wit::OpenFlags,
     ) -> Result<Resource<FileRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let d = self.dir(&self_)?;
         let (opts, mutating) = open_options(flags);
         if mutating {
@@ -103,6 +105,7 @@ impl wit::HostDir for PluginState {
         self_: Resource<DirRes>,
         path: String,
     ) -> Result<Resource<DirRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let d = self.dir(&self_)?;
         let sub = d.dir.open_dir(&path).map_err(|e| d.err("open", &path, e))?;
         let res = DirRes::new(sub, join_guest(&d.guest, &path), d.read_only);
@@ -110,6 +113,7 @@ impl wit::HostDir for PluginState {
     }
 
     fn entries(&mut self, self_: Resource<DirRes>) -> Result<Vec<wit::DirEntry>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let d = self.dir(&self_)?;
         let mut out = Vec::new();
         for e in d.dir.entries().map_err(|e| d.err("list", ".", e))? {
@@ -132,6 +136,7 @@ impl wit::HostDir for PluginState {
         self_: Resource<DirRes>,
         path: String,
     ) -> Result<wit::Metadata, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let d = self.dir(&self_)?;
         d.dir
             .symlink_metadata(&path)
@@ -140,14 +145,17 @@ impl wit::HostDir for PluginState {
     }
 
     fn create_dir(&mut self, self_: Resource<DirRes>, path: String) -> Result<(), wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         self.dir_change(&self_, "create", &path, |d| d.create_dir(&path))
     }
 
     fn remove_file(&mut self, self_: Resource<DirRes>, path: String) -> Result<(), wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         self.dir_change(&self_, "remove", &path, |d| d.remove_file(&path))
     }
 
     fn remove_dir(&mut self, self_: Resource<DirRes>, path: String) -> Result<(), wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         self.dir_change(&self_, "remove", &path, |d| d.remove_dir(&path))
     }
 
@@ -157,10 +165,12 @@ impl wit::HostDir for PluginState {
         from: String,
         to: String,
     ) -> Result<(), wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         self.dir_change(&self_, "rename", &from, |d| d.rename(&from, d, &to))
     }
 
     fn drop(&mut self, rep: Resource<DirRes>) -> wasmtime::Result<()> {
+        let _t = crate::stats::HostCall::start();
         self.drop_io(rep);
         Ok(())
     }

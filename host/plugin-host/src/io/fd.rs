@@ -85,20 +85,24 @@ impl Drop for GrantedFd {
 
 impl wit::HostFd for PluginState {
     fn name(&mut self, self_: Resource<FdRes>) -> String {
+        let _t = crate::stats::HostCall::start();
         self.pollable(&self_, FD)
             .map(|f| f.name.clone())
             .unwrap_or_default()
     }
 
     fn read(&mut self, self_: Resource<FdRes>, max: u32) -> Result<Vec<u8>, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         self.stream_read(&self_, max, FD)
     }
 
     fn write(&mut self, self_: Resource<FdRes>, data: Vec<u8>) -> Result<u32, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         self.stream_write(&self_, &data, FD)
     }
 
     fn drop(&mut self, rep: Resource<FdRes>) -> wasmtime::Result<()> {
+        let _t = crate::stats::HostCall::start();
         self.drop_pollable(rep);
         Ok(())
     }

@@ -92,6 +92,7 @@ impl PluginState {
 
 impl wit::HostFile for PluginState {
     fn read(&mut self, self_: Resource<FileRes>, max: u32) -> Result<Vec<u8>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let f = self.file(&self_)?;
         let mut buf = vec![0u8; max.min(MAX_READ) as usize];
         let n = f.read(&mut buf).map_err(|e| os("read", e))?;
@@ -100,6 +101,7 @@ impl wit::HostFile for PluginState {
     }
 
     fn write(&mut self, self_: Resource<FileRes>, data: Vec<u8>) -> Result<(), wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         self.file(&self_)?
             .write_all(&data)
             .map_err(|e| os("write", e))
@@ -110,6 +112,7 @@ impl wit::HostFile for PluginState {
         self_: Resource<FileRes>,
         pos: wit::SeekFrom,
     ) -> Result<u64, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let pos = match pos {
             wit::SeekFrom::Start(n) => io::SeekFrom::Start(n),
             wit::SeekFrom::Current(n) => io::SeekFrom::Current(n),
@@ -119,6 +122,7 @@ impl wit::HostFile for PluginState {
     }
 
     fn metadata(&mut self, self_: Resource<FileRes>) -> Result<wit::Metadata, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         self.file(&self_)?
             .metadata()
             .map(|m| metadata_of(&m))
@@ -126,16 +130,19 @@ impl wit::HostFile for PluginState {
     }
 
     fn set_size(&mut self, self_: Resource<FileRes>, size: u64) -> Result<(), wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         self.file(&self_)?
             .set_len(size)
             .map_err(|e| os("set size", e))
     }
 
     fn sync(&mut self, self_: Resource<FileRes>) -> Result<(), wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         self.file(&self_)?.sync_all().map_err(|e| os("sync", e))
     }
 
     fn drop(&mut self, rep: Resource<FileRes>) -> wasmtime::Result<()> {
+        let _t = crate::stats::HostCall::start();
         self.drop_io(rep);
         Ok(())
     }

@@ -191,6 +191,7 @@ impl PluginState {
             .push(v)
             .map_err(|e| failure(wit::IoErrorKind::Other, format!("resource table: {e}")))?;
         self.handles += 1;
+        self.run_stats.io_objects += 1;
         Ok(r)
     }
 
@@ -198,6 +199,7 @@ impl PluginState {
     fn drop_io<T: 'static>(&mut self, rep: Resource<T>) -> Option<T> {
         let v = self.table.delete(rep).ok()?;
         self.handles = self.handles.saturating_sub(1);
+        self.run_stats.io_objects = self.run_stats.io_objects.saturating_sub(1);
         Some(v)
     }
 
@@ -266,6 +268,7 @@ fn mode_of(m: wit::Mode) -> Mode {
 
 impl wit::Host for PluginState {
     fn bind_tcp(&mut self, address: String) -> Result<Resource<TcpListenerRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let addr = self.bind_address(&address)?;
         let l = TcpListener::bind(addr).map_err(|e| os(&format!("bind to {addr}"), e))?;
         nonblocking(l.set_nonblocking(true))?;
@@ -273,6 +276,7 @@ impl wit::Host for PluginState {
     }
 
     fn connect_tcp(&mut self, address: String) -> Result<Resource<TcpStreamRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let addr = parse_addr(&address)?;
         self.io.caps.check_connect(addr).map_err(denied)?;
         let s = tcp::connect_nonblocking(addr).map_err(|e| os(&format!("connect to {addr}"), e))?;
@@ -280,6 +284,7 @@ impl wit::Host for PluginState {
     }
 
     fn bind_udp(&mut self, address: String) -> Result<Resource<UdpSocketRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let addr = self.bind_address(&address)?;
         let s = UdpSocket::bind(addr).map_err(|e| os(&format!("bind to {addr}"), e))?;
         nonblocking(s.set_nonblocking(true))?;
@@ -287,6 +292,7 @@ impl wit::Host for PluginState {
     }
 
     fn bind_unix(&mut self, path: String) -> Result<Resource<UnixListenerRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let (root, rel, grant, ro) = self.resolve_path("bind", &path)?;
         if ro {
             return Err(ro_denied("bind", &path, &grant));
@@ -298,6 +304,7 @@ impl wit::Host for PluginState {
     }
 
     fn connect_unix(&mut self, path: String) -> Result<Resource<UnixStreamRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let (root, rel, grant, _) = self.resolve_path("connect to", &path)?;
         let (dir, name) = unix::socket_dir(&root, &rel, "connect to", &path, &grant)?;
         let meta = dir
@@ -315,6 +322,7 @@ impl wit::Host for PluginState {
     }
 
     fn open_fd(&mut self, name: String) -> Result<Resource<FdRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let grant = match self.io.caps.fds.get_mut(&name) {
             None => {
                 return Err(denied(format!(
@@ -333,6 +341,7 @@ impl wit::Host for PluginState {
     }
 
     fn open_stdin(&mut self) -> Result<Resource<FdRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         if !self.io.caps.stdin {
             return Err(denied("stdin denied: grant it with --stdin"));
         }
@@ -346,6 +355,7 @@ impl wit::Host for PluginState {
     }
 
     fn open_dir(&mut self, path: String) -> Result<Resource<DirRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let (root, rel, grant, ro) = self.resolve_path("open", &path)?;
         let dir = if rel == Path::new(".") {
             root
@@ -361,6 +371,7 @@ impl wit::Host for PluginState {
         path: String,
         flags: wit::OpenFlags,
     ) -> Result<Resource<FileRes>, wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let (root, rel, grant, ro) = self.resolve_path("open", &path)?;
         let (opts, mutating) = file::open_options(flags);
         if mutating && ro {
@@ -379,6 +390,7 @@ impl wit::Host for PluginState {
         interest: wit::Interest,
         mode: wit::Mode,
     ) -> Result<SourceId, Error> {
+        let _t = crate::stats::HostCall::start();
         let (interest, mode) = (interest_of(interest), mode_of(mode));
         match object {
             wit::Pollable::TcpListener(r) => self.register_pollable(&r, interest, mode),
@@ -396,6 +408,7 @@ impl wit::Host for PluginState {
         interest: wit::Interest,
         mode: wit::Mode,
     ) -> Result<(), Error> {
+        let _t = crate::stats::HostCall::start();
         let reg = self.sources.io_mut(id)?;
         reg.interest = interest_of(interest);
         reg.mode = mode_of(mode);
@@ -404,6 +417,7 @@ impl wit::Host for PluginState {
     }
 
     fn add_signals(&mut self, signals: Vec<WitSignal>) -> Result<SourceId, Error> {
+        let _t = crate::stats::HostCall::start();
         let list = signals::granted(&self.io.caps, signals)?;
         let id = self.sources.add(Source::Signals(list))?;
         self.ops.push(Op::Add(id));

@@ -43,6 +43,7 @@ impl wit::HostTcpListener for PluginState {
         &mut self,
         self_: Resource<TcpListenerRes>,
     ) -> Result<(Resource<TcpStreamRes>, String), wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         let (s, peer) = self
             .pollable(&self_, LISTENER)?
             .accept()
@@ -55,6 +56,7 @@ impl wit::HostTcpListener for PluginState {
     }
 
     fn local_address(&mut self, self_: Resource<TcpListenerRes>) -> Result<String, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         address(
             self.pollable(&self_, LISTENER)?.local_addr(),
             "local address",
@@ -62,6 +64,7 @@ impl wit::HostTcpListener for PluginState {
     }
 
     fn drop(&mut self, rep: Resource<TcpListenerRes>) -> wasmtime::Result<()> {
+        let _t = crate::stats::HostCall::start();
         self.drop_pollable(rep);
         Ok(())
     }
@@ -69,10 +72,12 @@ impl wit::HostTcpListener for PluginState {
 
 impl wit::HostTcpStream for PluginState {
     fn read(&mut self, self_: Resource<TcpStreamRes>, max: u32) -> Result<Vec<u8>, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         self.stream_read(&self_, max, STREAM)
     }
 
     fn write(&mut self, self_: Resource<TcpStreamRes>, data: Vec<u8>) -> Result<u32, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         self.stream_write(&self_, &data, STREAM)
     }
 
@@ -81,10 +86,12 @@ impl wit::HostTcpStream for PluginState {
         self_: Resource<TcpStreamRes>,
         h: wit::ShutdownHow,
     ) -> Result<(), wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         self.stream_shutdown(&self_, h, STREAM)
     }
 
     fn take_error(&mut self, self_: Resource<TcpStreamRes>) -> Option<wit::IoFailure> {
+        let _t = crate::stats::HostCall::start();
         let s = self.pollable(&self_, STREAM).ok()?;
         match s.take_error() {
             Ok(None) => None,
@@ -93,10 +100,12 @@ impl wit::HostTcpStream for PluginState {
     }
 
     fn local_address(&mut self, self_: Resource<TcpStreamRes>) -> Result<String, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         address(self.pollable(&self_, STREAM)?.local_addr(), "local address")
     }
 
     fn peer_address(&mut self, self_: Resource<TcpStreamRes>) -> Result<String, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         address(self.pollable(&self_, STREAM)?.peer_addr(), "peer address")
     }
 
@@ -105,12 +114,14 @@ impl wit::HostTcpStream for PluginState {
         self_: Resource<TcpStreamRes>,
         enabled: bool,
     ) -> Result<(), wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         self.pollable(&self_, STREAM)?
             .set_nodelay(enabled)
             .map_err(|e| nb("set nodelay", e))
     }
 
     fn drop(&mut self, rep: Resource<TcpStreamRes>) -> wasmtime::Result<()> {
+        let _t = crate::stats::HostCall::start();
         self.drop_pollable(rep);
         Ok(())
     }

@@ -19,6 +19,7 @@ impl wit::HostUdpSocket for PluginState {
         data: Vec<u8>,
         to: String,
     ) -> Result<u32, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         let addr = parse_addr(&to).map_err(wit::IoError::Failed)?;
         self.io
             .caps
@@ -35,6 +36,7 @@ impl wit::HostUdpSocket for PluginState {
         self_: Resource<UdpSocketRes>,
         max: u32,
     ) -> Result<(Vec<u8>, String), wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         let s = self.pollable(&self_, SOCKET)?;
         let mut buf = vec![0u8; max.min(MAX_READ) as usize];
         let (n, from) = s.recv_from(&mut buf).map_err(|e| nb("receive", e))?;
@@ -43,10 +45,12 @@ impl wit::HostUdpSocket for PluginState {
     }
 
     fn local_address(&mut self, self_: Resource<UdpSocketRes>) -> Result<String, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         address(self.pollable(&self_, SOCKET)?.local_addr(), "local address")
     }
 
     fn drop(&mut self, rep: Resource<UdpSocketRes>) -> wasmtime::Result<()> {
+        let _t = crate::stats::HostCall::start();
         self.drop_pollable(rep);
         Ok(())
     }

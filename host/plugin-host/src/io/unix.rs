@@ -133,6 +133,7 @@ impl wit::HostUnixListener for PluginState {
         &mut self,
         self_: Resource<UnixListenerRes>,
     ) -> Result<Resource<UnixStreamRes>, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         let (s, _) = self
             .pollable(&self_, "unix-listener")?
             .listener()
@@ -143,6 +144,7 @@ impl wit::HostUnixListener for PluginState {
     }
 
     fn drop(&mut self, rep: Resource<UnixListenerRes>) -> wasmtime::Result<()> {
+        let _t = crate::stats::HostCall::start();
         self.drop_pollable(rep);
         Ok(())
     }
@@ -150,6 +152,7 @@ impl wit::HostUnixListener for PluginState {
 
 impl wit::HostUnixStream for PluginState {
     fn read(&mut self, self_: Resource<UnixStreamRes>, max: u32) -> Result<Vec<u8>, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         self.stream_read(&self_, max, STREAM)
     }
 
@@ -158,6 +161,7 @@ impl wit::HostUnixStream for PluginState {
         self_: Resource<UnixStreamRes>,
         data: Vec<u8>,
     ) -> Result<u32, wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         self.stream_write(&self_, &data, STREAM)
     }
 
@@ -166,10 +170,12 @@ impl wit::HostUnixStream for PluginState {
         self_: Resource<UnixStreamRes>,
         h: wit::ShutdownHow,
     ) -> Result<(), wit::IoError> {
+        let _t = crate::stats::HostCall::start();
         self.stream_shutdown(&self_, h, STREAM)
     }
 
     fn drop(&mut self, rep: Resource<UnixStreamRes>) -> wasmtime::Result<()> {
+        let _t = crate::stats::HostCall::start();
         self.drop_pollable(rep);
         Ok(())
     }
