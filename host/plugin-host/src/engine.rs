@@ -361,12 +361,10 @@ impl PluginEngine {
         &self,
         component: &Component,
     ) -> Result<(InstancePre<PluginState>, GuestExports), LoadError> {
-        let problems = world_problems(&self.inner.engine, component);
-        if !problems.is_empty() {
-            return Err(LoadError::World(problems));
-        }
-        let exports =
-            GuestExports::find(&self.inner.engine, component).map_err(LoadError::World)?;
+        let exports = match world_check(&self.inner.engine, component) {
+            (Some(exports), problems) if problems.is_empty() => exports,
+            (_, problems) => return Err(LoadError::World(problems)),
+        };
         let pre = self
             .inner
             .linker
@@ -383,12 +381,16 @@ impl PluginEngine {
 
 use versions::split_iface;
 
-/// Lists why `component` is not a plugin of our world (empty: it is).
-pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<String> {
+/// The guest exports of `component` (if it has those of a supported
+/// version) and every reason it is not a plugin of our world (empty: it is).
+fn world_check(engine: &Engine, component: &Component) -> (Option<GuestExports>, Vec<String>) {
     let ty = component.component_type();
     // Exports: the `guest` interface of a supported version, with
     // init/dispatch/shutdown (and `state`'s functions if it exports that).
-    let mut problems = versions::export_problems(engine, component);
+    let (exports, mut problems) = match GuestExports::find(engine, component) {
+        Ok(g) => (Some(g), Vec::new()),
+        Err(p) => (None, p),
+    };
     // Imports: of our package only the interfaces of a supported version;
     // others go to the linker.
     for (name, _) in ty.imports(engine) {
@@ -408,7 +410,7 @@ pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<Stri
             }
         }
     }
-    problems
+    (exports, problems)
 }
 
 /// A human-readable description of a component.
@@ -460,8 +462,8 @@ fn inspect(engine: &Engine, component: &Component) -> ComponentInfo {
             None => format!("{PACKAGE}/plugin"),
         })
     });
-    let problems = world_problems(engine, component);
-    let state = GuestExports::find(engine, component).is_ok_and(|g| g.has_state());
+    let (found, problems) = world_check(engine, component);
+    let state = found.is_some_and(|g| g.has_state());
     ComponentInfo {
         world,
         imports,

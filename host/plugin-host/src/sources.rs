@@ -537,6 +537,35 @@ mod tests {
         SourceTable::new(shared, max)
     }
 
+    /// A table holding the channel `p/in` and the named ping `p/go`, both
+    /// in the registry: (table, the channel's mailbox, channel id, ping id).
+    fn table_with_named_channel_and_ping() -> (SourceTable, Arc<Mailbox>, SourceId, SourceId) {
+        let mut t = table(8);
+        let slot = Mailbox::new("p/in".into());
+        t.shared
+            .registry()
+            .channels
+            .insert("p/in".into(), slot.clone());
+        t.shared
+            .registry()
+            .pings
+            .insert("p/go".into(), callop::ping::make_ping().unwrap().0);
+        let ch = t
+            .add(Source::Channel {
+                full_name: "p/in".into(),
+                slot: slot.clone(),
+                source: None,
+            })
+            .unwrap();
+        let ping = t
+            .add(Source::Ping {
+                name: Some("p/go".into()),
+                source: None,
+            })
+            .unwrap();
+        (t, slot, ch, ping)
+    }
+
     /// A real loop registration (a timer that never fires).
     fn token(ev: &EventLoop<'static, ()>) -> RegistrationToken {
         ev.handle()
@@ -663,29 +692,7 @@ mod tests {
     #[test]
     fn removing_releases_names_at_once_and_forget_hands_back_the_token() {
         let ev = EventLoop::try_new().unwrap();
-        let mut t = table(8);
-        let slot = Mailbox::new("p/in".into());
-        t.shared
-            .registry()
-            .channels
-            .insert("p/in".into(), slot.clone());
-        t.shared
-            .registry()
-            .pings
-            .insert("p/go".into(), callop::ping::make_ping().unwrap().0);
-        let ch = t
-            .add(Source::Channel {
-                full_name: "p/in".into(),
-                slot: slot.clone(),
-                source: None,
-            })
-            .unwrap();
-        let ping = t
-            .add(Source::Ping {
-                name: Some("p/go".into()),
-                source: None,
-            })
-            .unwrap();
+        let (mut t, slot, ch, ping) = table_with_named_channel_and_ping();
         let tok = token(&ev);
         t.registered(ch, Some(tok));
         t.remove(ch).unwrap();
@@ -703,29 +710,7 @@ mod tests {
     #[test]
     fn after_a_hand_over_removing_leaves_the_names_alone() {
         let ev = EventLoop::try_new().unwrap();
-        let mut t = table(8);
-        let slot = Mailbox::new("p/in".into());
-        t.shared
-            .registry()
-            .channels
-            .insert("p/in".into(), slot.clone());
-        t.shared
-            .registry()
-            .pings
-            .insert("p/go".into(), callop::ping::make_ping().unwrap().0);
-        let ch = t
-            .add(Source::Channel {
-                full_name: "p/in".into(),
-                slot: slot.clone(),
-                source: None,
-            })
-            .unwrap();
-        let ping = t
-            .add(Source::Ping {
-                name: Some("p/go".into()),
-                source: None,
-            })
-            .unwrap();
+        let (mut t, slot, ch, ping) = table_with_named_channel_and_ping();
         t.registered(ch, Some(token(&ev)));
         t.hand_over_names();
         // The old instance of a reload removes everything in its shutdown:

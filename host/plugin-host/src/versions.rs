@@ -117,14 +117,6 @@ pub(crate) struct GuestFuncs {
     state: Option<(Func, Func)>,
 }
 
-/// Why a component's exports are not a plugin's (empty: they are).
-pub(crate) fn export_problems(engine: &Engine, component: &Component) -> Vec<String> {
-    match GuestExports::find(engine, component) {
-        Ok(_) => Vec::new(),
-        Err(p) => p,
-    }
-}
-
 impl GuestExports {
     /// Finds the `guest` export of a supported version (and its `state`
     /// export, if any) in `component`, or says why it is not there.
