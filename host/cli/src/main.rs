@@ -205,6 +205,9 @@ struct RunArgs {
     /// Milliseconds plugins get to finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     shutdown_timeout: u64,
+    /// Loop threads to spread the plugins over, one event loop each (a plugin lives on one; `thread = K` in its `[plugins.NAME]` table pins it, else it goes to the thread with the fewest plugins).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     /// Fail a plugin whose single callback spends more CPU time than this (milliseconds; 0: no limit) [default: 100].
     #[arg(long, value_name = "MS")]
     callback_timeout: Option<u64>,
@@ -754,6 +757,14 @@ fn build_host<'l>(
     for (name, (l, r)) in resolved.plugins {
         host.set_limits(&name, l);
         host.set_restart_policy(Some(&name), r);
+    }
+    host.start_threads(usize::from(run.threads))
+        .map_err(|e| format!("--threads {}: {e}", run.threads))?;
+    for (name, t) in &file.plugins {
+        if let Some(k) = t.thread {
+            host.pin_thread(name, k)
+                .map_err(|e| format!("--config: `[plugins.{name}]` thread = {k}: {e}"))?;
+        }
     }
     Ok(host)
 }

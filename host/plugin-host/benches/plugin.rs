@@ -1,5 +1,6 @@
 //! The plugin path under criterion: events into a wasm guest side by side with a native closure
-//! on the same loop, and warm start (cached `.cwasm` → first callback).
+//! on the same loop, a plugin → plugin flood on one loop thread and across two, and warm start
+//! (cached `.cwasm` → first callback).
 //!
 //! Needs the example plugins: `plugins/build.sh && cargo bench -p callop --bench plugin`.
 //! `CALLOP_PLUGINS=DIR` points at the built `.wasm` files (default
@@ -18,24 +19,28 @@ use criterion::{Criterion, criterion_group, criterion_main};
 #[path = "../examples/support/mod.rs"]
 mod support;
 use support::{args, expect_stopped, flood_guest, flood_native, host, run_until_empty};
-use support::{storm_guest, storm_native};
+use support::{plugin_flood, storm_guest, storm_native};
 
 const MESSAGES: u64 = 100_000;
 const PINGS: u64 = 10_000;
 
-fn sink() -> PathBuf {
+fn plugin_file(name: &str) -> PathBuf {
     let dir = std::env::var_os("CALLOP_PLUGINS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/target/wasm32-wasip2/release")
         });
-    let sink = dir.join("bench_sink.wasm");
+    let sink = dir.join(name);
     assert!(
         sink.exists(),
         "{} is missing: run plugins/build.sh first (or set CALLOP_PLUGINS)",
         sink.display()
     );
     sink
+}
+
+fn sink() -> PathBuf {
+    plugin_file("bench_sink.wasm")
 }
 
 fn engine() -> PluginEngine {
@@ -84,6 +89,20 @@ fn benches(c: &mut Criterion) {
     g.bench_function("guest", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| storm_guest(&e, &sink, PINGS)).sum())
     });
+    g.finish();
+
+    let counter = plugin_file("reload_counter.wasm");
+    let mut g = c.benchmark_group("plugin_flood_100k_messages");
+    g.sample_size(10);
+    for (name, cross) in [("same_thread", false), ("cross_thread", true)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| plugin_flood(&e, &counter, MESSAGES, cross))
+                    .sum()
+            })
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("warm_start_to_first_callback");

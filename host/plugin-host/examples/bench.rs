@@ -9,7 +9,7 @@
 //! `--messages N` (channel flood, default 1000000), `--pings N` (ping storm
 //! iterations, default 200000), `--polyglot DIR` (Python/JS tickers built by
 //! `plugins/polyglot.sh`, default `target/polyglot`), `--only PART` (one of
-//! `flood`, `storm`, `metrics`, `start`, `idle`, `blocking`, `reload`, `polyglot`, or `flood-guest` / `storm-guest` for
+//! `flood`, `storm`, `metrics`, `threads`, `start`, `idle`, `blocking`, `reload`, `polyglot`, or `flood-guest` / `storm-guest` for
 //! the guest side of one workload alone: e.g. for `perf record`).
 //!
 //! Every guest configuration runs with isolation on: a 1 s callback timeout
@@ -24,8 +24,8 @@ use callop_plugin_host::{EngineOptions, PluginComponent, PluginEngine};
 
 mod support;
 use support::{
-    args, expect_stopped, flood_calloop, flood_guest, flood_native, host, run_until_empty,
-    storm_calloop, storm_guest, storm_guest_metrics, storm_native,
+    args, cpu_mix, expect_stopped, flood_calloop, flood_guest, flood_native, host, plugin_flood,
+    run_until_empty, storm_calloop, storm_guest, storm_guest_metrics, storm_native,
 };
 
 struct Opts {
@@ -489,6 +489,51 @@ fn main() {
                 ns(off / n as u32),
                 ns(on / n as u32),
                 (on.as_secs_f64() / off.as_secs_f64() - 1.0) * 100.0
+            ),
+        );
+    }
+    if o.run("threads") {
+        // Several loop threads (Host::start_threads): medians of 3.
+        let counter = o.plugins.join("reload_counter.wasm");
+        let n = 1_000_000;
+        let (mut same, mut cross) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            same.push(plugin_flood(&pooled, &counter, n, false));
+            cross.push(plugin_flood(&pooled, &counter, n, true));
+        }
+        let (same, cross) = (median(same), median(cross));
+        row(
+            &format!(
+                "plugin → plugin channel flood, {n} msgs: one loop thread / two (sender and receiver on different threads), median of 3"
+            ),
+            "-".into(),
+            "-".into(),
+            format!(
+                "{:.2} M/s / {:.2} M/s (cross/same = {:.2})",
+                rate(n, same) / 1e6,
+                rate(n, cross) / 1e6,
+                same.as_secs_f64() / cross.as_secs_f64()
+            ),
+        );
+        let (plugins, ticks, burn) = (8, 2_000, 20_000);
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            one.push(cpu_mix(&pooled, &sink, plugins, ticks, burn, 1));
+            two.push(cpu_mix(&pooled, &sink, plugins, ticks, burn, 2));
+        }
+        let (one, two) = (median(one), median(two));
+        let total = plugins as u64 * ticks;
+        row(
+            &format!(
+                "CPU-bound mix: {plugins} plugins × {ticks} ticks of {burn} work rounds, 1 loop thread / 2, median of 3"
+            ),
+            "-".into(),
+            "-".into(),
+            format!(
+                "{:.0} / {:.0} ticks/s (2 threads / 1 = {:.2}×)",
+                rate(total, one),
+                rate(total, two),
+                one.as_secs_f64() / two.as_secs_f64()
             ),
         );
     }

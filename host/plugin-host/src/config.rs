@@ -32,6 +32,7 @@
 //! | `fd` | `--fd` | `[plugins.NAME]` only: inherited descriptors, `NAME=N` |
 //! | `stdin` | `--stdin` | `[plugins.NAME]` only: the host's stdin |
 //! | `allow-signal` | `--allow-signal` | `[plugins.NAME]` only: signals to subscribe to |
+//! | `thread` | | `[plugins.NAME]` only: the loop thread (0 to `--threads` − 1) it runs on ([`Host::pin_thread`](crate::Host::pin_thread)) |
 //!
 //! Every key is optional. Unknown tables and keys are errors naming them (a
 //! typo must not silently keep a default); the spellings of earlier versions
@@ -201,13 +202,22 @@ impl LimitsTable {
 }
 
 /// One `[plugins.NAME]` table: the [`LimitsTable`] keys (overriding
-/// `[limits]` for this instance) and the [`CapabilitySpec`] keys.
+/// `[limits]` for this instance), the [`CapabilitySpec`] keys and `thread`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginTable {
     /// The limit keys and `restart`.
     pub limits: LimitsTable,
     /// The capability keys (`allow-net`, `dir`, `fd`, `stdin`, `allow-signal`).
     pub capabilities: CapabilitySpec,
+    /// `thread`: the loop thread the instance runs on
+    /// ([`Host::pin_thread`](crate::Host::pin_thread)).
+    pub thread: Option<usize>,
+}
+
+impl PluginTable {
+    /// The keys of a `[plugins.NAME]` table that are neither limits nor
+    /// capabilities.
+    pub const PLACEMENT_KEYS: &'static [&'static str] = &["thread"];
 }
 
 impl<'de> Deserialize<'de> for PluginTable {
@@ -221,7 +231,23 @@ impl<'de> Deserialize<'de> for PluginTable {
                 caps.insert(k.to_string(), v);
             }
         }
+        let thread = match limits.remove("thread") {
+            None => None,
+            Some(v) => Some(
+                v.as_integer()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        let found = v
+                            .as_integer()
+                            .map_or_else(|| format!("a {}", v.type_str()), |n| n.to_string());
+                        D::Error::custom(format!(
+                            "`thread`: expected a thread number (0, 1, ...), found {found}"
+                        ))
+                    })?,
+            ),
+        };
         Ok(PluginTable {
+            thread,
             limits: toml::Value::Table(limits)
                 .try_into()
                 .map_err(D::Error::custom)?,
@@ -332,10 +358,13 @@ fn check_table(what: &str, table: &toml::Value, per_instance: bool) -> Result<()
     // Other types than tables are left to serde's type errors.
     for k in table.as_table().into_iter().flat_map(|t| t.keys()) {
         let is_cap = CapabilitySpec::KEYS.contains(&k.as_str());
-        if LimitsTable::KEYS.contains(&k.as_str()) || (per_instance && is_cap) {
+        let is_placement = PluginTable::PLACEMENT_KEYS.contains(&k.as_str());
+        if LimitsTable::KEYS.contains(&k.as_str()) || (per_instance && (is_cap || is_placement)) {
             continue;
         }
-        let msg = if is_cap {
+        let msg = if is_placement {
+            format!("`{what}`: `{k}` places one instance: put it in `[plugins.NAME]`")
+        } else if is_cap {
             format!(
                 "`{what}`: `{k}` is a capability, granted per instance: put it in `[plugins.NAME]`"
             )
@@ -347,9 +376,15 @@ fn check_table(what: &str, table: &toml::Value, per_instance: bool) -> Result<()
             } else {
                 &[]
             };
+            let placement: &[&str] = if per_instance {
+                PluginTable::PLACEMENT_KEYS
+            } else {
+                &[]
+            };
             let expected: Vec<String> = LimitsTable::KEYS
                 .iter()
                 .chain(caps)
+                .chain(placement)
                 .map(|k| format!("`{k}`"))
                 .collect();
             format!(
@@ -516,6 +551,23 @@ mod tests {
             assert!(!e.0.contains("unknown"), "{k}: {e}");
             assert!(e.0.contains("invalid type"), "{k}: {e}");
         }
+    }
+
+    #[test]
+    fn thread_places_one_instance_and_is_checked() {
+        let f = ConfigFile::parse("[plugins.a]\nthread = 1\nmax-sources = 9\n").unwrap();
+        assert_eq!(f.plugins["a"].thread, Some(1));
+        assert_eq!(f.plugins["a"].limits.max_sources, Some(9));
+        // Placement alone sets no per-instance limits.
+        let f = ConfigFile::parse("[plugins.a]\nthread = 0\n").unwrap();
+        let r = f.resolve(&Limits::default(), RestartPolicy::Never).unwrap();
+        assert!(r.plugins.is_empty());
+        for bad in ["-1", "\"one\"", "1.5"] {
+            let e = ConfigFile::parse(&format!("[plugins.a]\nthread = {bad}\n")).unwrap_err();
+            assert!(e.0.contains("thread number"), "{bad}: {e}");
+        }
+        let e = ConfigFile::parse("[limits]\nthread = 1\n").unwrap_err();
+        assert!(e.0.contains("put it in `[plugins.NAME]`"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! named channels and pings shared by all instances of one host.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,9 @@ pub(crate) struct Shared {
     pub policy: Policy,
     pub limits: Limits,
     registry: Mutex<Registry>,
+    /// The next plugin id: ids are unique across every loop thread of a
+    /// host (see `host/threads.rs`).
+    next_plugin_id: AtomicU64,
     /// The host-memory budget of each instance name, while anything holds
     /// it (a live run, or bytes still charged to it).
     budgets: Mutex<HashMap<String, Weak<Budget>>>,
@@ -49,6 +53,7 @@ impl Shared {
             policy,
             limits,
             registry: Mutex::new(Registry::default()),
+            next_plugin_id: AtomicU64::new(1),
             budgets: Mutex::new(HashMap::new()),
         }
     }
@@ -80,6 +85,11 @@ impl Shared {
             b.set_limit(l);
         }
         b
+    }
+
+    /// A fresh plugin id (1, 2, ... in the order ids are taken).
+    pub fn next_plugin_id(&self) -> u64 {
+        self.next_plugin_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Locks the registry (poisoning is ignored: the registry stays usable).

@@ -11,7 +11,10 @@
 //!   (`<instance> <k> <late-ns>`) to the application endpoint
 //!   `@app/ticks`, and after N ticks drops its timer (the plugin then ends).
 //!   With `--report` omitted nothing is sent (pure idle ticking);
-//!   `--offset <ms>` delays the first tick (to spread many tickers).
+//!   `--offset <ms>` delays the first tick (to spread many tickers);
+//!   `--burn K` spends K rounds of integer work in every tick (the CPU-bound
+//!   mix of the several-threads bench; with `--tick 0` it ticks once per loop
+//!   iteration).
 
 use std::time::Duration;
 
@@ -29,6 +32,20 @@ struct State {
     every: Duration,
     report: Option<Sender>,
     name: String,
+    /// Rounds of work per tick (`--burn`).
+    burn: u64,
+    /// The work's running result (kept so it is not optimised away).
+    acc: u64,
+}
+
+/// `rounds` steps of xorshift64 from `x`: work the compiler cannot skip.
+fn burn(mut x: u64, rounds: u64) -> u64 {
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    std::hint::black_box(x)
 }
 
 impl Plugin for Sink {
@@ -41,6 +58,8 @@ impl Plugin for Sink {
             every: Duration::from_secs(1),
             report: None,
             name: callop_guest::instance_name(),
+            burn: 0,
+            acc: 0x9E37_79B9_7F4A_7C15,
         };
         let mut mode = None;
         let mut report = false;
@@ -61,6 +80,7 @@ impl Plugin for Sink {
                 "--tick" => st.every = Duration::from_millis(num("--tick")?),
                 "--offset" => offset = Duration::from_millis(num("--offset")?),
                 "--report" => report = true,
+                "--burn" => st.burn = num("--burn")?,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -105,6 +125,9 @@ impl Plugin for Sink {
                         Timer::from_duration(st.every + offset),
                         |deadline, _: &mut (), st: &mut State| {
                             st.seen += 1;
+                            if st.burn > 0 {
+                                st.acc = burn(st.acc, st.burn);
+                            }
                             if let Some(tx) = &st.report {
                                 // Lateness as the guest sees it (negative = early).
                                 let now = callop_guest::now();

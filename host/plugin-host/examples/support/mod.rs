@@ -183,3 +183,78 @@ fn storm_guest_with(e: &PluginEngine, sink: &Path, n: u64, metrics: bool) -> Dur
     }
     d
 }
+
+/// A plugin-to-plugin flood: `reload-counter`'s flood role sends `n`
+/// sequence numbers, as fast as the counter's bounded queue takes them
+/// (up to 4,096 per loop iteration), to its counter role. Both on the host's
+/// own loop thread, or (`cross`) the counter on a second loop thread.
+/// Returns the time from the load until both ended.
+pub fn plugin_flood(e: &PluginEngine, counter: &Path, n: u64, cross: bool) -> Duration {
+    let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
+    let h = host(&ev, e);
+    if cross {
+        h.start_threads(2).expect("threads");
+        h.pin_thread("counter", 1).unwrap();
+        h.pin_thread("flood", 0).unwrap();
+    }
+    let c = e.load_file(counter).unwrap();
+    let flood = args(&format!(
+        "--role flood --count {n} --per-tick 4096 --every 0"
+    ));
+    let t = Instant::now();
+    let ids = h
+        .load_many(&[
+            callop_plugin_host::PluginSpec {
+                component: &c,
+                name: "counter",
+                args: &[],
+            },
+            callop_plugin_host::PluginSpec {
+                component: &c,
+                name: "flood",
+                args: &flood,
+            },
+        ])
+        .unwrap();
+    assert!(ids.iter().all(Result::is_ok), "{ids:?}");
+    run_until_empty(&mut ev, &h, &mut ());
+    let d = t.elapsed();
+    let exits = h.exits();
+    assert!(
+        exits.iter().all(|x| !x.reason.is_failure()),
+        "plugin flood: {exits:?}"
+    );
+    d
+}
+
+/// The CPU-bound mix: `plugins` instances of `bench-sink`, each ticking
+/// once per loop iteration (`--tick 0`) `ticks` times and spending `burn`
+/// rounds of integer work per tick, spread over `threads` loop threads.
+/// Returns the time from the first load until all ended.
+pub fn cpu_mix(
+    e: &PluginEngine,
+    sink: &Path,
+    plugins: usize,
+    ticks: u64,
+    burn: u64,
+    threads: usize,
+) -> Duration {
+    let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
+    let h = host(&ev, e);
+    h.start_threads(threads).expect("threads");
+    let c = e.load_file(sink).unwrap();
+    let a = args(&format!("--tick 0 --ticks {ticks} --burn {burn}"));
+    let t = Instant::now();
+    for i in 0..plugins {
+        h.load(&c, &format!("cpu{i}"), &a).unwrap();
+    }
+    run_until_empty(&mut ev, &h, &mut ());
+    let d = t.elapsed();
+    let exits = h.exits();
+    assert_eq!(exits.len(), plugins);
+    assert!(
+        exits.iter().all(|x| !x.reason.is_failure()),
+        "cpu mix: {exits:?}"
+    );
+    d
+}

@@ -15,6 +15,16 @@ use super::{
     After, ExitReason, HostInner, Live, Pending, PluginExit, PluginId, PluginRt, PluginSpec,
     StartSpec,
 };
+
+/// A plugin instantiated by the second step of a load, before its `init`.
+pub(super) struct Prepared {
+    /// Its id, taken at once by a supervised load (a failed start is that
+    /// id's exit); an unsupervised load takes it once `init` succeeded.
+    id: Option<PluginId>,
+    name: Arc<str>,
+    /// `None`: its instantiation failed (supervised: its exit is recorded).
+    live: Option<Live>,
+}
 use crate::capabilities::Capabilities;
 use crate::engine::PluginComponent;
 use crate::error::{self, LoadError};
@@ -32,38 +42,17 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self: &Rc<Self>,
         specs: &[PluginSpec<'_>],
     ) -> Result<Vec<Result<PluginId, LoadError>>, (String, LoadError)> {
+        if self.is_threaded() {
+            return self.load_many_threaded(specs, false);
+        }
         self.register_names(specs)?;
-        // 2. Instances: one failure fails the whole load.
-        let mut prepared = Vec::new();
-        for s in specs {
-            let name: Arc<str> = Arc::from(s.name);
-            match self.instantiate(s.component, &name, 0, true) {
-                Ok(live) => prepared.push((name, live)),
-                Err(e) => {
-                    let mut reg = self.shared.registry();
-                    for s in specs {
-                        reg.remove_instance(s.name);
-                    }
-                    return Err((s.name.to_string(), e));
-                }
+        let prepared = self.prepare(specs, false).inspect_err(|_| {
+            let mut reg = self.shared.registry();
+            for s in specs {
+                reg.remove_instance(s.name);
             }
-        }
-        // 3. init, in order. A failed init is the caller's error (see
-        // `call` for the rules); any other outcome is a started plugin.
-        let mut out = Vec::new();
-        for (s, (name, mut live)) in specs.iter().zip(prepared) {
-            let outcome = self.call_guest(&mut live, Export::Init { args: s.args });
-            if let Outcome::Failed(f) = &outcome {
-                // Returned, not logged: the caller reports it (once).
-                let e = f.load_error();
-                self.shared.registry().remove_instance(s.name);
-                drop(live);
-                out.push(Err(e));
-                continue;
-            }
-            out.push(Ok(self.start(s, name, live, outcome)));
-        }
-        Ok(out)
+        })?;
+        Ok(self.start_prepared(specs, prepared))
     }
 
     /// See [`Host::load_many_supervised`].
@@ -71,17 +60,43 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self: &Rc<Self>,
         specs: &[PluginSpec<'_>],
     ) -> Result<Vec<PluginId>, (String, LoadError)> {
-        self.register_names(specs)?;
-        // 2. Instances: a failure is that plugin's exit alone; like a
-        // failed instantiation on a restart, it is not restarted (it is
-        // the component's or its start code's, not a run's).
+        let ids = if self.is_threaded() {
+            self.load_many_threaded(specs, true)?
+        } else {
+            self.register_names(specs)?;
+            let prepared = self.prepare(specs, true)?;
+            self.start_prepared(specs, prepared)
+        };
+        Ok(ids
+            .into_iter()
+            .map(|r| r.expect("a supervised start is the plugin's own failure"))
+            .collect())
+    }
+
+    /// Step 2 of a load (the names are registered): instantiates every
+    /// plugin. Unsupervised, one failure fails the whole load (the caller
+    /// forgets the names). Supervised, a failure is that plugin's exit
+    /// alone: like a failed instantiation on a restart, it is not restarted
+    /// (it is the component's or its start code's, not a run's).
+    pub(super) fn prepare(
+        &self,
+        specs: &[PluginSpec<'_>],
+        supervised: bool,
+    ) -> Result<Vec<Prepared>, (String, LoadError)> {
         let mut prepared = Vec::new();
         for s in specs {
             let name: Arc<str> = Arc::from(s.name);
-            let id = self.next_plugin_id();
+            let id = supervised.then(|| self.next_plugin_id());
             match self.instantiate(s.component, &name, 0, true) {
-                Ok(live) => prepared.push((id, name, Some(live))),
+                Ok(live) => prepared.push(Prepared {
+                    id,
+                    name,
+                    live: Some(live),
+                }),
                 Err(e) => {
+                    let Some(id) = id else {
+                        return Err((s.name.to_string(), e));
+                    };
                     self.shared.registry().remove_instance(s.name);
                     tracing::error!(plugin = s.name, %id, "plugin failed: {e}");
                     self.record_exit(PluginExit {
@@ -92,25 +107,61 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                         restarts: 0,
                         reloads: 0,
                     });
-                    prepared.push((id, name, None));
+                    prepared.push(Prepared {
+                        id: Some(id),
+                        name,
+                        live: None,
+                    });
                 }
             }
         }
-        // 3. init, in order; a failed init ends that plugin like a failed
-        // callback: its exit is recorded and its restart policy applies.
-        for (s, (id, name, live)) in specs.iter().zip(&mut prepared) {
-            let Some(mut live) = live.take() else {
+        Ok(prepared)
+    }
+
+    /// Step 3 of a load: `init`, in order. Unsupervised, a failed `init` is
+    /// the caller's error (see `call` for the rules) and any other outcome
+    /// a started plugin; supervised (the ids were taken by [`Self::prepare`]),
+    /// a failed `init` ends that plugin like a failed callback: its exit is
+    /// recorded and its restart policy applies (the result is its id).
+    pub(super) fn start_prepared(
+        self: &Rc<Self>,
+        specs: &[PluginSpec<'_>],
+        prepared: Vec<Prepared>,
+    ) -> Vec<Result<PluginId, LoadError>> {
+        let mut out = Vec::new();
+        for (s, p) in specs.iter().zip(prepared) {
+            let Some(mut live) = p.live else {
+                out.push(Ok(p.id.expect("a failed instantiation is supervised")));
                 continue;
             };
             let outcome = self.call_guest(&mut live, Export::Init { args: s.args });
-            self.start_as(*id, s, name.clone(), live, outcome);
+            match p.id {
+                Some(id) => {
+                    self.start_as(id, s, p.name, live, outcome);
+                    out.push(Ok(id));
+                }
+                None => {
+                    if let Outcome::Failed(f) = &outcome {
+                        // Returned, not logged: the caller reports it (once).
+                        let e = f.load_error();
+                        self.shared.registry().remove_instance(s.name);
+                        drop(live);
+                        out.push(Err(e));
+                        continue;
+                    }
+                    out.push(Ok(self.start(s, p.name, live, outcome)));
+                }
+            }
         }
-        Ok(prepared.into_iter().map(|(id, _, _)| id).collect())
+        out
     }
 
     /// Step 1 of a load: checks every name and registers them all (so the
     /// plugins can `connect` to each other from `init`), or none.
-    fn register_names(&self, specs: &[PluginSpec<'_>]) -> Result<(), (String, LoadError)> {
+    pub(super) fn register_names(
+        &self,
+        specs: &[PluginSpec<'_>],
+    ) -> Result<(), (String, LoadError)> {
         let mut reg = self.shared.registry();
         let mut seen = std::collections::HashSet::new();
         for s in specs {
@@ -130,9 +181,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
 
     /// A fresh plugin id.
     fn next_plugin_id(&self) -> PluginId {
-        let id = PluginId(self.next_id.get());
-        self.next_id.set(id.0 + 1);
-        id
+        PluginId(self.shared.next_plugin_id())
     }
 
     /// A first run of `s` whose `init` gave `outcome`: see [`Self::start_as`].
@@ -168,7 +217,14 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         live.counters = self.stats.borrow_mut().track(id, &p.name, &live.counters);
         self.plugins.borrow_mut().insert(id, p.clone());
         if !failed {
-            tracing::info!(plugin = %s.name, %id, origin = s.component.origin(), "plugin started");
+            match self.thread_index() {
+                Some(thread) => {
+                    tracing::info!(plugin = %s.name, %id, thread, origin = s.component.origin(), "plugin started")
+                }
+                None => {
+                    tracing::info!(plugin = %s.name, %id, origin = s.component.origin(), "plugin started")
+                }
+            }
         }
         let after = self.settle(&p, &mut live, outcome);
         *p.live.borrow_mut() = Some(live);
@@ -320,7 +376,10 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     }
 
     fn record_exit(&self, exit: PluginExit) {
-        self.exits.borrow_mut().push(exit.clone());
+        self.exits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(exit.clone());
         let _ = self.exit_tx.send(exit);
         // An embedder typically loops `while !host.is_empty()` or checks
         // it after each dispatch. A plugin can end outside the loop (in

@@ -62,7 +62,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::Store;
@@ -103,10 +103,12 @@ mod shutdown;
 mod signal_routing;
 mod signal_shutdown;
 mod stats_table;
+mod threads;
 mod timer_routing;
 
 pub use reload::{RELOAD_GRACE, ReloadError};
 use stats_table::StatsTable;
+pub use threads::MAX_THREADS;
 
 pub use signal_shutdown::{
     RunEnd, ShutdownPhase, SignalShutdown, SignalShutdownError, exit_status,
@@ -256,6 +258,9 @@ pub struct HostConfig {
     /// What to do when a plugin fails (default: never restart); override it
     /// per instance name with [`Host::set_restart_policy`].
     pub restart: RestartPolicy,
+    /// Loop threads to spread the plugins over (0 or 1: only the loop the
+    /// host is created on; see [`Host::start_threads`]).
+    pub threads: usize,
 }
 
 impl HostConfig {
@@ -304,8 +309,9 @@ struct HostInner<'l, Data> {
     engine: PluginEngine,
     shared: Arc<Shared>,
     plugins: RefCell<BTreeMap<PluginId, Rc<PluginRt>>>,
-    next_id: Cell<u64>,
-    exits: RefCell<Vec<PluginExit>>,
+    /// Every exit so far, of every loop thread of the host (shared with the
+    /// hosts of its worker threads, see `threads`).
+    exits: Arc<Mutex<Vec<PluginExit>>>,
     exit_tx: Sender<PluginExit>,
     exit_rx: RefCell<Option<Channel<PluginExit>>>,
     waker: Ping,
@@ -342,6 +348,10 @@ struct HostInner<'l, Data> {
     limit_overrides: RefCell<HashMap<String, Arc<Limits>>>,
     /// The counters of every instance, live or ended (see [`crate::stats`]).
     stats: RefCell<StatsTable>,
+    /// The worker threads this host started ([`Host::start_threads`]).
+    workers: RefCell<Option<threads::Workers>>,
+    /// For the host of a worker thread: what it shares with the first one.
+    link: Option<threads::Link>,
 }
 
 /// One plugin instance as seen from the loop.
@@ -434,7 +444,69 @@ impl<'l, Data: 'l> Host<'l, Data> {
         let engine = PluginEngine::new(&config.engine)?;
         let host = Self::with_engine(handle, engine, config.policy, config.limits)?;
         host.inner.restart_default.set(config.restart);
+        if config.threads > 1 {
+            host.start_threads(config.threads)
+                .map_err(|e| LoadError::Link(format!("cannot start the loop threads: {e}")))?;
+        }
         Ok(host)
+    }
+
+    /// Spreads this host's plugins over `n` loop threads: the thread of the
+    /// loop it was created on (thread 0) and `n - 1` worker threads it
+    /// starts now, each running a callop [`EventLoop`](callop::EventLoop)
+    /// of its own. Call it before loading any plugin; `n = 1` changes
+    /// nothing. At most [`MAX_THREADS`] threads.
+    ///
+    /// Everything else works as with one thread: loading (placement:
+    /// [`pin_thread`](Self::pin_thread), else the thread with the fewest
+    /// plugins), named channels and pings between plugins of different
+    /// threads (FIFO per channel, batches, `closed` once, nothing lost),
+    /// [`sender`](Self::sender), [`app_channel`](Self::app_channel),
+    /// [`ping`](Self::ping), reloads, exits, stats, signals and
+    /// [`shutdown`](Self::shutdown) (every thread's plugins get the same
+    /// deadline). One engine and one compile cache serve every thread. A
+    /// plugin lives on one thread for its whole life, restarts included.
+    /// Keep running this host's loop: it is the one that receives signals
+    /// and tells when [`is_empty`](Self::is_empty) becomes true. Dropping
+    /// the host stops the worker threads (their plugins are unloaded).
+    ///
+    /// ```no_run
+    /// use callop::EventLoop;
+    /// use callop_plugin_host::{Host, HostConfig};
+    ///
+    /// let mut event_loop: EventLoop<()> = EventLoop::try_new().unwrap();
+    /// let host = Host::new(event_loop.handle(), HostConfig::default()).unwrap();
+    /// host.start_threads(2).unwrap();
+    /// host.pin_thread("busy", 1).unwrap();
+    /// let args = ["--every".to_string(), "10ms".into(), "--count".into(), "3".into()];
+    /// let ticker = host.compile_file("ticker.wasm").unwrap();
+    /// let busy = host.load(&ticker, "busy", &args).unwrap();
+    /// assert_eq!(host.thread_of(busy), Some(1));
+    /// while !host.is_empty() {
+    ///     event_loop.dispatch(None, &mut ()).unwrap();
+    /// }
+    /// ```
+    pub fn start_threads(&self, n: usize) -> Result<(), HostError> {
+        self.inner.start_threads(n)
+    }
+
+    /// Number of loop threads the plugins are spread over (1 unless
+    /// [`start_threads`](Self::start_threads) started more).
+    pub fn threads(&self) -> usize {
+        self.inner.thread_count()
+    }
+
+    /// Places the instance that will be loaded under `name` on loop thread
+    /// `thread` (0: the host's own loop); fails if the host has no such
+    /// thread. Kept for every later load of that name.
+    pub fn pin_thread(&self, name: &str, thread: usize) -> Result<(), HostError> {
+        self.inner.pin_thread(name, thread)
+    }
+
+    /// The loop thread plugin `id` runs (or ran) on; `None` for an id this
+    /// host never loaded.
+    pub fn thread_of(&self, id: PluginId) -> Option<usize> {
+        self.inner.thread_of(id)
     }
 
     /// Sets the limits of instances named `name` started from now on
@@ -446,7 +518,10 @@ impl<'l, Data: 'l> Host<'l, Data> {
         self.inner
             .limit_overrides
             .borrow_mut()
-            .insert(name.to_string(), Arc::new(limits));
+            .insert(name.to_string(), Arc::new(limits.clone()));
+        let name = name.to_string();
+        self.inner
+            .tell_all(move |h| h.set_limits(&name, limits.clone()));
     }
 
     /// Sets the restart policy of instance `name`, or (with `None`) the
@@ -462,6 +537,9 @@ impl<'l, Data: 'l> Host<'l, Data> {
             }
             None => self.inner.restart_default.set(policy),
         }
+        let name = name.map(str::to_string);
+        self.inner
+            .tell_all(move |h| h.set_restart_policy(name.as_deref(), policy));
     }
 
     /// Creates a host sharing an existing engine (and its compile cache).
@@ -471,15 +549,26 @@ impl<'l, Data: 'l> Host<'l, Data> {
         policy: Policy,
         limits: Limits,
     ) -> Result<Self, LoadError> {
+        let shared = Arc::new(Shared::new(policy, limits));
+        Self::build(handle, engine, shared, None)
+    }
+
+    /// A host on `handle`: the first (or only) one of its loop threads, or,
+    /// with `link`, the host of a worker thread (see `threads`).
+    fn build(
+        handle: LoopHandle<'l, Data>,
+        engine: PluginEngine,
+        shared: Arc<Shared>,
+        link: Option<threads::Link>,
+    ) -> Result<Self, LoadError> {
         let (waker, waker_source) = callop::ping::make_ping()
             .map_err(|e| LoadError::Link(format!("cannot create waker: {e}")))?;
         let waker_token = handle
             .insert_source(waker_source, |_, _, _| {})
             .map_err(|e| LoadError::Link(format!("cannot register waker: {}", e.error)))?;
-        let (exit_tx, exit_rx) = channel::channel();
         // One ticker per engine, shared with its other hosts; deadlines
         // count the CPU time of the thread making each guest call.
-        let ticker = match limits.callback_timeout {
+        let ticker = match shared.limits.callback_timeout {
             Some(_) => Some(
                 engine
                     .ticker()
@@ -487,17 +576,32 @@ impl<'l, Data: 'l> Host<'l, Data> {
             ),
             None => None,
         };
-        let alarm = Alarm::new(engine.engine().clone());
+        let (exits, exit_tx, exit_rx, alarm) = match &link {
+            Some(link) => (
+                link.exits.clone(),
+                link.exit_tx.clone(),
+                None,
+                link.alarm.clone(),
+            ),
+            None => {
+                let (exit_tx, exit_rx) = channel::channel();
+                (
+                    Arc::default(),
+                    exit_tx,
+                    Some(exit_rx),
+                    Alarm::new(engine.engine().clone()),
+                )
+            }
+        };
         Ok(Host {
             inner: Rc::new(HostInner {
                 handle,
                 engine,
-                shared: Arc::new(Shared::new(policy, limits)),
+                shared,
                 plugins: RefCell::new(BTreeMap::new()),
-                next_id: Cell::new(1),
-                exits: RefCell::new(Vec::new()),
+                exits,
                 exit_tx,
-                exit_rx: RefCell::new(Some(exit_rx)),
+                exit_rx: RefCell::new(exit_rx),
                 waker,
                 waker_token: Cell::new(Some(waker_token)),
                 aux_tokens: RefCell::new(Vec::new()),
@@ -514,6 +618,8 @@ impl<'l, Data: 'l> Host<'l, Data> {
                 alarm,
                 limit_overrides: RefCell::new(HashMap::new()),
                 stats: RefCell::new(StatsTable::default()),
+                workers: RefCell::new(None),
+                link,
             }),
         })
     }
@@ -631,7 +737,15 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// and the module `host/reload.rs` for the steps and their guarantees.
     /// Refused during a shutdown ([`ReloadError::ShuttingDown`]).
     pub fn reload(&self, id: PluginId, component: &PluginComponent) -> Result<(), ReloadError> {
-        self.inner.reload(id, component)
+        match self.inner.remote_owner(id) {
+            Some(t) => {
+                let c = component.clone();
+                self.inner
+                    .ask(t, move |h| h.reload(id, &c))
+                    .unwrap_or(Err(ReloadError::NotFound(id)))
+            }
+            None => self.inner.reload(id, component),
+        }
     }
 
     /// Compiles a plugin file (using the compile cache) and
@@ -643,17 +757,20 @@ impl<'l, Data: 'l> Host<'l, Data> {
         path: impl AsRef<std::path::Path>,
     ) -> Result<(), ReloadError> {
         let c = self.inner.engine.load_file(path)?;
-        self.inner.reload(id, &c)
+        self.reload(id, &c)
     }
 
     /// [`reload`](Self::reload)s plugin `id` with a component given as bytes.
     pub fn reload_bytes(&self, id: PluginId, bytes: &[u8]) -> Result<(), ReloadError> {
         let c = self.inner.engine.load_bytes(bytes)?;
-        self.inner.reload(id, &c)
+        self.reload(id, &c)
     }
 
     /// How many times plugin `id` was reloaded (`None` if it is not alive).
     pub fn reloads(&self, id: PluginId) -> Option<u32> {
+        if let Some(t) = self.inner.remote_owner(id) {
+            return self.inner.ask(t, move |h| h.reloads(id)).ok().flatten();
+        }
         self.inner
             .plugins
             .borrow()
@@ -664,6 +781,9 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// Unloads a plugin at once (no `shutdown` call); its sources are
     /// removed. Returns `false` if it had already ended.
     pub fn unload(&self, id: PluginId) -> bool {
+        if let Some(t) = self.inner.remote_owner(id) {
+            return self.inner.ask(t, move |h| h.unload(id)).unwrap_or(false);
+        }
         let p = self.inner.plugins.borrow().get(&id).cloned();
         match p {
             Some(p) => {
@@ -678,22 +798,32 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// (at most once per plugin), keeps dispatching their events, and
     /// unloads those still alive after `grace` ([`ExitReason::ShutdownTimeout`]).
     pub fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown_workers(grace);
         self.inner.shutdown(grace);
     }
 
-    /// Whether no plugin is alive and no restart is pending.
+    /// Whether no plugin is alive and no restart is pending (on any loop
+    /// thread).
     pub fn is_empty(&self) -> bool {
-        self.inner.plugins.borrow().is_empty() && self.inner.pending_restarts.get() == 0
+        self.inner.plugins.borrow().is_empty()
+            && self.inner.pending_restarts.get() == 0
+            && self.inner.workers_empty()
     }
 
     /// The live plugins (id and instance name), in load order.
     pub fn plugins(&self) -> Vec<(PluginId, String)> {
-        self.inner
+        let mut all: Vec<(PluginId, String)> = self
+            .inner
             .plugins
             .borrow()
             .values()
             .map(|p| (p.id, p.name.to_string()))
-            .collect()
+            .collect();
+        if self.inner.is_threaded() {
+            all.extend(self.inner.ask_all(|h| h.plugins()).into_iter().flatten());
+            all.sort_by_key(|(id, _)| *id);
+        }
+        all
     }
 
     /// The loop registration behind each source of a plugin that has one of
@@ -701,6 +831,13 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// diagnostics and tests: e.g. a guest timer keeps one registration for
     /// its whole life, however often it fires.
     pub fn source_registrations(&self, id: PluginId) -> Option<Vec<(u64, RegistrationToken)>> {
+        if let Some(t) = self.inner.remote_owner(id) {
+            return self
+                .inner
+                .ask(t, move |h| h.source_registrations(id))
+                .ok()
+                .flatten();
+        }
         let p = self.inner.plugins.borrow().get(&id).cloned()?;
         let live = p.live.try_borrow().ok()?;
         live.as_ref()
@@ -712,6 +849,13 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// are not delivered yet, and messages the application queued for it
     /// (`None` if it is not alive). For diagnostics and tests.
     pub fn host_memory_used(&self, id: PluginId) -> Option<usize> {
+        if let Some(t) = self.inner.remote_owner(id) {
+            return self
+                .inner
+                .ask(t, move |h| h.host_memory_used(id))
+                .ok()
+                .flatten();
+        }
         let p = self.inner.plugins.borrow().get(&id).cloned()?;
         let live = p.live.try_borrow().ok()?;
         live.as_ref().map(|l| l.store.data().budget.used())
@@ -719,6 +863,13 @@ impl<'l, Data: 'l> Host<'l, Data> {
 
     /// Number of live sources of a plugin (`None` if it is not alive).
     pub fn source_count(&self, id: PluginId) -> Option<usize> {
+        if let Some(t) = self.inner.remote_owner(id) {
+            return self
+                .inner
+                .ask(t, move |h| h.source_count(id))
+                .ok()
+                .flatten();
+        }
         let p = self.inner.plugins.borrow().get(&id).cloned()?;
         let live = p.live.try_borrow().ok()?;
         live.as_ref().map(|l| l.store.data().live_sources())
@@ -749,7 +900,11 @@ impl<'l, Data: 'l> Host<'l, Data> {
 
     /// Every plugin exit so far, in order.
     pub fn exits(&self) -> Vec<PluginExit> {
-        self.inner.exits.borrow().clone()
+        self.inner
+            .exits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A channel receiving every [`PluginExit`]; insert it into the loop to
@@ -875,12 +1030,16 @@ impl<'l, Data: 'l> Host<'l, Data> {
                 l.as_ref()
                     .is_some_and(|l| l.store.data().sources.subscribers(signal).next().is_some())
             })
-        })
+        }) || self
+            .inner
+            .ask_all(move |h| h.has_signal_subscriber(signal))
+            .contains(&true)
     }
 }
 
 impl<'l, Data> Drop for Host<'l, Data> {
     fn drop(&mut self) {
+        self.inner.stop_threads();
         let all: Vec<Rc<PluginRt>> = self.inner.plugins.borrow().values().cloned().collect();
         for p in all {
             self.inner.end(&p, ExitReason::Unloaded);

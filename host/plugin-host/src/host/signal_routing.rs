@@ -33,13 +33,21 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 self.waker.ping();
             }
         }
-        any
+        // The plugins of the other loop threads (see `threads`).
+        let remote = self.ask_all(move |h| h.deliver_signal(signal));
+        any || remote.contains(&true)
     }
 
     /// Makes sure some loop source watches `signal` (creating one if the
     /// embedder does not).
     pub(super) fn watch_signal(self: &Rc<Self>, signal: Signal) -> Result<(), String> {
         if self.watched_signals.borrow().contains(&signal) {
+            return Ok(());
+        }
+        // A worker thread blocks signals: the first thread watches them.
+        if let Some(r) = self.forward_watch(signal) {
+            r?;
+            self.watched_signals.borrow_mut().push(signal);
             return Ok(());
         }
         let source =

@@ -122,7 +122,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         let cpu_measured = self.ticker.is_some();
         let table = self.stats.borrow();
         let plugins = self.plugins.borrow();
-        let out = table
+        let out: Vec<_> = table
             .entries
             .iter()
             .map(|(id, e)| {
@@ -135,8 +135,16 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 e.counters.snapshot(*id, &e.name, live, cpu_measured)
             })
             .collect();
+        let mut plugins: Vec<_> = out;
+        if self.is_threaded() {
+            // The other loop threads' instances (ids are host-wide).
+            for s in self.ask_all(|h| h.stats()) {
+                plugins.extend(s.plugins);
+            }
+            plugins.sort_by_key(|p| p.id);
+        }
         HostStats {
-            plugins: out,
+            plugins,
             cpu_measured,
         }
     }
