@@ -282,7 +282,7 @@ fn the_cache_cap_evicts_the_least_recently_used_entries() {
     let counter = compile_one(&dir, &plugin("line-counter"), &["--cache-max-size", "1"]);
     let left = entries(&dir);
     assert!(!left.contains(&relay), "relay kept: {left:?}");
-    assert!(!dir.join(relay.replace(".cwasm", ".sha256")).exists());
+    assert!(!dir.join(relay.replace(".cwasm", ".blake3")).exists());
     for kept in [&ticker, &counter] {
         assert!(left.contains(kept), "{kept} evicted: {left:?}");
     }

@@ -1,12 +1,16 @@
 //! On-disk cache of precompiled components (`.cwasm`).
 //!
-//! The key of an entry is a SHA-256 over a format tag, the wasmtime version,
+//! The key of an entry is a BLAKE3 hash over a format tag, the wasmtime version,
 //! the engine's [`precompile_compatibility_hash`](wasmtime::Engine::precompile_compatibility_hash)
 //! (target, compiler flags, tunables) and the component's bytes, so a cache
 //! entry can only ever be picked up by an engine that produced an identical
-//! artifact. Each `<key>.cwasm` has a `<key>.sha256` sidecar holding the
+//! artifact. Each `<key>.cwasm` has a `<key>.blake3` sidecar holding the
 //! digest of the artifact; a missing or wrong sidecar (truncated write, disk
-//! corruption) makes the entry be ignored and rebuilt.
+//! corruption) makes the entry be ignored and rebuilt. (BLAKE3 rather than
+//! SHA-256, which format `v1` used: a warm start hashes the component and
+//! its artifact, a few hundred KiB, and SHA-256 took most of the start's
+//! time; entries of `v1` are never loaded again, LRU eviction or
+//! [`CompileCache::clear`] removes them with their `.sha256` sidecar.)
 //!
 //! Both files are written to a temporary file first and renamed into place.
 //! A temporary file is named `<file>.callop-tmp.<pid>.<n>` (the writing
@@ -38,7 +42,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -46,7 +49,7 @@ use wasmtime::component::Component;
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
 /// Format tag of cache entries; bump when the layout changes.
-const FORMAT: &str = "callop-cwasm-v1";
+const FORMAT: &str = "callop-cwasm-v2";
 
 /// What marks a temporary file of the cache: `<file>.callop-tmp.<pid>.<n>`.
 const TMP_MARK: &str = ".callop-tmp.";
@@ -71,13 +74,13 @@ pub struct CacheEntry {
     pub last_used: SystemTime,
 }
 
-/// Feeds `std::hash::Hash` output into SHA-256, so hashing is stable
+/// Feeds `std::hash::Hash` output into BLAKE3, so hashing is stable
 /// across processes and Rust versions (unlike `DefaultHasher`).
-struct ShaHasher<'a>(&'a mut Sha256);
+struct KeyHasher<'a>(&'a mut blake3::Hasher);
 
-impl std::hash::Hasher for ShaHasher<'_> {
+impl std::hash::Hasher for KeyHasher<'_> {
     fn finish(&self) -> u64 {
-        0 // unused: the digest is read from the Sha256 itself
+        0 // unused: the digest is read from the BLAKE3 hasher itself
     }
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
@@ -88,25 +91,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Hex SHA-256 of `bytes`.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+/// Hex BLAKE3 digest of `bytes`.
+pub(crate) fn digest_hex(bytes: &[u8]) -> String {
+    hex(blake3::hash(bytes).as_bytes())
 }
 
 /// The cache key for `wasm` compiled by `engine`.
 pub(crate) fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
-    let mut h = Sha256::new();
+    let mut h = blake3::Hasher::new();
     h.update(FORMAT.as_bytes());
-    h.update([0]);
+    h.update(&[0]);
     h.update(WASMTIME_VERSION.as_bytes());
-    h.update([0]);
+    h.update(&[0]);
     engine
         .precompile_compatibility_hash()
-        .hash(&mut ShaHasher(&mut h));
-    h.update([0]);
-    h.update((wasm.len() as u64).to_le_bytes());
+        .hash(&mut KeyHasher(&mut h));
+    h.update(&[0]);
+    h.update(&(wasm.len() as u64).to_le_bytes());
     h.update(wasm);
-    hex(&h.finalize())
+    hex(h.finalize().as_bytes())
 }
 
 /// The default cache directory: `$XDG_CACHE_HOME/callop`, else
@@ -230,7 +233,9 @@ impl CompileCache {
 
     /// Removes one entry's files (a file already gone is no error).
     fn remove(&self, e: &CacheEntry) -> std::io::Result<()> {
-        for p in [self.artifact_path(&e.key), self.digest_path(&e.key)] {
+        // The `.sha256` sidecar of a format-v1 entry goes too.
+        let legacy = self.dir.join(format!("{}.sha256", e.key));
+        for p in [self.artifact_path(&e.key), self.digest_path(&e.key), legacy] {
             match fs::remove_file(&p) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
                 _ => {}
@@ -281,7 +286,7 @@ impl CompileCache {
     }
 
     fn digest_path(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{key}.sha256"))
+        self.dir.join(format!("{key}.blake3"))
     }
 
     /// Loads the cached artifact of `wasm`, if present and intact.
@@ -290,7 +295,7 @@ impl CompileCache {
         let path = self.artifact_path(&key);
         let artifact = fs::read(&path).ok()?;
         let want = fs::read_to_string(self.digest_path(&key)).ok()?;
-        if want.trim() != sha256_hex(&artifact) {
+        if want.trim() != digest_hex(&artifact) {
             tracing::warn!(path = %path.display(), "ignoring corrupt cache entry");
             return None;
         }
@@ -325,7 +330,7 @@ impl CompileCache {
         write_atomic(&path, &artifact)?;
         write_atomic(
             &self.digest_path(&key),
-            format!("{}\n", sha256_hex(&artifact)).as_bytes(),
+            format!("{}\n", digest_hex(&artifact)).as_bytes(),
         )?;
         self.evict(Some(&key));
         Ok(path)
@@ -485,7 +490,7 @@ mod tests {
         assert!(keys.contains(&cache_key(&e, &wasm(3))));
         assert!(!cache.contains(&e, &wasm(1)) && !cache.contains(&e, &wasm(2)));
         assert!(
-            !dir.join(format!("{}.sha256", cache_key(&e, &wasm(1))))
+            !dir.join(format!("{}.blake3", cache_key(&e, &wasm(1))))
                 .exists()
         );
         // An entry larger than the cap stays alone.
@@ -521,7 +526,7 @@ mod tests {
         assert_eq!(tmp_file_pid(&format!("{key}.tmp.42")), Some(42));
         for other in [
             "abc.cwasm",
-            "abc.sha256",
+            "abc.blake3",
             "x.tmp.42",
             "abc.cwasm.callop-tmp.12",
             "abc.cwasm.callop-tmp.x.1",
@@ -542,7 +547,7 @@ mod tests {
         let stale = [
             format!("{key}.cwasm.callop-tmp.{dead}.0"),
             format!("{key}.tmp.{dead}"),
-            format!("{key}.sha256.callop-tmp.1.7"),
+            format!("{key}.blake3.callop-tmp.1.7"),
         ];
         // A live writer's (this process), an entry, an unrelated file.
         let kept = [
