@@ -2,7 +2,11 @@
 //! SIGHUP): under a flood of 100,000 messages from another plugin every
 //! message is delivered exactly once across the swap, the state handoff
 //! continues the count, a broken new version leaves the old one running,
-//! and a reload during a shutdown is refused.
+//! and a reload during a shutdown is refused. Named pings are handed over
+//! (the handles others hold keep working, a pending ping is not lost), a
+//! new version failing after the swap is restarted by the plugin's policy,
+//! and a failed `snapshot` (too big, a trap) fails the reload as the docs
+//! say.
 //!
 //! The counter and the flood are the two roles of the `reload-counter`
 //! example plugin: each message is a sequence number, the counter checks
@@ -18,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use callop::EventLoop;
 use callop::channel::Event;
-use callop_plugin_host::{ExitReason, Host, LoadError, PluginId, PluginSpec, ReloadError};
+use callop_plugin_host::{
+    ExitReason, Host, Limits, LoadError, PluginId, PluginSpec, ReloadError, RestartPolicy,
+};
 use callop_tests::{args, config, host_cmd, plugin, send_signal, wait_exit};
 
 const N: u64 = 100_000;
@@ -32,9 +38,11 @@ struct Setup {
     counter: PluginId,
 }
 
-fn setup(counter_args: &[&str], per_tick: u64) -> Setup {
-    let ev: EventLoop<'static, ()> = EventLoop::try_new().unwrap();
-    let host = Host::new(ev.handle(), config()).unwrap();
+/// The lines the plugins send to the application endpoint `@app/counter`.
+fn counter_lines(
+    ev: &EventLoop<'static, ()>,
+    host: &Host<'static, ()>,
+) -> Rc<RefCell<Vec<String>>> {
     let lines = Rc::new(RefCell::new(Vec::new()));
     let l2 = lines.clone();
     ev.handle()
@@ -44,6 +52,24 @@ fn setup(counter_args: &[&str], per_tick: u64) -> Setup {
             }
         })
         .unwrap();
+    lines
+}
+
+fn setup(counter_args: &[&str], per_tick: u64) -> Setup {
+    setup_with(counter_args, per_tick, |_| {})
+}
+
+/// [`setup`], calling `before` (per-instance limits, restart policies)
+/// before the plugins are loaded.
+fn setup_with(
+    counter_args: &[&str],
+    per_tick: u64,
+    before: impl FnOnce(&Host<'static, ()>),
+) -> Setup {
+    let ev: EventLoop<'static, ()> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    before(&host);
+    let lines = counter_lines(&ev, &host);
     let c = host.compile_file(plugin("reload-counter")).unwrap();
     let mut cargs = args(&["--notify", "@app/counter", "--progress", "5000"]);
     cargs.extend(args(counter_args));
@@ -77,25 +103,63 @@ fn setup(counter_args: &[&str], per_tick: u64) -> Setup {
 impl Setup {
     /// Dispatches until the counter reported at least `count` messages.
     fn run_until_count(&mut self, count: u64) {
-        let start = Instant::now();
-        loop {
-            let reached = self.lines.borrow().iter().any(|l| {
+        self.run_until(&format!("progress to {count}"), |lines| {
+            lines.iter().any(|l| {
                 l.strip_prefix("counter: progress ")
                     .and_then(|r| field(r, "count"))
                     .is_some_and(|c| c >= count)
-            });
-            if reached {
-                return;
-            }
+            })
+        });
+    }
+
+    /// Dispatches until `reached` holds for the lines so far (`what` it
+    /// waits for, for the panic after 60 s).
+    fn run_until(&mut self, what: &str, reached: impl Fn(&[String]) -> bool) {
+        let start = Instant::now();
+        while !reached(&self.lines.borrow()) {
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "no progress to {count}: {:?}",
+                "no {what}: {:?}",
                 self.lines.borrow()
             );
             self.ev
                 .dispatch(Some(Duration::from_millis(100)), &mut ())
                 .unwrap();
         }
+    }
+
+    /// Dispatches for `d`.
+    fn run_for(&mut self, d: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < d {
+            self.ev
+                .dispatch(Some(Duration::from_millis(10)), &mut ())
+                .unwrap();
+        }
+    }
+
+    /// The counter's ping reports so far: (generation, pings).
+    fn pings(&self) -> Vec<(u64, u64)> {
+        self.lines
+            .borrow()
+            .iter()
+            .filter_map(|l| l.strip_prefix("counter: ping "))
+            .map(|r| (field(r, "generation").unwrap(), field(r, "pings").unwrap()))
+            .collect()
+    }
+
+    /// Dispatches until the counter reported exactly `expected` ping
+    /// events, then a little longer to see that no other comes.
+    fn expect_pings(&mut self, expected: &[(u64, u64)]) {
+        self.run_until(&format!("pings {expected:?}"), |lines| {
+            lines
+                .iter()
+                .filter(|l| l.starts_with("counter: ping "))
+                .count()
+                >= expected.len()
+        });
+        self.run_for(Duration::from_millis(50));
+        assert_eq!(self.pings(), expected);
     }
 
     /// Dispatches until both plugins ended; returns the counter's lines
@@ -427,5 +491,327 @@ fn a_counter_without_reports_gets_the_whole_flood_across_a_reload() {
             .iter()
             .all(|e| e.reason == ExitReason::Stopped(0) || e.reason == ExitReason::Finished),
         "{exits:?}"
+    );
+}
+
+#[test]
+fn named_pings_are_handed_over_and_a_pending_ping_is_not_lost() {
+    let ev: EventLoop<'static, ()> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    let lines = counter_lines(&ev, &host);
+    let c = host.compile_file(plugin("reload-counter")).unwrap();
+    let counter = host
+        .load(
+            &c,
+            "counter",
+            &args(&["--notify", "@app/counter", "--ping", "p"]),
+        )
+        .unwrap();
+    // Another plugin holding a `connect-ping` handle of `counter/p`, which it
+    // triggers once per message on its channel `in`.
+    host.load(&c, "pinger", &args(&["--role", "pinger"]))
+        .unwrap();
+    let app_ping = host.ping("counter/p").unwrap();
+    let pinger = host.sender("pinger/in").unwrap();
+    let mut s = Setup {
+        ev,
+        host,
+        lines,
+        counter,
+    };
+    // Both handles wake the first instance (generation 0).
+    app_ping.ping();
+    s.expect_pings(&[(0, 1)]);
+    pinger.send(b"go".to_vec()).unwrap();
+    s.expect_pings(&[(0, 1), (0, 2)]);
+
+    // A failed reload: the old instance keeps its ping, and a ping
+    // triggered before the reload and not yet dispatched goes to it.
+    app_ping.ping();
+    let faulty = s.host.compile_file(plugin("faulty")).unwrap();
+    let e = s.host.reload(counter, &faulty).unwrap_err();
+    assert!(matches!(e, ReloadError::Init(_)), "{e}");
+    s.expect_pings(&[(0, 1), (0, 2), (0, 3)]);
+    pinger.send(b"go".to_vec()).unwrap();
+    s.expect_pings(&[(0, 1), (0, 2), (0, 3), (0, 4)]);
+
+    // A committed reload. No loop iteration runs between this ping and the
+    // commit: it is still pending in the ping's loop source while the host
+    // holds the ping and the new version starts. It reaches the new
+    // instance (generation 1), once, and not the old one.
+    app_ping.ping();
+    s.host.reload(counter, &c).unwrap();
+    assert_eq!(s.host.reloads(counter), Some(1));
+    let mut expected = vec![(0, 1), (0, 2), (0, 3), (0, 4), (1, 1)];
+    s.expect_pings(&expected);
+    // The handles got before the reload wake the new instance: the
+    // application's, the other plugin's, and `Host::ping` gives the same.
+    app_ping.ping();
+    expected.push((1, 2));
+    s.expect_pings(&expected);
+    pinger.send(b"go".to_vec()).unwrap();
+    expected.push((1, 3));
+    s.expect_pings(&expected);
+    s.host.ping("counter/p").unwrap().ping();
+    expected.push((1, 4));
+    s.expect_pings(&expected);
+
+    // Both end normally.
+    pinger.send(Vec::new()).unwrap();
+    s.host
+        .sender("counter/in")
+        .unwrap()
+        .send(Vec::new())
+        .unwrap();
+    let lines = s.finish();
+    let done = line(&lines, "counter: done ");
+    assert_eq!(field(done, "count"), Some(0), "{done}");
+    let exits = s.host.exits();
+    assert_eq!(exits.len(), 2, "{exits:?}");
+    for e in &exits {
+        assert_eq!(e.reason, ExitReason::Stopped(0), "{exits:?}");
+        assert_eq!(e.reloads, u32::from(e.id == counter), "{exits:?}");
+    }
+}
+
+/// Loads `keeper`, a pinger of `counter/p` that also holds a sender to
+/// `@app/counter` until it gets an empty message on the returned sender:
+/// the endpoint stays open while the counter ends and is restarted (it
+/// reports `Closed` once every sender to it is gone).
+fn load_keeper(
+    host: &Host<'static, ()>,
+    c: &callop_plugin_host::PluginComponent,
+) -> callop_plugin_host::AppSender {
+    host.load(
+        c,
+        "keeper",
+        &args(&["--role", "pinger", "--notify", "@app/counter"]),
+    )
+    .unwrap();
+    host.sender("keeper/in").unwrap()
+}
+
+#[test]
+fn a_new_version_failing_after_the_reload_is_restarted_by_its_policy() {
+    let ev: EventLoop<'static, ()> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    host.set_restart_policy(
+        Some("counter"),
+        RestartPolicy::OnFailure {
+            max_restarts: 1,
+            period: Duration::from_secs(60),
+        },
+    );
+    let lines = counter_lines(&ev, &host);
+    let c = host.compile_file(plugin("reload-counter")).unwrap();
+    // Traps 30 ms after `init` in any run but the first.
+    let counter = host
+        .load(
+            &c,
+            "counter",
+            &args(&[
+                "--notify",
+                "@app/counter",
+                "--ping",
+                "p",
+                "--trap-after-ms",
+                "30",
+            ]),
+        )
+        .unwrap();
+    let keeper = load_keeper(&host, &c);
+    let mut s = Setup {
+        ev,
+        host,
+        lines,
+        counter,
+    };
+    s.run_for(Duration::from_millis(200));
+    assert!(
+        s.lines.borrow().is_empty(),
+        "the first run is healthy: {:?}",
+        s.lines.borrow()
+    );
+    s.host.reload(counter, &c).unwrap();
+    let start = Instant::now();
+    while !s
+        .host
+        .exits()
+        .iter()
+        .any(|e| matches!(e.reason, ExitReason::Quarantined(_)))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            s.host.exits()
+        );
+        s.run_for(Duration::from_millis(10));
+    }
+    keeper.send(Vec::new()).unwrap();
+    callop_tests::run_until_empty(&mut s.ev, &s.host, &mut (), Duration::from_secs(60));
+    s.run_for(Duration::from_millis(10));
+    // The reloaded run (generation 1) traps, the policy restarts it
+    // (generation 2: one restart, one reload before it), it traps again
+    // and, its one restart used, is quarantined.
+    let exits: Vec<_> = s
+        .host
+        .exits()
+        .into_iter()
+        .filter(|e| e.id == counter)
+        .collect();
+    let traps: Vec<String> = s
+        .lines
+        .borrow()
+        .iter()
+        .filter(|l| l.contains("trap"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        traps,
+        ["counter: trap generation=1", "counter: trap generation=2"],
+        "{exits:?}"
+    );
+    let summary: Vec<(&str, u32, u32)> = exits
+        .iter()
+        .map(|e| {
+            let kind = match &e.reason {
+                ExitReason::Trapped(_) => "trapped",
+                ExitReason::Quarantined(_) => "quarantined",
+                _ => "other",
+            };
+            (kind, e.restarts, e.reloads)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [("trapped", 0, 1), ("trapped", 1, 1), ("quarantined", 1, 1)],
+        "{exits:?}"
+    );
+    assert!(exits.iter().all(|e| e.name == "counter"));
+}
+
+#[test]
+fn a_snapshot_over_the_host_memory_budget_fails_the_reload() {
+    let budget = 1 << 20;
+    let mut s = setup_with(
+        &["--state", "--snapshot-bytes", &(2 * budget).to_string()],
+        500,
+        |h| {
+            h.set_limits(
+                "counter",
+                Limits {
+                    max_host_memory_bytes: budget,
+                    ..Limits::default()
+                },
+            )
+        },
+    );
+    s.run_until_count(10_000);
+    let c = s.host.compile_file(plugin("reload-counter")).unwrap();
+    let e = s.host.reload(s.counter, &c).unwrap_err();
+    assert!(
+        matches!(&e, ReloadError::Snapshot(m) if m.contains(&format!("a snapshot of {} bytes does not fit", 2 * budget))),
+        "{e}"
+    );
+    assert_eq!(s.host.reloads(s.counter), Some(0));
+    // The old instance goes on with its count: every message, once, and it
+    // was never shut down.
+    let lines = s.finish();
+    let done = line(&lines, "counter: done ");
+    assert_eq!(field(done, "gen"), Some(1), "{done}");
+    assert_eq!(field(done, "count"), Some(N), "{done}");
+    assert_eq!(field(done, "errors"), Some(0), "{done}");
+    assert!(!lines.iter().any(|l| l.contains("shutdown")), "{lines:?}");
+}
+
+#[test]
+fn a_trap_in_snapshot_ends_the_old_instance_under_its_restart_policy() {
+    let ev: EventLoop<'static, ()> = EventLoop::try_new().unwrap();
+    let host = Host::new(ev.handle(), config()).unwrap();
+    host.set_restart_policy(
+        Some("counter"),
+        RestartPolicy::OnFailure {
+            max_restarts: 1,
+            period: Duration::from_secs(60),
+        },
+    );
+    let lines = counter_lines(&ev, &host);
+    let c = host.compile_file(plugin("reload-counter")).unwrap();
+    let counter = host
+        .load(
+            &c,
+            "counter",
+            &args(&[
+                "--notify",
+                "@app/counter",
+                "--ping",
+                "p",
+                "--state",
+                "--trap-in-snapshot",
+            ]),
+        )
+        .unwrap();
+    let keeper = load_keeper(&host, &c);
+    let mut s = Setup {
+        ev,
+        host,
+        lines,
+        counter,
+    };
+    let to_counter = s.host.sender("counter/in").unwrap();
+    for i in 0..3u64 {
+        to_counter.send(i.to_le_bytes().to_vec()).unwrap();
+    }
+    s.run_for(Duration::from_millis(50));
+    let e = s.host.reload(counter, &c).unwrap_err();
+    assert!(
+        matches!(&e, ReloadError::Snapshot(m) if m.contains("unreachable") && m.contains("the plugin ended")),
+        "{e}"
+    );
+    // It ended as `Trapped`, not reloaded, and its policy restarts it with
+    // its (old) code, starting afresh: generation 1, a restart.
+    let exits = s.host.exits();
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    assert!(
+        matches!(&exits[0].reason, ExitReason::Trapped(m) if m.contains("unreachable")),
+        "{exits:?}"
+    );
+    assert_eq!(
+        (exits[0].id, exits[0].restarts, exits[0].reloads),
+        (counter, 0, 0)
+    );
+    let start = Instant::now();
+    while !s.host.plugins().iter().any(|(id, _)| *id == counter) {
+        assert!(start.elapsed() < Duration::from_secs(60), "not restarted");
+        s.run_for(Duration::from_millis(10));
+    }
+    assert_eq!(s.host.reloads(counter), Some(0));
+    let to_counter = s.host.sender("counter/in").unwrap();
+    to_counter.send(7u64.to_le_bytes().to_vec()).unwrap();
+    to_counter.send(Vec::new()).unwrap();
+    keeper.send(Vec::new()).unwrap();
+    let lines = s.finish();
+    // The restart starts afresh (no state: that was in the failed snapshot).
+    let done = line(&lines, "counter: done ");
+    assert_eq!(
+        (
+            field(done, "gen"),
+            field(done, "count"),
+            field(done, "first")
+        ),
+        (Some(1), Some(1), Some(7)),
+        "{done}"
+    );
+    let exits: Vec<_> = s
+        .host
+        .exits()
+        .into_iter()
+        .filter(|e| e.id == counter)
+        .collect();
+    assert_eq!(exits.len(), 2, "{exits:?}");
+    assert_eq!(exits[1].reason, ExitReason::Stopped(0), "{exits:?}");
+    assert_eq!(
+        (exits[1].id, exits[1].restarts, exits[1].reloads),
+        (counter, 1, 0)
     );
 }

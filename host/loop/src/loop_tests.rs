@@ -642,6 +642,31 @@ fn into_source_inner_panics_while_registered() {
 }
 
 #[test]
+fn try_into_source_inner_gives_a_registered_dispatcher_back() {
+    let mut event_loop = EventLoop::<u32>::try_new().unwrap();
+    let handle = event_loop.handle();
+    let (ping, source) = make_ping().unwrap();
+    let dispatcher = Dispatcher::new(source, |_, _, n: &mut u32| *n += 1);
+    let token = handle.register_dispatcher(dispatcher.clone()).unwrap();
+    let dispatcher = dispatcher
+        .try_into_source_inner()
+        .expect_err("still registered");
+    // Pinged before it leaves the loop: the ping stays pending in the source.
+    ping.ping();
+    handle.remove(token);
+    let source = dispatcher
+        .try_into_source_inner()
+        .expect("removed and not cloned");
+    // The source goes on in another registration, its pending ping with it.
+    handle
+        .insert_source(source, |(), &mut (), n| *n += 10)
+        .unwrap();
+    let mut n = 0;
+    tick(&mut event_loop, &mut n);
+    assert_eq!(n, 10);
+}
+
+#[test]
 fn weak_handle_upgrades_while_the_loop_lives() {
     let event_loop = EventLoop::<()>::try_new().unwrap();
     let weak = event_loop.handle().downgrade();

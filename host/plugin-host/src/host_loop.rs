@@ -109,11 +109,24 @@ impl Host for PluginState {
             None => None,
         };
         self.check_handles()?;
-        let (ping, source) = callop::ping::make_ping()
-            .map_err(|e| wit_err(ErrorCode::Internal, format!("cannot create ping: {e}")))?;
+        // The new version of a plugin being reloaded adopts the ping of the
+        // same name the old version had (the reload's commit hands the old
+        // loop source over to it; see `host::reload`).
+        let held = full_name
+            .as_ref()
+            .and_then(|full| self.shared.registry().held_pings.get(full).cloned());
+        let (ping, source) = match held {
+            Some(ping) => (ping, None),
+            None => {
+                let (ping, source) = callop::ping::make_ping().map_err(|e| {
+                    wit_err(ErrorCode::Internal, format!("cannot create ping: {e}"))
+                })?;
+                (ping, Some(source))
+            }
+        };
         let id = self.sources.add(Source::Ping {
             name: full_name.clone(),
-            source: Some(source),
+            source,
         })?;
         let handle = match self.push_handle(PingHandle { ping: ping.clone() }) {
             Ok(h) => h,
@@ -123,7 +136,9 @@ impl Host for PluginState {
             }
         };
         if let Some(full) = full_name {
-            self.shared.registry().pings.insert(full, ping);
+            let mut reg = self.shared.registry();
+            reg.held_pings.remove(&full);
+            reg.pings.insert(full, ping);
         }
         self.ops.push(Op::Add(id));
         Ok((id, handle))

@@ -46,7 +46,10 @@ pub(crate) enum Source {
     Ping {
         /// Registry name (`inst/name`) of a named ping.
         name: Option<String>,
-        /// Its loop source, until `Op::Add` registers it.
+        /// Its loop source, until `Op::Add` registers it. A named ping the
+        /// new version of a reloaded plugin adopted has none until the
+        /// reload's commit hands the old version's over
+        /// ([`adopt_ping_source`](SourceTable::adopt_ping_source)).
         source: Option<PingSource>,
     },
     /// A channel the plugin opened.
@@ -84,8 +87,9 @@ pub(crate) enum Status {
     /// Added by the guest; its queued `Op::Add` is not applied yet.
     Pending,
     /// Registered. `token` is its loop source: `None` for the kinds without
-    /// one of their own (idles, signal subscriptions) and for a channel whose
-    /// loop source ended with its `closed` event. `enabled` is `false` after
+    /// one of their own (idles, signal subscriptions), for a channel whose
+    /// loop source ended with its `closed` event and for a named ping whose
+    /// loop source went to the instance that replaced this one (a reload). `enabled` is `false` after
     /// a disable (its loop source, if any, is disabled too).
     Live {
         /// Its loop registration.
@@ -413,6 +417,62 @@ impl SourceTable {
             .map_or("source", |e| e.source.kind_name())
     }
 
+    /// The pending named ping `full` that still waits for its loop source:
+    /// this instance, the new version of a plugin being reloaded, adopted
+    /// the old version's ping of that name.
+    pub fn awaiting_ping_source(&self, full: &str) -> Option<SourceId> {
+        self.entries.iter().find_map(|(id, e)| match e {
+            Entry {
+                status: Status::Pending,
+                source:
+                    Source::Ping {
+                        name: Some(n),
+                        source: None,
+                    },
+            } if n == full => Some(*id),
+            _ => None,
+        })
+    }
+
+    /// Gives the pending ping `id` the loop source handed over to it (see
+    /// [`awaiting_ping_source`](Self::awaiting_ping_source)); gives the
+    /// source back if `id` does not wait for one.
+    pub fn adopt_ping_source(
+        &mut self,
+        id: SourceId,
+        source: PingSource,
+    ) -> Result<(), PingSource> {
+        match self.entries.get_mut(&id) {
+            Some(Entry {
+                status: Status::Pending,
+                source:
+                    Source::Ping {
+                        source: slot @ None,
+                        ..
+                    },
+            }) => {
+                *slot = Some(source);
+                Ok(())
+            }
+            _ => Err(source),
+        }
+    }
+
+    /// A reload committed and the new instance adopted named ping `full`:
+    /// takes the loop registration of this (old) instance's ping of that
+    /// name, to hand it over. The ping stays live here without one, so
+    /// that removing it (e.g. in the old instance's `shutdown`) leaves the
+    /// registration alone.
+    pub fn give_up_ping(&mut self, full: &str) -> Option<RegistrationToken> {
+        self.entries.values_mut().find_map(|e| match e {
+            Entry {
+                status: Status::Live { token, .. },
+                source: Source::Ping { name: Some(n), .. },
+            } if n == full => token.take(),
+            _ => None,
+        })
+    }
+
     /// Live, enabled signal subscriptions to `signal`.
     pub fn subscribers(&self, signal: Signal) -> impl Iterator<Item = SourceId> + '_ {
         self.entries.iter().filter_map(move |(id, e)| match e {
@@ -722,6 +782,48 @@ mod tests {
         let reg = t.shared.registry();
         assert!(reg.channels.contains_key("p/in"));
         assert!(reg.pings.contains_key("p/go"));
+    }
+
+    #[test]
+    fn a_named_ping_is_handed_over_from_the_old_table_to_the_new() {
+        let ev = EventLoop::try_new().unwrap();
+        let (mut old, _slot, _ch, ping) = table_with_named_channel_and_ping();
+        let tok = token(&ev);
+        old.registered(ping, Some(tok));
+        let mut new = SourceTable::new(old.shared.clone(), 8);
+        let named = |source| Source::Ping {
+            name: Some("p/go".into()),
+            source,
+        };
+        // A ping made afresh does not wait for a source.
+        let fresh = new
+            .add(named(Some(callop::ping::make_ping().unwrap().1)))
+            .unwrap();
+        assert_eq!(new.awaiting_ping_source("p/go"), None);
+        new.discard(fresh);
+        // One that adopted the old instance's ping does.
+        let id = new.add(named(None)).unwrap();
+        assert_eq!(new.awaiting_ping_source("p/go"), Some(id));
+        assert_eq!(new.awaiting_ping_source("p/other"), None);
+        old.hand_over_names();
+        assert_eq!(old.give_up_ping("p/go"), Some(tok));
+        assert_eq!(old.give_up_ping("p/go"), None, "given up once");
+        assert!(old.is_live(ping), "the old ping stays, unregistered");
+        assert_eq!(old.tokens().count(), 0, "nothing of it to remove");
+        assert_eq!(old.forget(ping), None);
+        let (_, source) = callop::ping::make_ping().unwrap();
+        assert!(new.adopt_ping_source(id, source).is_ok());
+        assert_eq!(new.awaiting_ping_source("p/go"), None);
+        let (_, source) = callop::ping::make_ping().unwrap();
+        assert!(new.adopt_ping_source(id, source).is_err(), "it has one");
+        assert!(matches!(
+            new.pending_mut(id),
+            Some(Source::Ping {
+                source: Some(_),
+                ..
+            })
+        ));
+        assert!(new.shared.registry().pings.contains_key("p/go"));
     }
 
     #[test]

@@ -121,6 +121,12 @@ pub(crate) struct Registry {
     pub channels: HashMap<String, Arc<Mailbox>>,
     /// Named pings by full name (`inst/name`).
     pub pings: HashMap<String, Ping>,
+    /// Named pings of an instance being reloaded, by full name: taken out
+    /// of [`pings`](Self::pings) while its new version starts, for the new
+    /// version's `make-named-ping` of the same name to adopt (the same
+    /// [`Ping`], so that the handles others hold keep working; see
+    /// `host::reload`).
+    pub held_pings: HashMap<String, Ping>,
 }
 
 impl Registry {
@@ -137,6 +143,14 @@ impl Registry {
             }
         });
         self.pings.retain(|k, _| !k.starts_with(&prefix));
+        self.remove_held_pings(name);
+    }
+
+    /// Forgets the held named pings of instance `name` (its reload is
+    /// over: the new version adopted those it created again).
+    pub fn remove_held_pings(&mut self, name: &str) {
+        let prefix = format!("{name}/");
+        self.held_pings.retain(|k, _| !k.starts_with(&prefix));
     }
 }
 

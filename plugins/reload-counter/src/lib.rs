@@ -20,20 +20,35 @@
 //!     (default 10000), to TARGET (e.g. `@app/counter`);
 //!   * `--trap-if-restored`: traps in `init` when it got a snapshot — a
 //!     new version broken in `init` (the reload must fail and the old
-//!     version keep counting).
+//!     version keep counting);
+//!   * `--ping NAME`: also makes the named ping NAME; on each ping event
+//!     it says `counter: ping generation=G pings=P` (G is
+//!     `host-loop.generation`, P counts this instance's ping events);
+//!   * `--snapshot-bytes N`: pads its snapshot with zeros to N bytes (if
+//!     N is more than 40);
+//!   * `--trap-in-snapshot`: traps in `snapshot` (an old version that
+//!     fails when asked for its state);
+//!   * `--trap-after-ms N`: in a later run (`host-loop.generation` at
+//!     least 1: reloaded or restarted), says `counter: trap generation=G`
+//!     and traps in a timer N ms after `init` (a new version that fails
+//!     shortly after its start); a first run does not.
 //!
-//!   Its `restore` refuses a snapshot that is not one of its own (40
-//!   bytes).
+//!   Its `restore` refuses a snapshot that is not one of its own (at least
+//!   40 bytes; the first 40 are the state).
 //! - `flood`: sends `--count N` sequence numbers (0..N) and then one empty
 //!   message to `--to TARGET` (default `counter/in`), `--per-tick K`
 //!   (default 1000) every `--every MS` milliseconds (default 1); a full
 //!   queue (`limit-exceeded`) is back-pressure: the rest waits for the next
 //!   tick. Prints `flood: sent N` and finishes. With `--state` a reload
 //!   hands over how many were sent (the new version goes on from there).
+//! - `pinger`: connects to the named ping `--to TARGET` (default
+//!   `counter/p`) and opens channel `in`; it triggers the ping once per
+//!   message it gets, and stops with code 0 on an empty message.
 
 use std::time::Duration;
 
 use callop_guest::channel::{Channel, Event, Sender};
+use callop_guest::ping::{make_named_ping, Ping};
 use callop_guest::timer::{TimeoutAction, Timer};
 use callop_guest::{ErrorCode, LoopHandle, Plugin, PostAction};
 
@@ -53,9 +68,14 @@ pub struct State {
     to: Option<Sender>,
     total: u64,
     per_tick: u64,
+    // `--ping`, `--snapshot-bytes`, `--trap-in-snapshot`
+    pings: u64,
+    snapshot_bytes: usize,
+    trap_in_snapshot: bool,
 }
 
-/// Bytes of a snapshot: count, first (u64::MAX: none), next, errors, gen.
+/// Bytes of a snapshot's state: count, first (u64::MAX: none), next,
+/// errors, gen (any padding follows).
 const SNAPSHOT_LEN: usize = 40;
 
 impl State {
@@ -97,14 +117,14 @@ impl State {
 }
 
 fn decode(b: &[u8]) -> Result<[u64; 5], String> {
-    if b.len() != SNAPSHOT_LEN {
+    if b.len() < SNAPSHOT_LEN {
         return Err(format!(
-            "a snapshot is {SNAPSHOT_LEN} bytes, this one {}",
+            "a snapshot is at least {SNAPSHOT_LEN} bytes, this one {}",
             b.len()
         ));
     }
     let mut v = [0u64; 5];
-    for (i, c) in b.chunks_exact(8).enumerate() {
+    for (i, c) in b[..SNAPSHOT_LEN].chunks_exact(8).enumerate() {
         v[i] = u64::from_le_bytes(c.try_into().expect("8 bytes"));
     }
     Ok(v)
@@ -126,11 +146,16 @@ impl Plugin for Counter {
             to: None,
             total: 0,
             per_tick: 1000,
+            pings: 0,
+            snapshot_bytes: 0,
+            trap_in_snapshot: false,
         };
         let mut role = "count".to_string();
         let mut trap_if_restored = false;
-        let mut to = "counter/in".to_string();
+        let mut to = None;
         let mut every = 1;
+        let mut ping = None;
+        let mut trap_after = None;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut val = || {
@@ -147,10 +172,16 @@ impl Plugin for Counter {
                 }
                 "--progress" => st.progress = num(val()?)?,
                 "--trap-if-restored" => trap_if_restored = true,
-                "--to" => to = val()?,
+                "--to" => to = Some(val()?),
                 "--count" => st.total = num(val()?)?,
                 "--per-tick" => st.per_tick = num(val()?)?.max(1),
                 "--every" => every = num(val()?)?,
+                "--ping" => ping = Some(val()?),
+                "--snapshot-bytes" => {
+                    st.snapshot_bytes = usize::try_from(num(val()?)?).map_err(|e| e.to_string())?;
+                }
+                "--trap-in-snapshot" => st.trap_in_snapshot = true,
+                "--trap-after-ms" => trap_after = Some(num(val()?)?),
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -178,13 +209,60 @@ impl Plugin for Counter {
                         PostAction::Continue
                     })
                     .map_err(|e| e.to_string())?;
+                if let Some(name) = ping {
+                    let (ping, source) = make_named_ping(&name).map_err(|e| e.to_string())?;
+                    handle
+                        .insert_source(source, move |(), _: &mut (), st: &mut State| {
+                            let _keep = &ping;
+                            st.pings += 1;
+                            st.say(format!(
+                                "counter: ping generation={} pings={}",
+                                callop_guest::generation(),
+                                st.pings
+                            ));
+                            PostAction::Continue
+                        })
+                        .map_err(|e| e.to_string())?;
+                }
+                if let Some(ms) = trap_after.filter(|_| callop_guest::generation() > 0) {
+                    handle
+                        .insert_source(
+                            Timer::from_duration(Duration::from_millis(ms)),
+                            |_, _: &mut (), st: &mut State| {
+                                st.say(format!(
+                                    "counter: trap generation={}",
+                                    callop_guest::generation()
+                                ));
+                                core::arch::wasm32::unreachable()
+                            },
+                        )
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            "pinger" => {
+                let target = to.as_deref().unwrap_or("counter/p");
+                let ping = Ping::connect(target).map_err(|e| e.to_string())?;
+                handle
+                    .insert_source(Channel::open("in"), move |ev, _: &mut (), _: &mut State| {
+                        if let Event::Msg(m) = ev {
+                            if m.is_empty() {
+                                callop_guest::stop(0);
+                            } else {
+                                ping.ping();
+                            }
+                        }
+                        PostAction::Continue
+                    })
+                    .map_err(|e| e.to_string())?;
             }
             "flood" => {
                 if let Some(b) = callop_guest::restored() {
                     // `--state`: a reloaded flood goes on where it was.
                     st.count = decode(&b)?[0];
                 }
-                st.to = Some(Sender::to(&to).map_err(|e| e.to_string())?);
+                st.to = Some(
+                    Sender::to(to.as_deref().unwrap_or("counter/in")).map_err(|e| e.to_string())?,
+                );
                 let every = Duration::from_millis(every);
                 handle
                     .insert_source(
@@ -219,7 +297,7 @@ impl Plugin for Counter {
                     )
                     .map_err(|e| e.to_string())?;
             }
-            other => return Err(format!("unknown role {other:?} (count, flood)")),
+            other => return Err(format!("unknown role {other:?} (count, flood, pinger)")),
         }
         Ok(st)
     }
@@ -237,6 +315,9 @@ impl Plugin for Counter {
     }
 
     fn snapshot(st: &mut State) -> Option<Vec<u8>> {
+        if st.trap_in_snapshot {
+            core::arch::wasm32::unreachable();
+        }
         if !st.keep_state {
             return None;
         }
@@ -250,6 +331,7 @@ impl Plugin for Counter {
         ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
+        b.resize(st.snapshot_bytes.max(SNAPSHOT_LEN), 0);
         Some(b)
     }
 

@@ -300,6 +300,9 @@ trait ErasedDispatcher<'a, S, Data> {
     fn as_source_ref(&self) -> Ref<'_, S>;
     fn as_source_mut(&self) -> RefMut<'_, S>;
     fn into_source_inner(self: Rc<Self>) -> S;
+    fn try_into_source_inner(
+        self: Rc<Self>,
+    ) -> Result<S, Rc<dyn ErasedDispatcher<'a, S, Data> + 'a>>;
     fn into_event_dispatcher(self: Rc<Self>) -> Rc<dyn EventDispatcher<Data> + 'a>;
 }
 
@@ -320,6 +323,15 @@ where
         match Rc::try_unwrap(self) {
             Ok(cell) => cell.into_inner().source,
             Err(_) => panic!("Dispatcher is still registered"),
+        }
+    }
+
+    fn try_into_source_inner(
+        self: Rc<Self>,
+    ) -> Result<S, Rc<dyn ErasedDispatcher<'a, S, Data> + 'a>> {
+        match Rc::try_unwrap(self) {
+            Ok(cell) => Ok(cell.into_inner().source),
+            Err(rc) => Err(rc),
         }
     }
 
@@ -379,6 +391,13 @@ where
     /// When the dispatcher is still registered in a loop (remove it first) or cloned.
     pub fn into_source_inner(self) -> S {
         self.0.into_source_inner()
+    }
+
+    /// Consumes the dispatcher and returns the source, or gives the
+    /// dispatcher back when it is still registered in a loop or cloned (the
+    /// non-panicking [`into_source_inner`](Self::into_source_inner)).
+    pub fn try_into_source_inner(self) -> Result<S, Self> {
+        self.0.try_into_source_inner().map_err(Dispatcher)
     }
 
     pub(crate) fn clone_as_event_dispatcher(&self) -> Rc<dyn EventDispatcher<Data> + 'a> {

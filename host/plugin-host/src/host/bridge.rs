@@ -2,8 +2,8 @@
 //! events to the plugin's pending batch, an idle callback flushes it into
 //! the guest's `dispatch`, and afterwards the `dispatch` results and the
 //! operations the guest queued (`state::Op`) are applied to the loop (timers,
-//! idles, pings, channels; I/O and signals through `io_routing` and
-//! `signal_routing`).
+//! idles, pings, channels; I/O, signals and pings through `io_routing`,
+//! `signal_routing` and `ping_routing`).
 
 use std::rc::Rc;
 
@@ -234,19 +234,9 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
                 self.schedule_idle_runner(p);
                 Ok(None)
             }
-            Source::Ping { source, .. } => {
-                let source = source.take().expect("a pending ping has its loop source");
-                let w = Rc::downgrade(self);
-                let p2 = p.clone();
-                self.handle
-                    .insert_source(source, move |(), _, _| {
-                        if let Some(inner) = w.upgrade() {
-                            inner.push_event(&p2, plugin_of(id, EventKind::Ping));
-                        }
-                    })
-                    .map(Some)
-                    .map_err(|e| e.error.to_string())
-            }
+            Source::Ping { name, source } => self
+                .insert_ping(p, id, source.take(), name.is_some())
+                .map(Some),
             Source::Channel { source, .. } => {
                 let source = source
                     .take()

@@ -55,6 +55,7 @@
 //! * `io_routing` — the loop sources of I/O registrations and their readiness;
 //! * `signal_routing` — signal sources and delivering signals to plugins;
 //! * `timer_routing` — the loop timers of guest timers, re-armed in place;
+//! * `ping_routing` — the loop sources of guest pings, named ones handed over at a reload;
 //! * `shutdown` — graceful shutdown;
 //! * `signal_shutdown` — [`SignalShutdown`]: graceful shutdown on SIGINT/SIGTERM.
 
@@ -68,7 +69,7 @@ use std::time::Duration;
 use wasmtime::Store;
 
 use callop::channel::{self, Channel, Sender};
-use callop::ping::Ping;
+use callop::ping::{Ping, PingSource};
 use callop::timer::Timer;
 use callop::{Dispatcher, LoopHandle, RegistrationToken};
 use rustc_hash::FxHashMap;
@@ -98,6 +99,7 @@ mod call;
 mod faults;
 mod io_routing;
 mod lifecycle;
+mod ping_routing;
 mod reload;
 mod shutdown;
 mod signal_routing;
@@ -321,6 +323,8 @@ struct HostInner<'l, Data> {
     /// The loop timer of every live guest timer, by its registration (to
     /// re-arm it in place; see `timer_routing`).
     timers: RefCell<FxHashMap<RegistrationToken, Dispatcher<'l, Timer, Data>>>,
+    /// The loop source of every named guest ping (see `ping_routing`).
+    named_pings: RefCell<FxHashMap<RegistrationToken, Dispatcher<'l, PingSource, Data>>>,
     /// The engine's epoch ticker, held while this host lives (only with a
     /// callback timeout: without one no guest call has a deadline).
     ticker: Option<Arc<Ticker>>,
@@ -606,6 +610,7 @@ impl<'l, Data: 'l> Host<'l, Data> {
                 waker_token: Cell::new(Some(waker_token)),
                 aux_tokens: RefCell::new(Vec::new()),
                 timers: RefCell::new(FxHashMap::default()),
+                named_pings: RefCell::new(FxHashMap::default()),
                 ticker,
                 grants: RefCell::new(HashMap::new()),
                 restart_grants: RefCell::new(HashMap::new()),

@@ -29,14 +29,26 @@
 //!    (other plugins' `sender` handles, [`AppSender`](crate::AppSender)s)
 //!    stay, new messages queue behind them, and nothing is taken from it by
 //!    either instance. The old instance's named pings are taken out of the
-//!    registry so that the new one can create them again.
+//!    registry and held (`Registry::held_pings`): their loop sources stay
+//!    registered for the old instance, and a ping triggered during the
+//!    reload stays pending in its source.
 //! 5. **New instance.** The new component is instantiated under the *same*
 //!    instance name, with a copy of the plugin's capabilities and its
 //!    limits; `restore(snapshot)` (init timeout) and then `init(args)` (the
 //!    same arguments) run. The new `init` reopens the channels by name and
-//!    gets the held messages, in order, from the next loop iteration on.
+//!    gets the held messages, in order, from the next loop iteration on; a
+//!    `make-named-ping` of a held name adopts that ping (the same
+//!    [`Ping`]: no new one is made) and waits for its loop source.
 //! 6. **Commit**, if the new instance was created and neither `restore`
-//!    nor `init` failed: the old instance's `shutdown(deadline)` is called
+//!    nor `init` failed. First each named ping the new instance adopted
+//!    gets the old instance's loop source (`ping_routing`): the handles
+//!    others got for it before the reload (`connect-ping`,
+//!    [`Host::ping`](super::Host::ping)) keep waking the plugin, now its new
+//!    instance, and a ping triggered but not yet dispatched (one triggered
+//!    during the reload included) is delivered to the new instance, once
+//!    (pings coalesce), on the next loop iteration. A held ping the new
+//!    version did not make again is dropped with the old instance: its
+//!    handles then wake nothing. Then the old instance's `shutdown(deadline)` is called
 //!    (deadline [`RELOAD_GRACE`] on the plugins' clock, the call bounded by
 //!    the callback timeout like any callback; what it queues is not
 //!    applied, what it sends is sent), then its loop sources are removed
@@ -52,7 +64,9 @@
 //!    failed (a trap, an `err`, a timeout, an exit): the new instance is
 //!    dropped, the channels it opened go back to unopened, the old
 //!    instance's channels are reattached to it (`Mailbox::open` with its
-//!    own wake-up) and its named pings put back. The old instance never
+//!    own wake-up) and its named pings put back in the registry (their loop
+//!    sources never left it: a ping triggered meanwhile goes to the old
+//!    instance). The old instance never
 //!    saw anything of this — its `shutdown` was not called — and keeps
 //!    running with every message still queued for it.
 //!
@@ -64,7 +78,9 @@
 //! or in a batch the old instance already received (step 2). The new
 //! instance takes from the mailbox only after the commit, the old one only
 //! after a rollback; so every message is delivered exactly once, in send
-//! order, across the swap.
+//! order, across the swap. A named ping's pending wake-up lives in its
+//! loop source, which belongs to the old instance until the commit and to
+//! the new one after it.
 //!
 //! # Limits of this design
 //!
@@ -72,11 +88,13 @@
 //!   objects: a new version that binds the same address in `init` fails
 //!   with `address in use`, so the reload fails safe and the old version
 //!   keeps running. (I/O objects are not handed over.)
-//! * Named pings are created anew by the new instance: `ping` handles other
-//!   plugins got from the old instance's named pings (`connect-ping`) no
-//!   longer wake the plugin after a commit, and a ping triggered but not
-//!   yet dispatched when the swap commits is not delivered. Channels are
-//!   the lossless way to reach a plugin that gets reloaded.
+//! * Named pings are carried over by name only. One the new version does
+//!   not make again in its `init` goes with the old instance: `ping`
+//!   handles of it (`connect-ping`, [`Host::ping`](super::Host::ping)) do
+//!   nothing from then on, and a ping pending in it is lost. Anonymous
+//!   pings are not carried over. An adopted ping is a new source of the new
+//!   instance (its own source id; enabled, even if the old instance had
+//!   disabled it).
 //! * Old timers, idles and I/O registrations are not carried over: the new
 //!   `init` registers its own (the state handoff is how it learns what the
 //!   old one was doing).
@@ -160,7 +178,8 @@ impl From<LoadError> for ReloadError {
 struct Held {
     /// The old instance's open channels and the wake-up of its loop source.
     channels: Vec<(Arc<Mailbox>, Ping)>,
-    /// Its named pings (full name, ping).
+    /// Its named pings (full name, ping), also in `Registry::held_pings`
+    /// for the new instance to adopt.
     pings: Vec<(String, Ping)>,
 }
 
@@ -278,6 +297,15 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         // What the old instance removes now must not release the names the
         // new one has (its channels, its named pings).
         old_live.store.data_mut().sources.hand_over_names();
+        // The named pings the new instance created again get the old
+        // instance's loop sources (the handles others hold, pings pending).
+        self.hand_over_pings(
+            &old.name,
+            held.pings.iter().map(|(k, _)| k.as_str()),
+            &mut old_live.store.data_mut().sources,
+            &mut new_live.store.data_mut().sources,
+        );
+        self.shared.registry().remove_held_pings(&old.name);
         match self.call_guest(old_live, Export::Shutdown { deadline_ns }) {
             Outcome::Returned(_) | Outcome::Snapshot(_) | Outcome::Exited(_) => {}
             Outcome::Interrupted(c) => {
@@ -371,10 +399,11 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             .filter(|k| k.starts_with(&prefix))
             .cloned()
             .collect();
-        let pings = names
+        let pings: Vec<(String, Ping)> = names
             .into_iter()
             .filter_map(|k| reg.pings.remove(&k).map(|p| (k, p)))
             .collect();
+        reg.held_pings.extend(pings.iter().cloned());
         Held { channels, pings }
     }
 
@@ -394,6 +423,7 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             m.open(ping);
         }
         reg.pings.retain(|k, _| !k.starts_with(&prefix));
+        reg.remove_held_pings(name);
         reg.pings.extend(held.pings);
     }
 

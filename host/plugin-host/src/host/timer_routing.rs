@@ -101,11 +101,14 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
     }
 
     /// Removes a plugin source's loop registration (and, for a timer, the
-    /// dispatcher kept to re-arm it).
+    /// dispatcher kept to re-arm it; for a named ping, the one kept to hand
+    /// it over, see `ping_routing`).
     pub(super) fn remove_loop_source(&self, t: RegistrationToken) {
         self.handle.remove(t);
         let timer = self.timers.borrow_mut().remove(&t);
         drop(timer);
+        let ping = self.named_pings.borrow_mut().remove(&t);
+        drop(ping);
     }
 }
 
