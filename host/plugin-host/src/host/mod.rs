@@ -773,8 +773,8 @@ impl<'l, Data: 'l> Host<'l, Data> {
 
     /// How many times plugin `id` was reloaded (`None` if it is not alive).
     pub fn reloads(&self, id: PluginId) -> Option<u32> {
-        if let Some(t) = self.inner.remote_owner(id) {
-            return self.inner.ask(t, move |h| h.reloads(id)).ok().flatten();
+        if let Some(r) = self.inner.ask_owner(id, move |h| h.reloads(id)) {
+            return r;
         }
         self.inner
             .plugins
@@ -836,12 +836,11 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// diagnostics and tests: e.g. a guest timer keeps one registration for
     /// its whole life, however often it fires.
     pub fn source_registrations(&self, id: PluginId) -> Option<Vec<(u64, RegistrationToken)>> {
-        if let Some(t) = self.inner.remote_owner(id) {
-            return self
-                .inner
-                .ask(t, move |h| h.source_registrations(id))
-                .ok()
-                .flatten();
+        if let Some(r) = self
+            .inner
+            .ask_owner(id, move |h| h.source_registrations(id))
+        {
+            return r;
         }
         let p = self.inner.plugins.borrow().get(&id).cloned()?;
         let live = p.live.try_borrow().ok()?;
@@ -854,12 +853,8 @@ impl<'l, Data: 'l> Host<'l, Data> {
     /// are not delivered yet, and messages the application queued for it
     /// (`None` if it is not alive). For diagnostics and tests.
     pub fn host_memory_used(&self, id: PluginId) -> Option<usize> {
-        if let Some(t) = self.inner.remote_owner(id) {
-            return self
-                .inner
-                .ask(t, move |h| h.host_memory_used(id))
-                .ok()
-                .flatten();
+        if let Some(r) = self.inner.ask_owner(id, move |h| h.host_memory_used(id)) {
+            return r;
         }
         let p = self.inner.plugins.borrow().get(&id).cloned()?;
         let live = p.live.try_borrow().ok()?;
@@ -868,12 +863,8 @@ impl<'l, Data: 'l> Host<'l, Data> {
 
     /// Number of live sources of a plugin (`None` if it is not alive).
     pub fn source_count(&self, id: PluginId) -> Option<usize> {
-        if let Some(t) = self.inner.remote_owner(id) {
-            return self
-                .inner
-                .ask(t, move |h| h.source_count(id))
-                .ok()
-                .flatten();
+        if let Some(r) = self.inner.ask_owner(id, move |h| h.source_count(id)) {
+            return r;
         }
         let p = self.inner.plugins.borrow().get(&id).cloned()?;
         let live = p.live.try_borrow().ok()?;

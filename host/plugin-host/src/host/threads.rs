@@ -391,6 +391,18 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
         self.workers()?.owners.get(&id).copied()
     }
 
+    /// For a plugin a worker thread owns: runs the query `f` on that
+    /// worker's host and returns `Some` of its answer (`None` inside if the
+    /// thread has ended). `None` for this thread's plugins.
+    pub(super) fn ask_owner<R: Send + 'static>(
+        &self,
+        id: PluginId,
+        f: impl FnOnce(&Host<'static, ()>) -> Option<R> + Send + 'static,
+    ) -> Option<Option<R>> {
+        let t = self.remote_owner(id)?;
+        Some(self.ask(t, f).ok().flatten())
+    }
+
     /// Runs `f` on worker thread `thread` (1-based) and waits for its answer.
     fn ask_ctx<R: Send + 'static>(
         &self,
