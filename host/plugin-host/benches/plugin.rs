@@ -18,8 +18,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 #[path = "../examples/support/mod.rs"]
 mod support;
+use support::{RawCalls, plugin_flood, storm_guest, storm_native};
 use support::{args, expect_stopped, flood_guest, flood_native, host, run_until_empty};
-use support::{plugin_flood, storm_guest, storm_native};
 
 const MESSAGES: u64 = 100_000;
 const PINGS: u64 = 10_000;
@@ -92,6 +92,13 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let counter = plugin_file("reload_counter.wasm");
+    // The engine's own cost of one call (no host around it): the limit of
+    // the ping storm's guest path, which makes one `dispatch` call per event.
+    let mut raw = RawCalls::new(&e);
+    let mut g = c.benchmark_group("raw_component_call");
+    g.bench_function("empty", |b| b.iter(|| raw.empty()));
+    g.bench_function("list in, list out", |b| b.iter(|| raw.echo()));
+    g.finish();
     let mut g = c.benchmark_group("plugin_flood_100k_messages");
     g.sample_size(10);
     for (name, cross) in [("same_thread", false), ("cross_thread", true)] {

@@ -5,7 +5,7 @@
 //! plugins/build.sh && cargo run --release -p callop-plugin-host --example bench
 //! ```
 //!
-//! Options: `--idle N` (idle plugins for the memory row, default 1000),
+//! Options: `--idle N` (idle plugins for the memory row, default 10000),
 //! `--messages N` (channel flood, default 1000000), `--pings N` (ping storm
 //! iterations, default 200000), `--polyglot DIR` (Python/JS tickers built by
 //! `plugins/polyglot.sh`, default `target/polyglot`), `--only PART` (one of
@@ -25,7 +25,8 @@ use callop_plugin_host::{EngineOptions, PluginComponent, PluginEngine};
 mod support;
 use support::{
     args, cpu_mix, expect_stopped, flood_calloop, flood_guest, flood_native, host, plugin_flood,
-    run_until_empty, storm_calloop, storm_guest, storm_guest_metrics, storm_native,
+    raw_component_calls, run_until_empty, storm_calloop, storm_guest, storm_guest_metrics,
+    storm_native,
 };
 
 struct Opts {
@@ -51,7 +52,7 @@ fn opts() -> Opts {
         .unwrap()
         .to_path_buf();
     let mut o = Opts {
-        idle: 1000,
+        idle: 10_000,
         messages: 1_000_000,
         pings: 200_000,
         plugins: root.join("plugins/target/wasm32-wasip2/release"),
@@ -465,6 +466,17 @@ fn main() {
                 ns(gu / n as u32),
                 na.as_secs_f64() / gu.as_secs_f64()
             ),
+        );
+    }
+    if o.run("storm") {
+        // The engine's own cost of one call, the limit under any guest path:
+        // the ping storm makes one `dispatch` call per event.
+        let (empty, list) = raw_component_calls(&pooled, 1_000_000);
+        row(
+            "one raw component call, no host around it: `func()` / `func(list<u32>) -> list<u32>`",
+            "-".into(),
+            "-".into(),
+            format!("{} / {}", ns(empty), ns(list)),
         );
     }
     if o.run("storm") || o.run("metrics") {

@@ -258,3 +258,81 @@ pub fn cpu_mix(
     );
     d
 }
+
+// ------------------------------------------------------------ raw calls
+
+/// A component with the smallest exports a call can reach: `empty: func()`
+/// and `echo: func(l: list<u32>) -> list<u32>` (the shape of `dispatch`:
+/// a list argument, which the host copies in through the guest's
+/// `cabi_realloc`, and a list result read back, with a post-return call).
+/// The core module does no work beyond what the canonical ABI needs.
+const RAW_CALLS: &str = r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    (func (export "empty"))
+    (func (export "echo") (param $ptr i32) (param $len i32) (result i32)
+      (i32.store (i32.const 8) (local.get $ptr))
+      (i32.store (i32.const 12) (local.get $len))
+      (i32.const 8))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+    (func (export "post") (param i32)))
+  (core instance $i (instantiate $m))
+  (func (export "empty") (canon lift (core func $i "empty")))
+  (func (export "echo") (param "l" (list u32)) (result (list u32))
+    (canon lift (core func $i "echo") (memory (core memory $i "memory"))
+      (realloc (core func $i "realloc")) (post-return (core func $i "post")))))"#;
+
+/// A store with the [`RAW_CALLS`] component instantiated: one call into a
+/// component with nothing of the host around it, the limit of any guest
+/// path.
+pub struct RawCalls {
+    store: wasmtime::Store<()>,
+    empty: wasmtime::component::TypedFunc<(), ()>,
+    echo: wasmtime::component::TypedFunc<(&'static [u32],), (Vec<u32>,)>,
+}
+
+impl RawCalls {
+    pub fn new(e: &PluginEngine) -> Self {
+        use wasmtime::component::{Component, Linker};
+        let bytes = wat::parse_str(RAW_CALLS).expect("the raw-call component parses");
+        let c = Component::new(e.engine(), &bytes).expect("the raw-call component compiles");
+        let mut store = wasmtime::Store::new(e.engine(), ());
+        // The engine interrupts by epoch: never here.
+        store.set_epoch_deadline(u64::MAX / 2);
+        let i = Linker::<()>::new(e.engine())
+            .instantiate(&mut store, &c)
+            .expect("the raw-call component instantiates");
+        let empty = i.get_typed_func(&mut store, "empty").expect("export empty");
+        let echo = i.get_typed_func(&mut store, "echo").expect("export echo");
+        RawCalls { store, empty, echo }
+    }
+
+    /// `empty()`.
+    pub fn empty(&mut self) {
+        self.empty.call(&mut self.store, ()).unwrap();
+    }
+
+    /// `echo([7])`, checked.
+    pub fn echo(&mut self) {
+        let (l,) = self.echo.call(&mut self.store, (&[7],)).unwrap();
+        assert_eq!(l, [7]);
+    }
+}
+
+/// The mean cost of one raw call (see [`RawCalls`]) over `n` calls:
+/// `(empty, list_in_list_out)`.
+pub fn raw_component_calls(e: &PluginEngine, n: u32) -> (Duration, Duration) {
+    let mut r = RawCalls::new(e);
+    r.empty();
+    r.echo();
+    let t = Instant::now();
+    for _ in 0..n {
+        r.empty();
+    }
+    let empty = t.elapsed() / n;
+    let t = Instant::now();
+    for _ in 0..n {
+        r.echo();
+    }
+    (empty, t.elapsed() / n)
+}

@@ -19,6 +19,9 @@ use crate::state::{Op, PluginState, SourceId};
 use crate::types::kind_name;
 use callop::RegistrationToken;
 
+/// The largest event buffer (in events) a plugin keeps between flushes.
+const KEEP_EVENT_BUFFER: usize = 8;
+
 impl<'l, Data: 'l> HostInner<'l, Data> {
     pub(super) fn push_event(self: &Rc<Self>, p: &Rc<PluginRt>, ev: Event) {
         p.pending.borrow_mut().events.push(ev);
@@ -121,8 +124,16 @@ impl<'l, Data: 'l> HostInner<'l, Data> {
             after
         };
         // Delivered (or never to be): the host holds the batches no more.
-        drop(events);
+        events.clear();
         drop(held);
+        // A small buffer goes back for the next batch (a busy plugin flushes
+        // every iteration; a big one is freed, idle plugins keep little).
+        if events.capacity() <= KEEP_EVENT_BUFFER {
+            let mut pd = p.pending.borrow_mut();
+            if pd.events.capacity() == 0 {
+                pd.events = events;
+            }
+        }
         if let After::End(reason) = after {
             self.end(p, reason);
         }
