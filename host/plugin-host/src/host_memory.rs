@@ -92,6 +92,7 @@ impl Budget {
     /// Zero bytes (a send that fits the capacity its batch already paid for,
     /// the common case of a flood) are checked against the limit but touch
     /// no shared counter: the empty charge holds nothing to release.
+    #[inline]
     pub fn try_charge(self: &Arc<Self>, bytes: usize) -> Result<Charge, OverBudget> {
         let limit = self.limit();
         let mut used = self.used();
@@ -165,6 +166,7 @@ impl Charge {
 }
 
 impl Drop for Charge {
+    #[inline]
     fn drop(&mut self) {
         if let Some(b) = self.budget.take() {
             b.release(self.bytes);
