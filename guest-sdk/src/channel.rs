@@ -5,6 +5,10 @@
 //!   its callback receives [`Event::Msg`] for each message and a final
 //!   [`Event::Closed`] once every sender targeting it is gone.
 //! * Sending: [`Sender::to`]`("pong/in")` connects to a channel by name.
+//! * Receiving without a copy per message: [`Channel::open_shared`]`("in")`
+//!   is the same channel, but its callback receives [`Event`]`<`[`Message`]`>`:
+//!   each message is a view into the batch it arrived in (no allocation per
+//!   message; a kept message keeps its whole batch alive).
 //!
 //! ## Naming
 //!
@@ -39,6 +43,8 @@
 //! # }
 //! ```
 
+use std::fmt;
+use std::ops::Deref;
 use std::rc::Rc;
 
 use crate::bindings::callop::plugin::host_loop;
@@ -46,11 +52,12 @@ use crate::bindings::callop::plugin::types::{EventKind, EventResult, MessageBatc
 use crate::error::{Error, Result};
 use crate::loop_handle::{CallbackReturn, EventSource, PostAction, Sealed};
 
-/// An event of a [`Channel`] (calloop's `channel::Event`).
+/// An event of a [`Channel`] (calloop's `channel::Event<T>`): `T` is
+/// `Vec<u8>` for [`Channel`], [`Message`] for [`SharedChannel`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
+pub enum Event<T = Vec<u8>> {
     /// A message.
-    Msg(Vec<u8>),
+    Msg(T),
     /// No more messages will arrive: every sender targeting the channel was
     /// dropped (after at least one existed), or the application closed it.
     /// Returning [`PostAction::Remove`] is the natural answer.
@@ -81,6 +88,135 @@ impl Channel {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The same channel as a [`SharedChannel`], whose callback receives
+    /// [`Message`]s that share their batch's buffer instead of a `Vec<u8>`
+    /// copied out of it for each message.
+    pub fn open_shared(name: impl Into<String>) -> SharedChannel {
+        SharedChannel { name: name.into() }
+    }
+}
+
+/// A channel whose messages arrive as [`Message`]s: made by
+/// [`Channel::open_shared`], an event source whose callback has the signature
+/// `FnMut(Event<Message>, &mut (), &mut State) -> PostAction`. Everything
+/// else (naming, batches, `Closed`, removal) is as for [`Channel`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedChannel {
+    name: String,
+}
+
+impl SharedChannel {
+    /// The local name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// One message of a [`SharedChannel`]: a view into the buffer of the batch
+/// it arrived in, so receiving it allocates and copies nothing. It derefs to
+/// `&[u8]`; [`into_vec`](Message::into_vec) gives an owned copy. Keeping a
+/// message (or a clone) keeps its whole batch (up to 1 MiB) in memory.
+#[derive(Clone)]
+pub struct Message {
+    batch: Rc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl Message {
+    /// The message's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.batch[self.start..self.end]
+    }
+
+    /// The bytes as a `Vec`: the batch's buffer itself if this message is
+    /// all of it and nothing else shares it, otherwise a copy.
+    pub fn into_vec(self) -> Vec<u8> {
+        let whole = self.start == 0 && self.end == self.batch.len();
+        match Rc::try_unwrap(self.batch) {
+            Ok(v) if whole => v,
+            Ok(v) => v[self.start..self.end].to_vec(),
+            Err(rc) => rc[self.start..self.end].to_vec(),
+        }
+    }
+}
+
+impl Deref for Message {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl AsRef<[u8]> for Message {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Message").field(&self.as_bytes()).finish()
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl Eq for Message {}
+
+impl PartialEq<[u8]> for Message {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_bytes() == other
+    }
+}
+
+impl From<Message> for Vec<u8> {
+    fn from(m: Message) -> Vec<u8> {
+        m.into_vec()
+    }
+}
+
+/// Runs `callback` for each message of a channel event (see
+/// [`Channel`]'s `__deliver`); `split(data)` makes the function that cuts
+/// message `start..end` out of the batch's buffer, `one` wraps a batch of
+/// a single message (its buffer is that message).
+fn deliver<T, S: FnMut(usize, usize) -> T>(
+    kind: EventKind,
+    callback: &mut dyn FnMut(Event<T>) -> PostAction,
+    registered: &dyn Fn() -> bool,
+    one: impl FnOnce(Vec<u8>) -> T,
+    split: impl FnOnce(Vec<u8>) -> S,
+) -> Option<EventResult> {
+    let EventKind::Messages(MessageBatch { data, lengths }) = kind else {
+        return match kind {
+            EventKind::Closed => Some(callback(Event::Closed).__into_wit()),
+            _ => None,
+        };
+    };
+    if let [_] = lengths[..] {
+        // One message: hand over the buffer itself.
+        return Some(callback(Event::Msg(one(data))).__into_wit());
+    }
+    let total = data.len();
+    let mut cut = split(data);
+    let mut result = PostAction::Continue;
+    let mut start = 0usize;
+    for len in lengths {
+        let end = (start + len as usize).min(total);
+        let msg = cut(start, end);
+        start = end;
+        match callback(Event::Msg(msg)) {
+            PostAction::Remove => return Some(PostAction::Remove.__into_wit()),
+            _ if !registered() => return Some(PostAction::Remove.__into_wit()),
+            PostAction::Disable => result = PostAction::Disable,
+            PostAction::Continue | PostAction::Reregister => {}
+        }
+    }
+    Some(result.__into_wit())
 }
 
 impl Sealed for Channel {}
@@ -111,27 +247,52 @@ impl EventSource for Channel {
         callback: &mut dyn FnMut(Event) -> PostAction,
         registered: &dyn Fn() -> bool,
     ) -> Option<EventResult> {
-        let EventKind::Messages(MessageBatch { data, lengths }) = kind else {
-            return Self::__convert(kind).map(|e| callback(e).__into_wit());
+        deliver(
+            kind,
+            callback,
+            registered,
+            |data| data,
+            |data| move |start, end| data[start..end].to_vec(),
+        )
+    }
+}
+
+impl Sealed for SharedChannel {}
+impl EventSource for SharedChannel {
+    type Event = Event<Message>;
+    type Metadata = ();
+    type Ret = PostAction;
+
+    fn __register(self) -> Result<(u64, ())> {
+        Channel { name: self.name }.__register()
+    }
+
+    fn __convert(kind: EventKind) -> Option<Event<Message>> {
+        match kind {
+            EventKind::Closed => Some(Event::Closed),
+            _ => None,
+        }
+    }
+
+    /// As [`Channel`]'s, with each message a [`Message`] into the batch.
+    fn __deliver(
+        kind: EventKind,
+        callback: &mut dyn FnMut(Event<Message>) -> PostAction,
+        registered: &dyn Fn() -> bool,
+    ) -> Option<EventResult> {
+        let whole = |data: Vec<u8>| Message {
+            start: 0,
+            end: data.len(),
+            batch: Rc::new(data),
         };
-        if let [_] = lengths[..] {
-            // One message: hand over the buffer itself.
-            return Some(callback(Event::Msg(data)).__into_wit());
-        }
-        let mut result = PostAction::Continue;
-        let mut start = 0usize;
-        for len in lengths {
-            let end = (start + len as usize).min(data.len());
-            let msg = data[start..end].to_vec();
-            start = end;
-            match callback(Event::Msg(msg)) {
-                PostAction::Remove => return Some(PostAction::Remove.__into_wit()),
-                _ if !registered() => return Some(PostAction::Remove.__into_wit()),
-                PostAction::Disable => result = PostAction::Disable,
-                PostAction::Continue | PostAction::Reregister => {}
+        deliver(kind, callback, registered, whole, |data| {
+            let batch = Rc::new(data);
+            move |start, end| Message {
+                batch: batch.clone(),
+                start,
+                end,
             }
-        }
-        Some(result.__into_wit())
+        })
     }
 }
 

@@ -3,7 +3,9 @@
 //! of one loop iteration are split into `dispatch` calls of at most
 //! `Limits::max_batch`. Every message arrives once, in order, and a
 //! callback's `Disable`/`Remove` in the middle of a packed batch has the
-//! meaning it would have with one event per message.
+//! meaning it would have with one event per message. Each test runs the
+//! relay twice: receiving `Vec<u8>`s (`Channel::open`) and receiving
+//! `Message`s that share their batch (`Channel::open_shared`).
 
 use std::time::{Duration, Instant};
 
@@ -27,11 +29,14 @@ fn config(max_batch: usize) -> HostConfig {
     }
 }
 
+/// The relay's two ways of receiving: extra arguments for each.
+const MODES: [&[&str]; 2] = [&[], &["--shared"]];
+
 /// Sends `n` messages to a relay (all queued before the loop runs, so the
 /// loop drains them in packed batches of up to 1024) and returns the replies.
-fn relay_flood(max_batch: usize, n: usize) -> Vec<Vec<u8>> {
+fn relay_flood(max_batch: usize, n: usize, mode: &[&str]) -> Vec<Vec<u8>> {
     let msgs: Vec<Vec<u8>> = (0..n).map(|i| format!("{i}").into_bytes()).collect();
-    relay(max_batch, &[], msgs, true).0
+    relay(max_batch, mode, msgs, true).0
 }
 
 /// Runs a relay with `args`, sends it `msgs` before the loop first runs,
@@ -90,12 +95,14 @@ fn expected(n: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn batches_split_at_max_batch_keep_order_and_exact_counts() {
-    for max_batch in [1, 7, 1000] {
-        assert_eq!(
-            relay_flood(max_batch, 3000),
-            expected(3000),
-            "max_batch {max_batch}"
-        );
+    for mode in MODES {
+        for max_batch in [1, 7, 1000] {
+            assert_eq!(
+                relay_flood(max_batch, 3000, mode),
+                expected(3000),
+                "max_batch {max_batch} {mode:?}"
+            );
+        }
     }
 }
 
@@ -111,9 +118,14 @@ fn messages_larger_than_a_batch_arrive_whole_and_in_order() {
             }
         })
         .collect();
-    let (got, ended) = relay(1000, &[], msgs.clone(), true);
-    assert!(ended);
-    assert!(got == msgs, "replies differ from the messages sent");
+    for mode in MODES {
+        let (got, ended) = relay(1000, mode, msgs.clone(), true);
+        assert!(ended);
+        assert!(
+            got == msgs,
+            "replies differ from the messages sent {mode:?}"
+        );
+    }
 }
 
 #[test]
@@ -123,27 +135,28 @@ fn disable_in_the_middle_of_a_packed_batch_takes_effect_after_it() {
     // rest of the first batch is still delivered (as it would be with one
     // event per message), the second batch is not.
     let msgs: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_le_bytes().to_vec()).collect();
-    let (got, ended) = relay(
-        5000,
-        &["--after", "3", "--then", "disable"],
-        msgs.clone(),
-        false,
-    );
-    assert!(!ended, "a disabled channel keeps the relay alive");
-    assert!(
-        got == msgs[..1024],
-        "got {} replies, not the first batch",
-        got.len()
-    );
+    for mode in MODES {
+        let args = [&["--after", "3", "--then", "disable"], mode].concat();
+        let (got, ended) = relay(5000, &args, msgs.clone(), false);
+        assert!(!ended, "a disabled channel keeps the relay alive {mode:?}");
+        assert!(
+            got == msgs[..1024],
+            "got {} replies, not the first batch {mode:?}",
+            got.len()
+        );
+    }
 }
 
 #[test]
 fn remove_in_the_middle_of_a_packed_batch_drops_the_rest() {
-    for then in ["remove", "self-remove"] {
-        let msgs: Vec<Vec<u8>> = (0..10).map(|i| vec![i]).collect();
-        let (got, ended) = relay(1000, &["--after", "3", "--then", then], msgs, false);
-        assert!(ended, "{then}: the relay has no source left");
-        assert_eq!(got, vec![vec![0], vec![1], vec![2]], "{then}");
+    for mode in MODES {
+        for then in ["remove", "self-remove"] {
+            let msgs: Vec<Vec<u8>> = (0..10).map(|i| vec![i]).collect();
+            let args = [&["--after", "3", "--then", then], mode].concat();
+            let (got, ended) = relay(1000, &args, msgs, false);
+            assert!(ended, "{then} {mode:?}: the relay has no source left");
+            assert_eq!(got, vec![vec![0], vec![1], vec![2]], "{then} {mode:?}");
+        }
     }
 }
 

@@ -10,7 +10,9 @@
 //! iterations, default 200000), `--polyglot DIR` (Python/JS tickers built by
 //! `plugins/polyglot.sh`, default `target/polyglot`), `--only PART` (one of
 //! `flood`, `storm`, `metrics`, `threads`, `start`, `idle`, `blocking`, `reload`, `polyglot`, or `flood-guest` / `storm-guest` for
-//! the guest side of one workload alone: e.g. for `perf record`).
+//! the guest side of one workload alone: e.g. for `perf record` (`flood-guest-shared`: the
+//! guest receiving `channel::Message`s instead of `Vec`s); `flood-native`
+//! for the native side of the flood alone, to compare instruction counts).
 //!
 //! Every guest configuration runs with isolation on: a 1 s callback timeout
 //! (epoch interruption, 5 ms ticks) and the default 256 MiB memory limit.
@@ -24,9 +26,9 @@ use callop_plugin_host::{EngineOptions, PluginComponent, PluginEngine};
 
 mod support;
 use support::{
-    args, cpu_mix, expect_stopped, flood_calloop, flood_guest, flood_native, host, plugin_flood,
-    raw_component_calls, run_until_empty, storm_calloop, storm_guest, storm_guest_metrics,
-    storm_native,
+    args, cpu_mix, expect_stopped, flood_calloop, flood_guest, flood_guest_with, flood_native,
+    host, plugin_flood, raw_component_calls, run_until_empty, storm_calloop, storm_guest,
+    storm_guest_metrics, storm_native,
 };
 
 struct Opts {
@@ -447,6 +449,19 @@ fn main() {
             println!("guest flood: {:.2} M/s", rate(o.messages, d) / 1e6);
             return;
         }
+        Some("flood-guest-shared") => {
+            let d = flood_guest_with(&pooled, &sink, o.messages, true);
+            println!(
+                "guest flood (shared messages): {:.2} M/s",
+                rate(o.messages, d) / 1e6
+            );
+            return;
+        }
+        Some("flood-native") => {
+            let d = flood_native(o.messages);
+            println!("native flood: {:.2} M/s", rate(o.messages, d) / 1e6);
+            return;
+        }
         Some("storm-guest") => {
             let d = storm_guest(&pooled, &sink, o.pings);
             println!("guest storm: {} per ping", ns(d / o.pings as u32));
@@ -459,6 +474,7 @@ fn main() {
         let cl = flood_calloop(n);
         let na = flood_native(n);
         let gu = flood_guest(&pooled, &sink, n);
+        let gs = flood_guest_with(&pooled, &sink, n, true);
         row(
             &format!("channel flood, {n} msgs: events/s"),
             format!("{:.2} M/s", rate(n, cl) / 1e6),
@@ -467,6 +483,18 @@ fn main() {
                 "{:.2} M/s (guest/native = {:.2})",
                 rate(n, gu) / 1e6,
                 na.as_secs_f64() / gu.as_secs_f64()
+            ),
+        );
+        row(
+            &format!(
+                "channel flood, {n} msgs, guest receiving `Message`s (`Channel::open_shared`): events/s"
+            ),
+            String::new(),
+            String::new(),
+            format!(
+                "{:.2} M/s (guest/native = {:.2})",
+                rate(n, gs) / 1e6,
+                na.as_secs_f64() / gs.as_secs_f64()
             ),
         );
     }

@@ -88,9 +88,17 @@ impl Budget {
     }
 
     /// Charges `bytes` if the budget has room for them.
+    ///
+    /// Zero bytes (a send that fits the capacity its batch already paid for,
+    /// the common case of a flood) are checked against the limit but touch
+    /// no shared counter: the empty charge holds nothing to release.
+    #[inline]
     pub fn try_charge(self: &Arc<Self>, bytes: usize) -> Result<Charge, OverBudget> {
         let limit = self.limit();
         let mut used = self.used();
+        if bytes == 0 && used <= limit {
+            return Ok(Charge::default());
+        }
         loop {
             let new = match used.checked_add(bytes) {
                 Some(n) if n <= limit => n,
@@ -158,6 +166,7 @@ impl Charge {
 }
 
 impl Drop for Charge {
+    #[inline]
     fn drop(&mut self) {
         if let Some(b) = self.budget.take() {
             b.release(self.bytes);

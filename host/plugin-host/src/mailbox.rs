@@ -222,7 +222,8 @@ impl Mailbox {
         max_queued: usize,
         payer: Option<&Arc<Budget>>,
     ) -> Result<(), SendError> {
-        let mut st = self.st();
+        let mut guard = self.st();
+        let st = &mut *guard;
         if st.closed || st.closing {
             return Err(SendError::Closed);
         }
@@ -247,57 +248,52 @@ impl Mailbox {
         if st.queued >= max_queued {
             return Err(SendError::Full);
         }
-        let wake = st.batches.is_empty();
-        let room = st.batches.back().is_some_and(|q| {
-            q.batch.lengths.len() < BATCH_MESSAGES && q.batch.data.len() + data.len() <= BATCH_BYTES
-        });
-        // What the batch's buffers grow to, charged before anything is
-        // allocated. A new batch adopts the message's own buffer (no copy).
         let msg_len = data.len();
-        let (cap, new_cap, n, ncap, overhead) = match st.batches.back().filter(|_| room) {
-            Some(q) => {
-                let cap = q.batch.data.capacity();
-                let need = q.batch.data.len() + msg_len;
-                (
-                    cap,
-                    grown(cap, need, BATCH_BYTES, 64),
-                    q.batch.lengths.len(),
-                    q.batch.lengths.capacity(),
-                    0,
-                )
-            }
-            None => (0, data.capacity(), 0, 0, BATCH_OVERHEAD),
-        };
-        let new_ncap = grown(ncap, n + 1, BATCH_MESSAGES, 4);
-        let bytes = overhead + (new_cap - cap) + (new_ncap - ncap) * size_of::<u32>();
-        let charge = match payer {
-            Some(b) => b.try_charge(bytes).map_err(SendError::OverBudget)?,
-            None => Default::default(),
-        };
-        if room {
-            let q = st.batches.back_mut().expect("checked above");
-            q.charges.push(charge);
-            let batch = &mut q.batch;
-            batch.data.reserve_exact(new_cap - batch.data.len());
-            batch.lengths.reserve_exact(new_ncap - batch.lengths.len());
-            batch.data.extend_from_slice(&data);
-        } else {
-            let mut charges = Charges::default();
-            charges.push(charge);
-            st.batches.push_back(Queued {
-                batch: MessageBatch {
-                    data,
-                    lengths: Vec::with_capacity(new_ncap),
-                },
-                charges,
-            });
-        }
         // Lossless: a message longer than u32::MAX cannot pass the host's
         // message size limit, and the application's are clamped here.
-        let batch = &mut st.batches.back_mut().expect("pushed above").batch;
-        batch
-            .lengths
-            .push(u32::try_from(msg_len).unwrap_or(u32::MAX));
+        let len32 = u32::try_from(msg_len).unwrap_or(u32::MAX);
+        let charge = |bytes: usize| match payer {
+            Some(b) => b.try_charge(bytes).map_err(SendError::OverBudget),
+            None => Ok(Charge::default()),
+        };
+        // The newest batch takes the message if it has room: the flood's
+        // path, kept short (one lock, no shared counter touched unless a
+        // buffer grows).
+        if let Some(q) = st.batches.back_mut().filter(|q| {
+            q.batch.lengths.len() < BATCH_MESSAGES && q.batch.data.len() + msg_len <= BATCH_BYTES
+        }) {
+            // What its buffers grow to, charged before anything is allocated.
+            let batch = &mut q.batch;
+            let (len, cap) = (batch.data.len(), batch.data.capacity());
+            let (n, ncap) = (batch.lengths.len(), batch.lengths.capacity());
+            let new_cap = grown(cap, len + msg_len, BATCH_BYTES, 64);
+            let new_ncap = grown(ncap, n + 1, BATCH_MESSAGES, 4);
+            let bytes = (new_cap - cap) + (new_ncap - ncap) * size_of::<u32>();
+            let paid = charge(bytes)?;
+            if bytes > 0 {
+                q.charges.push(paid);
+                batch.data.reserve_exact(new_cap - len);
+                batch.lengths.reserve_exact(new_ncap - n);
+            }
+            batch.data.extend_from_slice(&data);
+            batch.lengths.push(len32);
+            st.queued += 1;
+            return Ok(());
+        }
+        // A new batch adopts the message's own buffer (no copy), charged at
+        // its capacity.
+        let wake = st.batches.is_empty();
+        let ncap = grown(0, 1, BATCH_MESSAGES, 4);
+        let mut charges = Charges::default();
+        charges.push(charge(
+            BATCH_OVERHEAD + data.capacity() + ncap * size_of::<u32>(),
+        )?);
+        let mut lengths = Vec::with_capacity(ncap);
+        lengths.push(len32);
+        st.batches.push_back(Queued {
+            batch: MessageBatch { data, lengths },
+            charges,
+        });
         st.queued += 1;
         if wake && let Sink::Plugin(ping) = &st.sink {
             ping.ping();

@@ -3,7 +3,10 @@
 //! Modes (one per instance):
 //!
 //! - `--messages N`: opens channel `in`, counts messages; after the N-th it
-//!   stops with code 0 (so the host sees the flood fully delivered).
+//!   stops with code 0 (so the host sees the flood fully delivered). Each
+//!   message arrives as a `Vec<u8>` ([`Channel::open`]); with `--shared` as
+//!   a [`Message`](callop_guest::channel::Message) sharing its batch's
+//!   buffer ([`Channel::open_shared`]).
 //! - `--pings N`: makes the named ping `p`, counts ping events; after the
 //!   N-th it stops with code 0.
 //! - `--tick <ms> --ticks N`: a repeating timer; on every tick it sends its
@@ -63,6 +66,7 @@ impl Plugin for Sink {
         };
         let mut mode = None;
         let mut report = false;
+        let mut shared = false;
         let mut offset = Duration::ZERO;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -80,6 +84,7 @@ impl Plugin for Sink {
                 "--tick" => st.every = Duration::from_millis(num("--tick")?),
                 "--offset" => offset = Duration::from_millis(num("--offset")?),
                 "--report" => report = true,
+                "--shared" => shared = true,
                 "--burn" => st.burn = num("--burn")?,
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -92,6 +97,21 @@ impl Plugin for Sink {
             st.seen >= st.target
         };
         match mode.as_deref() {
+            Some("--messages") if shared => {
+                handle
+                    .insert_source(
+                        Channel::open_shared("in"),
+                        move |ev, _: &mut (), st: &mut State| {
+                            if let Event::Msg(_) = ev {
+                                if done(st) {
+                                    callop_guest::stop(0);
+                                }
+                            }
+                            PostAction::Continue
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
             Some("--messages") => {
                 handle
                     .insert_source(
@@ -149,7 +169,8 @@ impl Plugin for Sink {
             }
             None => {
                 return Err(
-                    "usage: --messages N | --pings N | --tick MS --ticks N [--report]".into(),
+                    "usage: --messages N [--shared] | --pings N | --tick MS --ticks N [--report]"
+                        .into(),
                 )
             }
         }

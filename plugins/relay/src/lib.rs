@@ -5,7 +5,10 @@
 //! `n` messages were relayed, the channel callback returns
 //! `PostAction::Disable` or `PostAction::Remove`, or removes its own source
 //! through the loop handle (the host tests use these to check what happens
-//! to the rest of a packed batch).
+//! to the rest of a packed batch). `--shared`: the channel is opened with
+//! `Channel::open_shared` (messages arrive as `channel::Message`s, views into
+//! their batch) instead of `Channel::open` (a `Vec<u8>` each); the replies
+//! are the same.
 //!
 //! Opens the channel `in` (addressed by the application as
 //! `<instance-name>/in`, e.g. `relay/in`) and answers every message with
@@ -44,6 +47,7 @@ struct Args {
     reply_to: String,
     prefix: String,
     then: Option<(u64, Then)>,
+    shared: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -51,6 +55,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         reply_to: "@app/out".to_string(),
         prefix: String::new(),
         then: None,
+        shared: false,
     };
     let (mut after, mut then) = (None, None);
     let mut it = args.iter();
@@ -63,6 +68,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         match arg.as_str() {
             "--reply-to" => a.reply_to = value("--reply-to")?,
             "--prefix" => a.prefix = value("--prefix")?,
+            "--shared" => a.shared = true,
             "--after" => {
                 after = Some(
                     value("--after")?
@@ -84,7 +90,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (usage: [--reply-to @app/out] [--prefix TEXT] [--after N --then WHAT])"
+                    "unknown argument {other:?} (usage: [--reply-to @app/out] [--prefix TEXT] [--after N --then WHAT] [--shared])"
                 ));
             }
         }
@@ -97,9 +103,14 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     Ok(a)
 }
 
-fn on_event(handle: &LoopHandle<State>, st: &mut State, event: Event) -> PostAction {
+fn on_event<M: AsRef<[u8]>>(
+    handle: &LoopHandle<State>,
+    st: &mut State,
+    event: Event<M>,
+) -> PostAction {
     match event {
         Event::Msg(bytes) => {
+            let bytes = bytes.as_ref();
             if st.sender.is_none() {
                 match Sender::to(&st.reply_to) {
                     Ok(tx) => st.sender = Some(tx),
@@ -111,7 +122,7 @@ fn on_event(handle: &LoopHandle<State>, st: &mut State, event: Event) -> PostAct
             }
             let mut reply = Vec::with_capacity(st.prefix.len() + bytes.len());
             reply.extend_from_slice(&st.prefix);
-            reply.extend_from_slice(&bytes);
+            reply.extend_from_slice(bytes);
             match st.sender.as_ref().map(|tx| tx.send(&reply)) {
                 Some(Ok(())) => st.relayed += 1,
                 Some(Err(e)) => callop_guest::error!("relay: reply to {} failed: {e}", st.reply_to),
@@ -145,12 +156,18 @@ impl Plugin for Relay {
     fn init(handle: &LoopHandle<State>, args: Vec<String>) -> Result<State, String> {
         let a = parse_args(&args)?;
         let h = *handle;
-        let token = handle
-            .insert_source(
+        let token = if a.shared {
+            handle.insert_source(
+                Channel::open_shared("in"),
+                move |event, _: &mut (), st: &mut State| on_event(&h, st, event),
+            )
+        } else {
+            handle.insert_source(
                 Channel::open("in"),
                 move |event, _: &mut (), st: &mut State| on_event(&h, st, event),
             )
-            .map_err(|e| e.to_string())?;
+        }
+        .map_err(|e| e.to_string())?;
         Ok(State {
             reply_to: a.reply_to,
             prefix: a.prefix.into_bytes(),

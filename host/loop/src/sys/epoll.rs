@@ -191,27 +191,23 @@ impl Poller {
         if self.armed.get() == Some(deadline) {
             return Ok(());
         }
-        // `Instant` is CLOCK_MONOTONIC on Linux. Read the clock *after* `now`, so the absolute
-        // expiry we compute is never before `deadline`: the timer can be late, never early.
-        let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        // A relative timer starts when it is set, which is after `now` was read: it expires at
+        // or after `now + rest = deadline`, so it can be late, never early. (No clock read of
+        // our own: rustix's vDSO lookup reads the auxiliary vector from /proc, which under
+        // valgrind describes valgrind's process, not ours, and crashes.)
         let rest = deadline - now;
-        let mut sec = mono.tv_sec.saturating_add(rest.as_secs() as i64);
-        let mut nsec = mono.tv_nsec as i64 + i64::from(rest.subsec_nanos());
-        if nsec >= 1_000_000_000 {
-            sec = sec.saturating_add(1);
-            nsec -= 1_000_000_000;
-        }
         let spec = Itimerspec {
             it_interval: Timespec {
                 tv_sec: 0,
                 tv_nsec: 0,
             },
             it_value: Timespec {
-                tv_sec: sec,
-                tv_nsec: nsec as _,
+                tv_sec: rest.as_secs().try_into().unwrap_or(i64::MAX),
+                // Not both zero (that would disarm): `deadline > now`.
+                tv_nsec: rest.subsec_nanos() as _,
             },
         };
-        rustix::time::timerfd_settime(&self.timerfd, TimerfdTimerFlags::ABSTIME, &spec)?;
+        rustix::time::timerfd_settime(&self.timerfd, TimerfdTimerFlags::empty(), &spec)?;
         self.armed.set(Some(deadline));
         Ok(())
     }

@@ -100,10 +100,19 @@ macro_rules! native_workloads {
 native_workloads!(callop, flood_native, storm_native);
 native_workloads!(calloop, flood_calloop, storm_calloop);
 
+/// `n` messages from the application to the guest `bench-sink`, whose
+/// callback receives each as a `Vec<u8>` (`Channel::open`).
 pub fn flood_guest(e: &PluginEngine, sink: &Path, n: u64) -> Duration {
+    flood_guest_with(e, sink, n, false)
+}
+
+/// The same flood; with `shared` the guest receives each message as a
+/// `Message` sharing its batch's buffer (`Channel::open_shared`) instead.
+pub fn flood_guest_with(e: &PluginEngine, sink: &Path, n: u64, shared: bool) -> Duration {
     let mut ev: EventLoop<()> = EventLoop::try_new().unwrap();
     let h = host(&ev, e);
-    h.load_file(sink, "sink", &args(&format!("--messages {n}")))
+    let shared = if shared { " --shared" } else { "" };
+    h.load_file(sink, "sink", &args(&format!("--messages {n}{shared}")))
         .unwrap();
     let tx = h.sender("sink/in").unwrap();
     let t = Instant::now();
