@@ -282,7 +282,6 @@ impl Drop for TimeoutFuture {
     fn drop(&mut self) {
         if let Some((id, shared)) = self.timer.take() {
             if !shared.fired.get() && rt::forget(id) {
-                crate::loop_handle::removed();
                 let _ = host_loop::remove(id);
             }
         }
@@ -357,7 +356,6 @@ impl<T: Pollable> Async<T> {
     fn unregister(&self) {
         if let Some(id) = self.id.take() {
             if rt::forget(id) {
-                crate::loop_handle::removed();
                 let _ = host_loop::remove(id);
             }
         }

@@ -2,7 +2,6 @@
 //! [`Idle`] and [`LoopSignal`]: the calloop-shaped core of the SDK.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -10,21 +9,6 @@ use crate::bindings::callop::plugin::host_loop;
 use crate::bindings::callop::plugin::types::{EventKind, EventResult, PostAction as WitPost};
 use crate::error::{Error, Result};
 use crate::rt;
-
-thread_local! {
-    /// Sources removed from the registry from inside the SDK so far (every
-    /// `rt::take`/`rt::forget` call site bumps it through [`removed`]).
-    /// While it is unchanged, a source whose callback is running is still
-    /// registered: a channel batch then asks the registry nothing per
-    /// message.
-    static REMOVALS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Notes that a source was just removed from the registry (see
-/// [`REMOVALS`]).
-pub(crate) fn removed() {
-    REMOVALS.with(|r| r.set(r.get().wrapping_add(1)));
-}
 
 /// What the loop should do with a source after its callback ran (calloop's
 /// `PostAction`). Returned by the callbacks of every source except timers
@@ -206,12 +190,12 @@ impl<State: 'static> LoopHandle<State> {
                     .downcast_mut::<State>()
                     .expect("callop-guest: LoopHandle used with a foreign State type");
                 let fallback = rt::unhandled(&kind);
-                let removals = REMOVALS.with(Cell::get);
+                let removals = rt::removals();
                 // `None`: an event of the wrong kind (host bug): drop the source.
                 S::__deliver(
                     kind,
                     &mut |event| callback(event, &mut meta, state),
-                    &|| REMOVALS.with(Cell::get) == removals || rt::contains(id),
+                    &|| rt::removals() == removals || rt::contains(id),
                 )
                 .unwrap_or(fallback)
             }),
@@ -279,7 +263,6 @@ impl<State: 'static> LoopHandle<State> {
     /// an already removed source is a no-op.
     pub fn remove(&self, token: RegistrationToken) {
         if let Some(callback) = rt::take(token.id) {
-            removed();
             // Only known ids are sent to the host: a stale token is a no-op.
             if let Err(e) = host_loop::remove(token.id) {
                 crate::log::log(
@@ -321,7 +304,6 @@ impl Idle {
     pub fn cancel(self) {
         if let Some(id) = self.id {
             if rt::forget(id) {
-                removed();
                 let _ = host_loop::remove(id);
             }
         }

@@ -3,7 +3,7 @@
 //! exports. Not part of the public API (only reachable through the macro).
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use rustc_hash::FxHashMap;
 
@@ -29,6 +29,19 @@ thread_local! {
     static STATE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
     /// The previous version's snapshot, from `restore` until `init` takes it.
     static RESTORED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    /// Sources removed by [`forget`] and [`take`] so far (see [`removals`]).
+    static REMOVALS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many sources [`forget`] and [`take`] have removed so far. While it
+/// is unchanged, a source whose callback is running is still registered: a
+/// channel batch then asks the registry nothing per message.
+pub(crate) fn removals() -> u64 {
+    REMOVALS.with(Cell::get)
+}
+
+fn count_removal() {
+    REMOVALS.with(|r| r.set(r.get().wrapping_add(1)));
 }
 
 /// Registers `cb` under `id` (ids come from the host and are never reused).
@@ -42,6 +55,9 @@ pub(crate) fn insert(id: u64, cb: Callback) {
 pub(crate) fn forget(id: u64) -> bool {
     let slot = SOURCES.with(|m| m.borrow_mut().remove(&id));
     let was = slot.is_some();
+    if was {
+        count_removal();
+    }
     drop(slot);
     was
 }
@@ -55,7 +71,9 @@ pub(crate) fn take(id: u64) -> Option<impl Drop> {
     impl Drop for Taken {
         fn drop(&mut self) {}
     }
-    SOURCES.with(|m| m.borrow_mut().remove(&id)).map(Taken)
+    let slot = SOURCES.with(|m| m.borrow_mut().remove(&id))?;
+    count_removal();
+    Some(Taken(slot))
 }
 
 /// Whether `id` is registered (its callback may be running).
