@@ -327,18 +327,6 @@ fn idle_plugins(e: &PluginEngine, sink: &Path, n: usize, spread: bool) -> IdleRe
             }
         })
         .unwrap();
-    // A native timer every 7 ms on the same loop: the machine's own
-    // lateness, to compare the guests' with.
-    ev.handle()
-        .insert_source(
-            callop::timer::Timer::from_duration(Duration::from_millis(7)),
-            |deadline, _, d: &mut D| {
-                d.native_late
-                    .push(Instant::now().saturating_duration_since(deadline));
-                callop::timer::TimeoutAction::ToInstant(deadline + Duration::from_millis(7))
-            },
-        )
-        .unwrap();
     let c = e.load_file(sink).unwrap();
     let base = rss_bytes();
     let t = Instant::now();
@@ -349,6 +337,19 @@ fn idle_plugins(e: &PluginEngine, sink: &Path, n: usize, spread: bool) -> IdleRe
     }
     let load_time = t.elapsed();
     let (vm, maps) = (statm_bytes(0), mappings());
+    // A native timer every 7 ms on the same loop: the machine's own
+    // lateness, to compare the guests' with (inserted once every plugin is
+    // loaded: the loads hold the loop for a while).
+    ev.handle()
+        .insert_source(
+            callop::timer::Timer::from_duration(Duration::from_millis(7)),
+            |deadline, _, d: &mut D| {
+                d.native_late
+                    .push(Instant::now().saturating_duration_since(deadline));
+                callop::timer::TimeoutAction::ToInstant(deadline + Duration::from_millis(7))
+            },
+        )
+        .unwrap();
     let mut d = D {
         got: vec![Vec::new(); n],
         late: Vec::new(),
