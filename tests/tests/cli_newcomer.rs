@@ -315,7 +315,16 @@ fn cache_list_and_clear() {
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(out.contains(&format!("cache: {}", dir.display())), "{out}");
-    assert!(out.contains("total: 2 entries, 0.5 MiB"), "{out}");
+    // The size is what the two entries take on disk (artifacts and sidecars).
+    let bytes: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let total = format!(
+        "total: 2 entries, {:.1} MiB",
+        bytes as f64 / (1 << 20) as f64
+    );
+    assert!(out.contains(&total), "{total}: {out}");
     for e in [&a, &b] {
         let line = out
             .lines()

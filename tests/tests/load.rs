@@ -4,7 +4,16 @@
 //!
 //! The message count can be lowered with `CALLOP_LOAD_MESSAGES` (per
 //! thread) for quick local runs; the default is the full 1,000,000.
+//!
+//! The producers keep at most [`IN_FLIGHT`] messages between them on the
+//! way: what the application sends a plugin is held on the plugin's
+//! host-memory budget, like what the plugin sends, so four unthrottled
+//! producers fill the relay's 64 MiB and its own replies are refused (the
+//! relay logs and drops a refused reply). The refusals themselves are tested
+//! in `isolation_memory.rs`; here every message must come back.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use callop::EventLoop;
@@ -14,10 +23,15 @@ use callop_tests::{cache_dir, plugin};
 
 const THREADS: usize = 4;
 
+/// Messages sent and not yet back, at most (about 2 MiB of queues).
+const IN_FLIGHT: u64 = 100_000;
+
 struct Tally {
     /// Next expected sequence number per thread.
     next: Vec<u64>,
     received: u64,
+    /// `received`, for the producers' window.
+    back: Arc<AtomicU64>,
     errors: Vec<String>,
 }
 
@@ -44,6 +58,7 @@ fn four_threads_times_a_million_messages_arrive_exactly_once_in_order() {
         .insert_source(out, |e, _, t: &mut Tally| {
             if let Event::Msg(m) = e {
                 t.received += 1;
+                t.back.store(t.received, Ordering::Relaxed);
                 let (th, seq) = (
                     m[0] as usize,
                     u64::from_le_bytes(m[1..9].try_into().unwrap()),
@@ -63,11 +78,18 @@ fn four_threads_times_a_million_messages_arrive_exactly_once_in_order() {
         .unwrap();
     host.load_file(plugin("relay"), "relay", &[]).unwrap();
     let start = Instant::now();
+    let back = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
     let producers: Vec<_> = (0..THREADS)
         .map(|th| {
             let tx = host.sender("relay/in").unwrap();
+            let (back, sent) = (back.clone(), sent.clone());
             std::thread::spawn(move || {
                 for seq in 0..per_thread {
+                    while sent.load(Ordering::Relaxed) > back.load(Ordering::Relaxed) + IN_FLIGHT {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
                     let mut m = Vec::with_capacity(9);
                     m.push(th as u8);
                     m.extend_from_slice(&seq.to_le_bytes());
@@ -89,6 +111,7 @@ fn four_threads_times_a_million_messages_arrive_exactly_once_in_order() {
     let mut tally = Tally {
         next: vec![0; THREADS],
         received: 0,
+        back,
         errors: Vec::new(),
     };
     let total = per_thread * THREADS as u64;
