@@ -38,7 +38,7 @@ export function toDuration(ms) {
 }
 /** Timer result: fire again at host instant `ns` (BigInt nanoseconds). */
 export function toInstant(ns) {
-  return { tag: 'to-instant', val: BigInt(ns) };
+  return { tag: 'to-instant', val: typeof ns === 'bigint' ? ns : BigInt(ns) };
 }
 
 /** Post actions (return values of idle/ping/channel callbacks). */
@@ -192,12 +192,11 @@ export function text(bytes) {
 
 // --------------------------------------------------------------------- loop
 
-// source id (as string key) → { kind, cb, onClosed }
+// source id (BigInt; a Map compares BigInt keys by value) → { kind, cb, onClosed }
 const sources = new Map();
-const key = (id) => String(id);
 
 function register(id, kind, entry) {
-  sources.set(key(id), { kind, ...entry });
+  sources.set(id, { kind, ...entry });
   return new Token(id, kind);
 }
 
@@ -275,9 +274,7 @@ class Loop {
 
   /** Removes a source (no-op if it is already gone). */
   remove(token) {
-    const k = key(token.id);
-    if (!sources.has(k)) return;
-    sources.delete(k);
+    if (!sources.delete(token.id)) return;
     try {
       wrap(() => host.remove(token.id));
     } catch (e) {
@@ -302,7 +299,7 @@ class Loop {
 
   /** Removes every source; the plugin ends after the current call. */
   removeAll() {
-    for (const [k, s] of [...sources]) this.remove(new Token(BigInt(k), s.kind));
+    for (const [id, s] of [...sources]) this.remove(new Token(id, s.kind));
   }
 
   /** Ends this plugin with `code` once the current call returns. */
@@ -319,9 +316,24 @@ const loop = new Loop();
 
 // ------------------------------------------------------------ guest export
 
-function timeoutResult(r) {
-  if (r === undefined || r === null) return Drop;
-  if (r && (r.tag === 'drop' || r.tag === 'to-duration' || r.tag === 'to-instant')) return r;
+// Results without a varying payload are built once and shared: the
+// generated bindings only read the returned list.
+const TIMEOUT_DROP = Object.freeze({ tag: 'timeout', val: Drop });
+const POST = Object.freeze({
+  [Continue]: Object.freeze({ tag: 'post', val: Continue }),
+  [Reregister]: Object.freeze({ tag: 'post', val: Reregister }),
+  [Disable]: Object.freeze({ tag: 'post', val: Disable }),
+  [Remove]: Object.freeze({ tag: 'post', val: Remove }),
+});
+
+// A timer callback's result as the WIT event-result (Drop: the timer's
+// callback is forgotten).
+function timerResult(id, r) {
+  if (r === undefined || r === null || r === Drop || (r && r.tag === 'drop')) {
+    sources.delete(id);
+    return TIMEOUT_DROP;
+  }
+  if (r && (r.tag === 'to-instant' || r.tag === 'to-duration')) return { tag: 'timeout', val: r };
   throw new TypeError(`timer callback returned ${String(r)}; expected Drop, toDuration(ms) or toInstant(ns)`);
 }
 
@@ -332,7 +344,7 @@ function postResult(r) {
 }
 
 function unhandled(kind) {
-  return kind.tag === 'timer' ? { tag: 'timeout', val: Drop } : { tag: 'post', val: Remove };
+  return kind.tag === 'timer' ? TIMEOUT_DROP : POST[Remove];
 }
 
 let failed = false;
@@ -346,26 +358,23 @@ function fail(where, e) {
 }
 
 function runOne(ev) {
-  const k = key(ev.source);
-  const src = sources.get(k);
-  if (!src || failed) return unhandled(ev.kind); // removed earlier in this batch
+  const id = ev.source;
+  const src = sources.get(id);
   const kind = ev.kind;
+  if (!src || failed) return unhandled(kind); // removed earlier in this batch
   switch (kind.tag) {
-    case 'timer': {
-      const r = timeoutResult(src.cb(kind.val));
-      if (r.tag === 'drop') sources.delete(k);
-      return { tag: 'timeout', val: r };
-    }
+    case 'timer':
+      return timerResult(id, src.cb(kind.val));
     case 'idle':
-      sources.delete(k); // one-shot
+      sources.delete(id); // one-shot
       src.cb();
-      return { tag: 'post', val: Continue };
+      return POST[Continue];
     case 'ping':
-      return post(k, postResult(src.cb()));
+      return post(id, postResult(src.cb()));
     case 'messages':
-      return post(k, runBatch(k, src, kind.val));
+      return post(id, runBatch(id, src, kind.val));
     case 'closed':
-      return post(k, src.onClosed ? postResult(src.onClosed()) : Remove);
+      return post(id, src.onClosed ? postResult(src.onClosed()) : Remove);
     default:
       return unhandled(kind);
   }
@@ -374,22 +383,23 @@ function runOne(ev) {
 // Runs a channel callback once per message of a packed batch. Remove
 // (returned, or the callback removing its own source) ends the batch;
 // Disable takes effect after it.
-function runBatch(k, src, batch) {
+function runBatch(id, src, batch) {
   const { data, lengths } = batch;
   let result = Continue;
   let start = 0;
-  for (const n of lengths) {
+  for (let i = 0; i < lengths.length; i++) {
+    const n = lengths[i];
     const action = postResult(src.cb(data.subarray(start, start + n)));
     start += n;
-    if (action === Remove || !sources.has(k)) return Remove;
+    if (action === Remove || !sources.has(id)) return Remove;
     if (action === Disable) result = Disable;
   }
   return result;
 }
 
-function post(k, action) {
-  if (action === Remove) sources.delete(k);
-  return { tag: 'post', val: action };
+function post(id, action) {
+  if (action === Remove) sources.delete(id);
+  return POST[action];
 }
 
 let plugin = null;
@@ -408,16 +418,26 @@ export function makeGuest(mod) {
       }
     },
     dispatch(events) {
-      const results = [];
-      for (const ev of events) {
+      const n = events.length;
+      const results = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const ev = events[i];
         let r;
         try {
-          r = runOne(ev);
+          const kind = ev.kind;
+          const src = sources.get(ev.source);
+          if (kind.tag === 'timer' && src && !failed) {
+            // The common case inline: a periodic timer's next instant.
+            const t = src.cb(kind.val);
+            r = t && t.tag === 'to-instant' ? { tag: 'timeout', val: t } : timerResult(ev.source, t);
+          } else {
+            r = runOne(ev);
+          }
         } catch (e) {
           fail(`${ev.kind.tag} callback`, e);
           r = unhandled(ev.kind);
         }
-        results.push(r);
+        results[i] = r;
       }
       return results;
     },

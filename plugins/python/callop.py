@@ -39,7 +39,6 @@ import json
 import re
 import sys
 import traceback
-from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 from componentize_py_types import Err
@@ -113,31 +112,57 @@ class _DropType:
 Drop = _DropType()
 
 
-@dataclass(frozen=True)
-class ToDuration:
+class _Reschedule:
+    """Base of the timer results carrying one value (``ToDuration``,
+    ``ToInstant``): immutable, compared and hashed by class and value, like
+    a frozen dataclass, but built without ``object.__setattr__`` (every
+    timer event of a periodic timer makes one)."""
+
+    __slots__ = ("_v",)
+    _field = ""
+
+    def __init__(self, value):
+        self._v = value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._field}={self._v!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return self._v == other._v
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self._v))
+
+
+class ToDuration(_Reschedule):
     """Timer result: fire again ``seconds`` after now."""
 
-    seconds: float
+    __slots__ = ()
+    __match_args__ = ("seconds",)
+    _field = "seconds"
+
+    @property
+    def seconds(self) -> float:
+        """Seconds from now (int or float)."""
+        return self._v
 
 
-@dataclass(frozen=True)
-class ToInstant:
+class ToInstant(_Reschedule):
     """Timer result: fire again at host instant ``ns`` (int nanoseconds)."""
 
-    ns: int
+    __slots__ = ()
+    __match_args__ = ("ns",)
+    _field = "ns"
+
+    @property
+    def ns(self) -> int:
+        """Host instant, int nanoseconds."""
+        return self._v
 
 
 TimeoutAction = Union[_DropType, ToDuration, ToInstant]
-
-
-def _timeout_to_wit(r) -> _t.TimeoutAction:
-    if r is None or r is Drop:
-        return _t.TimeoutAction_Drop()
-    if isinstance(r, ToDuration):
-        return _t.TimeoutAction_ToDuration(seconds_to_ns(r.seconds))
-    if isinstance(r, ToInstant):
-        return _t.TimeoutAction_ToInstant(int(r.ns))
-    raise TypeError(f"timer callback returned {r!r}; expected Drop, ToDuration(s) or ToInstant(ns)")
 
 
 def _post(r) -> PostAction:
@@ -373,11 +398,32 @@ loop = Loop()
 
 _failed = False
 
+# The interpreter's own stdout: componentize-py pre-initializes Python with
+# PYTHONUNBUFFERED=1, so it wrote every piece (print's text, then its "\n")
+# to WASI at once, two host calls per print. Line-buffered, like Rust's
+# stdout, it writes each line once; what is left of a line goes out at the
+# end of every call into the plugin (`_flush`).
+if getattr(sys.stdout, "write_through", False):
+    sys.stdout.reconfigure(line_buffering=True, write_through=False)
+# Its stderr stays unbuffered: flushing it would be a no-op, and `_flush`
+# skips it (a replaced sys.stderr is flushed).
+_unbuffered_stderr = sys.stderr if getattr(sys.stderr, "write_through", False) else None
+
+# What every event needs, as module globals rather than `_t.` lookups.
+_Timer = _t.EventKind_Timer
+_Result_Timeout = _t.EventResult_Timeout
+_Timeout_ToInstant = _t.TimeoutAction_ToInstant
+_Timeout_ToDuration = _t.TimeoutAction_ToDuration
+# Results without a varying payload are built once and shared: the bindings
+# only read the returned list.
+_TIMEOUT_DROP = _Result_Timeout(_t.TimeoutAction_Drop())
+_POST = {a: _t.EventResult_Post(a) for a in (Continue, Reregister, Disable, Remove)}
+
 
 def _unhandled(kind) -> _t.EventResult:
-    if isinstance(kind, _t.EventKind_Timer):
-        return _t.EventResult_Timeout(_t.TimeoutAction_Drop())
-    return _t.EventResult_Post(Remove)
+    if type(kind) is _Timer:
+        return _TIMEOUT_DROP
+    return _POST[Remove]
 
 
 def _exit_code(e: SystemExit) -> int:
@@ -406,10 +452,23 @@ def _fail(where: str) -> None:
     _host.stop(1)
 
 
+def _timer_result(id: int, r) -> _t.EventResult:
+    """A timer callback's result as the WIT event-result (``Drop`` or
+    ``None``: the timer's callback is forgotten)."""
+    if r is None or r is Drop:
+        _sources.pop(id, None)
+        return _TIMEOUT_DROP
+    if isinstance(r, ToInstant):
+        return _Result_Timeout(_Timeout_ToInstant(int(r.ns)))
+    if isinstance(r, ToDuration):
+        return _Result_Timeout(_Timeout_ToDuration(seconds_to_ns(r.seconds)))
+    raise TypeError(f"timer callback returned {r!r}; expected Drop, ToDuration(s) or ToInstant(ns)")
+
+
 def _post_result(id: int, action: PostAction) -> _t.EventResult:
     if action is Remove:
         _sources.pop(id, None)
-    return _t.EventResult_Post(action)
+    return _POST[action]
 
 
 def _run_batch(id: int, src, batch: _t.MessageBatch) -> PostAction:
@@ -429,34 +488,31 @@ def _run_batch(id: int, src, batch: _t.MessageBatch) -> PostAction:
     return result
 
 
-def _run_one(ev: _t.Event) -> _t.EventResult:
-    src = _sources.get(ev.source)
-    kind = ev.kind
-    if src is None or _failed:  # removed earlier in this batch
-        return _unhandled(kind)
-    if isinstance(kind, _t.EventKind_Timer):
-        r = _timeout_to_wit(src.cb(kind.value))
-        if isinstance(r, _t.TimeoutAction_Drop):
-            _sources.pop(ev.source, None)
-        return _t.EventResult_Timeout(r)
+def _run_other(id: int, src, kind) -> _t.EventResult:
+    """A non-timer event of a live source."""
     if isinstance(kind, _t.EventKind_Idle):
-        _sources.pop(ev.source, None)  # one-shot
+        _sources.pop(id, None)  # one-shot
         src.cb()
-        return _t.EventResult_Post(Continue)
+        return _POST[Continue]
     if isinstance(kind, _t.EventKind_Ping):
-        return _post_result(ev.source, _post(src.cb()))
+        return _post_result(id, _post(src.cb()))
     if isinstance(kind, _t.EventKind_Messages):
-        return _post_result(ev.source, _run_batch(ev.source, src, kind.value))
+        return _post_result(id, _run_batch(id, src, kind.value))
     if isinstance(kind, _t.EventKind_Closed):
         action = _post(src.on_closed()) if src.on_closed is not None else Remove
-        return _post_result(ev.source, action)
+        return _post_result(id, action)
     return _unhandled(kind)
 
 
 def _flush() -> None:
-    for f in (sys.stdout, sys.stderr):
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    err = sys.stderr
+    if err is not _unbuffered_stderr:
         try:
-            f.flush()
+            err.flush()
         except Exception:
             pass
 
@@ -482,15 +538,30 @@ class Guest(_exports.Guest):
 
     def dispatch(self, events: list[_t.Event]) -> list[_t.EventResult]:
         results = []
+        append = results.append
+        get = _sources.get
         for ev in events:
             try:
-                results.append(_run_one(ev))
+                id = ev.source
+                kind = ev.kind
+                src = get(id)
+                if src is None or _failed:  # removed earlier in this batch
+                    append(_unhandled(kind))
+                elif type(kind) is _Timer:
+                    r = src.cb(kind.value)
+                    # The common case inline: a periodic timer's next instant.
+                    if type(r) is ToInstant and type(r._v) is int:
+                        append(_Result_Timeout(_Timeout_ToInstant(r._v)))
+                    else:
+                        append(_timer_result(id, r))
+                else:
+                    append(_run_other(id, src, kind))
             except SystemExit as e:
                 _exit(e)
-                results.append(_unhandled(ev.kind))
+                append(_unhandled(ev.kind))
             except Exception:
                 _fail(f"{type(ev.kind).__name__.split('_')[-1].lower()} callback")
-                results.append(_unhandled(ev.kind))
+                append(_unhandled(ev.kind))
         _flush()
         return results
 

@@ -22,8 +22,10 @@
 //!   forced exit ends the wait at once ([`Interrupted`]).
 //!
 //! A call that needs no waiting (a ready pollable, a stream with room)
-//! returns at once as before. Without a deadline (`--callback-timeout 0`) a
-//! wait is bounded only by the alarm.
+//! returns at once as before; `blocking-write-and-flush` to a stream with
+//! room whose flush completes at once (stdout, stderr: every line a plugin
+//! prints) does not even enter the async runtime. Without a deadline
+//! (`--callback-timeout 0`) a wait is bounded only by the alarm.
 
 use std::future::Future;
 use std::pin::pin;
@@ -202,6 +204,29 @@ impl poll::HostPollable for Guarded<'_> {
     }
 }
 
+impl Guarded<'_> {
+    /// The end of a blocking flush: done if `check-write` is not 0 (it is 0
+    /// until a flush has completed), else a bounded wait until the stream
+    /// is ready, as wasmtime-wasi's `write_ready`. `closed_ok`: a stream
+    /// closed meanwhile counts as flushed (`blocking-write-and-flush`).
+    fn flushed(
+        &mut self,
+        stream: &Resource<DynOutputStream>,
+        call: &'static str,
+        closed_ok: bool,
+    ) -> StreamResult<()> {
+        let s = self.table.get_mut(stream)?;
+        let r = match s.check_write() {
+            Ok(0) => bounded_stream(self.deadline, call, s.write_ready()).map(drop),
+            r => r.map(drop),
+        };
+        match r {
+            Err(StreamError::Closed) if closed_ok => Ok(()),
+            r => r,
+        }
+    }
+}
+
 impl streams::Host for Guarded<'_> {
     fn convert_stream_error(&mut self, err: StreamError) -> wasmtime::Result<streams::StreamError> {
         streams::Host::convert_stream_error(self.table, err)
@@ -223,9 +248,25 @@ impl streams::HostOutputStream for Guarded<'_> {
         stream: Resource<DynOutputStream>,
         bytes: Vec<u8>,
     ) -> StreamResult<()> {
+        const CALL: &str = "wasi:io/streams.output-stream.blocking-write-and-flush";
+        // A stream with room for the bytes (stdout and stderr, pipes to
+        // memory, a sink) takes them without a trip through the async
+        // runtime: the same steps as wasmtime-wasi's, which waits first.
+        if bytes.len() <= 4096 {
+            let s = self.table.get_mut(&stream)?;
+            if s.check_write().is_ok_and(|n| n > 0 && n >= bytes.len()) {
+                s.write(bytes.into())?;
+                // As wasmtime-wasi's: a stream closed after the write is no error.
+                match s.flush() {
+                    Ok(()) | Err(StreamError::Closed) => {}
+                    Err(e) => return Err(e),
+                }
+                return self.flushed(&stream, CALL, true);
+            }
+        }
         bounded_stream(
             self.deadline,
-            "wasi:io/streams.output-stream.blocking-write-and-flush",
+            CALL,
             async_streams::HostOutputStream::blocking_write_and_flush(self.table, stream, bytes),
         )
     }
@@ -255,10 +296,13 @@ impl streams::HostOutputStream for Guarded<'_> {
         streams::HostOutputStream::flush(self.table, stream)
     }
     fn blocking_flush(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<()> {
-        bounded_stream(
-            self.deadline,
+        // wasmtime-wasi's steps (flush, then wait until the stream is ready),
+        // without the async runtime when the flush completed at once.
+        self.table.get_mut(&stream)?.flush()?;
+        self.flushed(
+            &stream,
             "wasi:io/streams.output-stream.blocking-flush",
-            async_streams::HostOutputStream::blocking_flush(self.table, stream),
+            false,
         )
     }
     fn splice(
