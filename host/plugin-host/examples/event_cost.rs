@@ -10,9 +10,8 @@
 //! then `--runs` times (default 5): starts one instance with ARG... (every
 //! `{n}` replaced by N; default `--every 0ms --count {n}`, the ticker's) and
 //! runs the loop until the plugin ended. Prints per run the start
-//! (instantiate + init) and the time per event, with and without the start
-//! (the `bench` ticker row counts it in); the plugin must end by itself
-//! after N events (no source left, or exit 0).
+//! (instantiate + init) and the time per event, with and without the start;
+//! the plugin must end by itself after N events (no source left, or exit 0).
 //!
 //! Instruction counts per event: run it under callgrind with N and with
 //! 2N (`--runs 1`) and divide the difference by N (the plugin is compiled
