@@ -97,35 +97,25 @@ impl Plugin for Sink {
             st.seen >= st.target
         };
         match mode.as_deref() {
-            Some("--messages") if shared => {
-                handle
-                    .insert_source(
-                        Channel::open_shared("in"),
-                        move |ev, _: &mut (), st: &mut State| {
-                            if let Event::Msg(_) = ev {
-                                if done(st) {
-                                    callop_guest::stop(0);
-                                }
-                            }
-                            PostAction::Continue
-                        },
-                    )
-                    .map_err(|e| e.to_string())?;
-            }
             Some("--messages") => {
-                handle
-                    .insert_source(
-                        Channel::open("in"),
-                        move |ev, _: &mut (), st: &mut State| {
-                            if let Event::Msg(_) = ev {
-                                if done(st) {
-                                    callop_guest::stop(0);
-                                }
-                            }
-                            PostAction::Continue
-                        },
-                    )
-                    .map_err(|e| e.to_string())?;
+                // The same count for either kind of message.
+                fn on_msg<M>(ev: Event<M>, st: &mut State) -> PostAction {
+                    if let Event::Msg(_) = ev {
+                        st.seen += 1;
+                        if st.seen >= st.target {
+                            callop_guest::stop(0);
+                        }
+                    }
+                    PostAction::Continue
+                }
+                let token = if shared {
+                    handle.insert_source(Channel::open_shared("in"), |ev, _: &mut (), st| {
+                        on_msg(ev, st)
+                    })
+                } else {
+                    handle.insert_source(Channel::open("in"), |ev, _: &mut (), st| on_msg(ev, st))
+                };
+                token.map_err(|e| e.to_string())?;
             }
             Some("--pings") => {
                 let (ping, source) = make_named_ping("p").map_err(|e| e.to_string())?;
