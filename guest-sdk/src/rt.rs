@@ -53,13 +53,8 @@ pub(crate) fn insert(id: u64, cb: Callback) {
 /// removed callback is dropped *outside* the registry borrow, so its
 /// captures may touch the loop in their `Drop`.
 pub(crate) fn forget(id: u64) -> bool {
-    let slot = SOURCES.with(|m| m.borrow_mut().remove(&id));
-    let was = slot.is_some();
-    if was {
-        count_removal();
-    }
-    drop(slot);
-    was
+    // `take` has released the borrow; the callback is dropped here.
+    take(id).is_some()
 }
 
 /// Removes the callback of `id` from the registry and hands it to the
